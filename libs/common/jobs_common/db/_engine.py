@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from jobs_common.settings import Settings
+
+__all__ = ["create_engine", "session_factory"]
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """The one engine of a process."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
+        # Short connect timeout: a down database answers UNAVAILABLE quickly instead of hanging.
+        connect_args={"timeout": 5, "server_settings": {"application_name": "job-scheduler"}},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,134 @@
+"""The schema. Migrations (``jobs_common/migrations``) create it; these models describe it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["AttemptRow", "Base", "ExecutionRow", "JobRow"]
+
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JOB_STATES = ("ACTIVE", "PAUSED", "COMPLETED", "DELETED")
+EXECUTION_STATES = (
+    "SCHEDULED",
+    "QUEUED",
+    "RUNNING",
+    "RETRY_SCHEDULED",
+    "SUCCEEDED",
+    "DEAD",
+    "CANCELLED",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    method: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONB)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    timeout_ms: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    min_backoff_ms: Mapped[int] = mapped_column(Integer)
+    max_backoff_ms: Mapped[int] = mapped_column(Integer)
+    multiplier: Mapped[float] = mapped_column(Double)
+    retry_status_codes: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    queue: Mapped[str] = mapped_column(String(63))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(String(16))
+    last_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_in("state", JOB_STATES), name="state"),
+        # ListJobs pages newest first by (create_time, id).
+        Index("ix_jobs_create_time_id", text("create_time DESC"), text("id DESC")),
+        Index("ix_jobs_labels", "labels", postgresql_using="gin"),
+    )
+
+
+class ExecutionRow(Base):
+    __tablename__ = "executions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    # Attempts started (numbers them); interrupted ones (worker shutdown) do not use up retries.
+    attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    interrupted_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    schedule_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
+    replay_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id"))
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_in("state", EXECUTION_STATES), name="state"),
+        Index("ix_executions_job_id_create_time", "job_id", text("create_time DESC"), text("id DESC")),
+        # The reconciler's working set: unfinished executions by due time.
+        Index(
+            "ix_executions_unfinished",
+            "state",
+            "schedule_time",
+            postgresql_where=text("state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')"),
+        ),
+    )
+
+
+class AttemptRow(Base):
+    __tablename__ = "attempts"
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_id: Mapped[str] = mapped_column(Text)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response_status_code: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    response_body: Mapped[bytes] = mapped_column(LargeBinary, server_default=text("''::bytea"))
+    response_body_truncated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str] = mapped_column(Text, server_default="")

@@ -1,0 +1,145 @@
+"""Domain types shared by the api, the store and the worker; protobuf stops before these."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+__all__ = [
+    "TERMINAL_EXECUTION_STATES",
+    "Attempt",
+    "ErrorKind",
+    "Execution",
+    "ExecutionState",
+    "HttpMethod",
+    "HttpRequestSpec",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "Page",
+    "RetryPolicy",
+]
+
+
+T = TypeVar("T")
+
+
+class HttpMethod(enum.StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
+
+
+class JobState(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    DELETED = "DELETED"
+
+
+class ExecutionState(enum.StrEnum):
+    SCHEDULED = "SCHEDULED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    RETRY_SCHEDULED = "RETRY_SCHEDULED"
+    SUCCEEDED = "SUCCEEDED"
+    DEAD = "DEAD"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_EXECUTION_STATES = frozenset(
+    {ExecutionState.SUCCEEDED, ExecutionState.DEAD, ExecutionState.CANCELLED}
+)
+
+
+class ErrorKind(enum.StrEnum):
+    TIMEOUT = "TIMEOUT"
+    CONNECT = "CONNECT"
+    DNS = "DNS"
+    TLS = "TLS"
+    HTTP_STATUS = "HTTP_STATUS"
+    PROTOCOL = "PROTOCOL"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    min_backoff: timedelta
+    max_backoff: timedelta
+    multiplier: float
+    retry_status_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequestSpec:
+    method: HttpMethod
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated job definition, as CreateJob accepts it."""
+
+    http_request: HttpRequestSpec
+    timeout: timedelta
+    retry_policy: RetryPolicy
+    run_at: datetime | None
+    queue: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    worker_id: str
+    start_time: datetime
+    end_time: datetime | None
+    response_status_code: int | None
+    response_headers: dict[str, str]
+    response_body: bytes
+    response_body_truncated: bool
+    error_kind: ErrorKind | None
+    error_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    id: str
+    job_id: str
+    state: ExecutionState
+    attempt_count: int
+    schedule_time: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    last_error: str
+    replay_of: str | None
+    create_time: datetime
+    attempts: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    spec: JobSpec
+    state: JobState
+    create_time: datetime
+    update_time: datetime
+    last_execution: Execution | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; an empty ``next_page_token`` ends it."""
+
+    items: list[T] = field(default_factory=list)
+    next_page_token: str = ""

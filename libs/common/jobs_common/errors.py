@@ -1,0 +1,72 @@
+"""Domain errors. The api's error interceptor maps each one to a gRPC status (AIP-193).
+
+The tree::
+
+    JobSchedulerError
+    ├── InvalidArgumentError      → INVALID_ARGUMENT + google.rpc.BadRequest (one violation per field)
+    ├── NotFoundError             → NOT_FOUND
+    ├── FailedPreconditionError   → FAILED_PRECONDITION
+    ├── AlreadyExistsError        → ALREADY_EXISTS
+    └── UnavailableError          → UNAVAILABLE (PostgreSQL or Redis did not answer)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "FieldViolation",
+    "InvalidArgumentError",
+    "JobSchedulerError",
+    "NotFoundError",
+    "UnavailableError",
+]
+
+
+class JobSchedulerError(Exception):
+    """Base of every error a client can be told about; ``reason`` goes into google.rpc.ErrorInfo."""
+
+    reason: str = "UNKNOWN"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """A bad field: ``field`` is its path in the request (``job.http_request.url``)."""
+
+    field: str
+    description: str
+
+
+class InvalidArgumentError(JobSchedulerError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        if not violations:
+            raise ValueError("InvalidArgumentError needs at least one violation")
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(f"invalid request: {summary}")
+        self.violations = violations
+
+
+class NotFoundError(JobSchedulerError):
+    reason = "NOT_FOUND"
+
+
+class FailedPreconditionError(JobSchedulerError):
+    reason = "FAILED_PRECONDITION"
+
+
+class AlreadyExistsError(JobSchedulerError):
+    reason = "ALREADY_EXISTS"
+
+
+class UnavailableError(JobSchedulerError):
+    reason = "DEPENDENCY_UNAVAILABLE"

@@ -1,0 +1,55 @@
+"""Opaque AIP-158 page tokens: a keyset position plus a fingerprint of the request's filters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobs_common.errors import FieldViolation, InvalidArgumentError
+
+__all__ = ["PagePosition", "decode_page_token", "encode_page_token", "filter_fingerprint"]
+
+
+@dataclass(frozen=True, slots=True)
+class PagePosition:
+    """The last item of the previous page, in (create_time, id) order."""
+
+    create_time: datetime
+    id: uuid.UUID
+
+
+def filter_fingerprint(**filters: object) -> str:
+    canonical = json.dumps(filters, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode_page_token(position: PagePosition, fingerprint: str) -> str:
+    raw = json.dumps({"t": position.create_time.isoformat(), "i": str(position.id), "f": fingerprint})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, fingerprint: str, field_name: str = "page_token") -> PagePosition | None:
+    """Returns None for an empty token.
+
+    Raises:
+        InvalidArgumentError: the token is malformed or was made for other filters.
+    """
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        position = PagePosition(datetime.fromisoformat(data["t"]), uuid.UUID(data["i"]))
+        token_fingerprint = data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidArgumentError([FieldViolation(field_name, "is not a valid page token")]) from None
+    if token_fingerprint != fingerprint:
+        raise InvalidArgumentError(
+            [FieldViolation(field_name, "was made for a request with other filters")]
+        )
+    return position

@@ -1,0 +1,102 @@
+"""Configuration of every process, read once from the environment (see the README's table)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs_common._durations import parse_duration
+
+__all__ = ["Settings"]
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Settings(BaseSettings):
+    """Every setting of the api and the worker; names follow the original plan's variables."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobscheduler"
+    database_auto_create: bool = True
+    database_pool_size: int = Field(default=20, ge=1)
+
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: str | None = None
+    redis_db: int = Field(default=0, ge=0)
+
+    grpc_host: str = "[::]"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_shutdown_grace: Duration = timedelta(seconds=5)
+    health_check_interval: Duration = timedelta(seconds=2)
+
+    worker_pool_size: int = Field(default=1, ge=1)
+    worker_max_concurrent_jobs: int = Field(default=500, ge=1)
+    worker_http_timeout: Duration = timedelta(seconds=90)
+    worker_retry_count: int = Field(default=3, ge=0)
+    worker_queue: str = "default"
+    worker_drain_timeout: Duration = timedelta(seconds=95)
+
+    queue_batch_size: int = Field(default=100, ge=1)
+    queue_poll_interval: Duration = timedelta(milliseconds=10)
+    queue_max_retries: int = Field(default=3, ge=0)
+    queue_keep_result: Duration = timedelta(hours=1)
+
+    job_max_timeout: Duration = timedelta(seconds=300)
+    job_max_attempts: int = Field(default=100, ge=1)
+    job_max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    job_max_headers: int = Field(default=64, ge=0)
+    job_max_header_bytes: int = Field(default=16 * 1024, ge=0)
+    job_max_url_length: int = Field(default=2048, ge=16)
+    job_max_labels: int = Field(default=64, ge=0)
+    response_body_capture_bytes: int = Field(default=64 * 1024, ge=0)
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_timeouts(self) -> Settings:
+        if self.worker_http_timeout > self.job_max_timeout:
+            raise ValueError("WORKER_HTTP_TIMEOUT must not exceed JOB_MAX_TIMEOUT")
+        if self.worker_http_timeout <= timedelta(0):
+            raise ValueError("WORKER_HTTP_TIMEOUT must be positive")
+        return self
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL: REDIS_URL when set, else built from REDIS_HOST/PORT/PASSWORD/DB."""
+        if self.redis_url:
+            return self.redis_url
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def default_max_attempts(self) -> int:
+        """Attempts of a job that sets none: the first one plus QUEUE_MAX_RETRIES retries."""
+        return min(self.queue_max_retries + 1, self.job_max_attempts)
+
+    @property
+    def arq_job_timeout(self) -> timedelta:
+        """arq's job_timeout: above the longest allowed call, so the HTTP timeout always fires first."""
+        return self.job_max_timeout + timedelta(seconds=30)
+
+    def public_summary(self) -> dict[str, Any]:
+        """Settings safe to log: no passwords."""
+        data = self.model_dump()
+        data.pop("redis_password", None)
+        data["redis_url"] = _redact_url(self.redis_dsn)
+        data["database_url"] = _redact_url(self.database_url)
+        return data
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"

@@ -1,0 +1,238 @@
+"""The worker's side of PostgreSQL: claim an execution under a lease, then record the outcome.
+
+Each is one statement (one round trip): data-modifying CTEs update the execution, its attempt and
+its job together. Every write after the claim is fenced by (state RUNNING, attempt number, lease
+owner), so a worker that lost its lease cannot move the execution.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs_common.domain import (
+    TERMINAL_EXECUTION_STATES,
+    ErrorKind,
+    ExecutionState,
+    HttpMethod,
+    HttpRequestSpec,
+    RetryPolicy,
+)
+
+__all__ = ["AttemptResult", "Claim", "ExecutionLeases", "NotClaimed"]
+
+_CLAIM = text(
+    """
+WITH claimed AS (
+    UPDATE executions e
+    SET state = 'RUNNING',
+        attempt_count = e.attempt_count + 1,
+        start_time = coalesce(e.start_time, now()),
+        lease_owner = :worker_id,
+        lease_expires_at = now() + make_interval(secs => j.timeout_ms / 1000.0 + CAST(:lease_grace_s AS double precision)),
+        update_time = now()
+    FROM jobs j
+    WHERE e.id = :execution_id
+      AND j.id = e.job_id
+      AND e.schedule_time <= now()
+      AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
+           OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
+    RETURNING e.id, e.attempt_count, e.interrupted_attempts, j.method, j.url, j.headers, j.body,
+              j.timeout_ms, j.max_attempts, j.min_backoff_ms, j.max_backoff_ms, j.multiplier,
+              j.retry_status_codes
+), lost AS (
+    -- An attempt left open by a worker whose lease lapsed: it died mid-call.
+    UPDATE attempts a
+    SET end_time = now(), error_kind = 'INTERRUPTED', error_message = 'worker lost: lease expired'
+    FROM claimed
+    WHERE a.execution_id = claimed.id AND a.end_time IS NULL
+), attempt AS (
+    INSERT INTO attempts (execution_id, number, worker_id, start_time)
+    SELECT id, attempt_count, :worker_id, now() FROM claimed
+)
+SELECT * FROM claimed
+"""
+)
+
+_INSPECT = text(
+    """
+SELECT state, greatest(schedule_time - now(), interval '0') AS until_due,
+       greatest(lease_expires_at - now(), interval '0') AS until_lease_expiry
+FROM executions WHERE id = :execution_id
+"""
+)
+
+_FINISH = text(
+    """
+WITH attempt AS (
+    UPDATE attempts
+    SET end_time = now(), response_status_code = :status_code, response_headers = :response_headers,
+        response_body = :response_body, response_body_truncated = :truncated,
+        error_kind = :error_kind, error_message = :error_message
+    WHERE execution_id = :execution_id AND number = :number
+), execution AS (
+    UPDATE executions
+    SET state = :state,
+        schedule_time = coalesce(now() + make_interval(secs => CAST(:retry_delay_s AS double precision)),
+                                 schedule_time),
+        end_time = CASE WHEN CAST(:terminal AS boolean) THEN now() END,
+        last_error = :last_error,
+        lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+    WHERE id = :execution_id AND state = 'RUNNING' AND attempt_count = :number AND lease_owner = :worker_id
+    RETURNING job_id
+), job AS (
+    UPDATE jobs SET state = 'COMPLETED', update_time = now()
+    WHERE CAST(:terminal AS boolean) AND id IN (SELECT job_id FROM execution)
+      AND state = 'ACTIVE' AND last_execution_id = :execution_id
+)
+SELECT count(*) FROM execution
+"""
+).bindparams(bindparam("response_headers", type_=JSONB))
+
+_RELEASE = text(
+    """
+WITH attempt AS (
+    UPDATE attempts
+    SET end_time = now(),
+        error_kind = CASE WHEN (SELECT state FROM executions WHERE id = :execution_id) = 'CANCELLED'
+                          THEN 'CANCELLED' ELSE 'INTERRUPTED' END,
+        error_message = CASE WHEN (SELECT state FROM executions WHERE id = :execution_id) = 'CANCELLED'
+                             THEN 'cancelled while running' ELSE :reason END
+    WHERE execution_id = :execution_id AND number = :number AND end_time IS NULL
+), execution AS (
+    UPDATE executions
+    SET state = 'QUEUED', interrupted_attempts = interrupted_attempts + 1,
+        lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+    WHERE id = :execution_id AND state = 'RUNNING' AND attempt_count = :number AND lease_owner = :worker_id
+    RETURNING id
+)
+SELECT count(*) FROM execution
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An execution this worker now runs, as attempt ``number``."""
+
+    execution_id: uuid.UUID
+    number: int
+    # Earlier attempts that used up the retry budget (interrupted ones do not).
+    counted_before: int
+    request: HttpRequestSpec
+    timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class NotClaimed:
+    """Why a delivery did not claim: the execution is missing, finished, not yet due, or leased."""
+
+    state: ExecutionState | None
+    until_due: timedelta
+    until_lease_expiry: timedelta | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state is None or self.state in TERMINAL_EXECUTION_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What to record of an attempt and where the execution goes next."""
+
+    state: ExecutionState
+    status_code: int | None = None
+    response_headers: dict[str, str] | None = None
+    response_body: bytes = b""
+    truncated: bool = False
+    error_kind: ErrorKind | None = None
+    error_message: str = ""
+    retry_delay: timedelta | None = None
+
+
+class ExecutionLeases:
+    def __init__(self, engine: AsyncEngine, worker_id: str, lease_grace: timedelta) -> None:
+        # Single statements in autocommit: one round trip each, no BEGIN/COMMIT.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.worker_id = worker_id
+        self._lease_grace_s = lease_grace.total_seconds()
+
+    async def claim(self, execution_id: uuid.UUID) -> Claim | NotClaimed:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    _CLAIM,
+                    {
+                        "execution_id": execution_id,
+                        "worker_id": self.worker_id,
+                        "lease_grace_s": self._lease_grace_s,
+                    },
+                )
+            ).first()
+            if row is None:
+                found = (await conn.execute(_INSPECT, {"execution_id": execution_id})).first()
+                if found is None:
+                    return NotClaimed(None, timedelta(0), None)
+                return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry)
+        return Claim(
+            execution_id=row.id,
+            number=row.attempt_count,
+            counted_before=row.attempt_count - 1 - row.interrupted_attempts,
+            request=HttpRequestSpec(
+                method=HttpMethod(row.method), url=row.url, headers=dict(row.headers), body=row.body
+            ),
+            timeout=timedelta(milliseconds=row.timeout_ms),
+            retry_policy=RetryPolicy(
+                max_attempts=row.max_attempts,
+                min_backoff=timedelta(milliseconds=row.min_backoff_ms),
+                max_backoff=timedelta(milliseconds=row.max_backoff_ms),
+                multiplier=row.multiplier,
+                retry_status_codes=tuple(row.retry_status_codes),
+            ),
+        )
+
+    async def finish(self, claim: Claim, result: AttemptResult) -> bool:
+        """Records the attempt and moves the execution; False when the lease was lost meanwhile
+        (the attempt is still recorded, the execution is left to whoever holds it)."""
+        terminal = result.state in TERMINAL_EXECUTION_STATES
+        async with self._engine.connect() as conn:
+            moved = await conn.scalar(
+                _FINISH,
+                {
+                    "execution_id": claim.execution_id,
+                    "number": claim.number,
+                    "worker_id": self.worker_id,
+                    "status_code": result.status_code,
+                    "response_headers": result.response_headers or {},
+                    "response_body": result.response_body,
+                    "truncated": result.truncated,
+                    "error_kind": result.error_kind.value if result.error_kind else None,
+                    "error_message": result.error_message,
+                    "state": result.state.value,
+                    "retry_delay_s": result.retry_delay.total_seconds() if result.retry_delay else None,
+                    "terminal": terminal,
+                    "last_error": result.error_message,
+                },
+            )
+        return bool(moved)
+
+    async def release(self, claim: Claim, reason: str) -> bool:
+        """Ends an attempt cut short by the worker stopping (or by a cancel) and, unless the
+        execution was cancelled, hands it back as QUEUED without using up a retry."""
+        async with self._engine.connect() as conn:
+            moved = await conn.scalar(
+                _RELEASE,
+                {
+                    "execution_id": claim.execution_id,
+                    "number": claim.number,
+                    "worker_id": self.worker_id,
+                    "reason": reason,
+                },
+            )
+        return bool(moved)

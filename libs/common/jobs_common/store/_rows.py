@@ -1,0 +1,103 @@
+"""Mapping of table rows to domain objects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from jobs_common.db import AttemptRow, ExecutionRow, JobRow
+from jobs_common.domain import (
+    Attempt,
+    ErrorKind,
+    Execution,
+    ExecutionState,
+    HttpMethod,
+    HttpRequestSpec,
+    Job,
+    JobSpec,
+    JobState,
+    RetryPolicy,
+)
+
+__all__ = ["attempt_from_row", "execution_from_row", "job_from_row", "job_spec_columns"]
+
+
+def job_spec_columns(spec: JobSpec) -> dict[str, object]:
+    """The jobs-table columns that hold a job's definition."""
+    policy = spec.retry_policy
+    return {
+        "method": spec.http_request.method.value,
+        "url": spec.http_request.url,
+        "headers": spec.http_request.headers,
+        "body": spec.http_request.body,
+        "timeout_ms": _ms(spec.timeout),
+        "max_attempts": policy.max_attempts,
+        "min_backoff_ms": _ms(policy.min_backoff),
+        "max_backoff_ms": _ms(policy.max_backoff),
+        "multiplier": policy.multiplier,
+        "retry_status_codes": list(policy.retry_status_codes),
+        "run_at": spec.run_at,
+        "queue": spec.queue,
+        "labels": spec.labels,
+    }
+
+
+def job_from_row(row: JobRow, last_execution: ExecutionRow | None) -> Job:
+    spec = JobSpec(
+        http_request=HttpRequestSpec(
+            method=HttpMethod(row.method), url=row.url, headers=dict(row.headers), body=row.body
+        ),
+        timeout=timedelta(milliseconds=row.timeout_ms),
+        retry_policy=RetryPolicy(
+            max_attempts=row.max_attempts,
+            min_backoff=timedelta(milliseconds=row.min_backoff_ms),
+            max_backoff=timedelta(milliseconds=row.max_backoff_ms),
+            multiplier=row.multiplier,
+            retry_status_codes=tuple(row.retry_status_codes),
+        ),
+        run_at=row.run_at,
+        queue=row.queue,
+        labels={str(k): str(v) for k, v in row.labels.items()},
+    )
+    return Job(
+        id=str(row.id),
+        spec=spec,
+        state=JobState(row.state),
+        create_time=row.create_time,
+        update_time=row.update_time,
+        last_execution=execution_from_row(last_execution) if last_execution is not None else None,
+    )
+
+
+def execution_from_row(row: ExecutionRow, attempts: list[AttemptRow] | None = None) -> Execution:
+    return Execution(
+        id=str(row.id),
+        job_id=str(row.job_id),
+        state=ExecutionState(row.state),
+        attempt_count=row.attempt_count,
+        schedule_time=row.schedule_time,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        last_error=row.last_error,
+        replay_of=str(row.replay_of) if row.replay_of else None,
+        create_time=row.create_time,
+        attempts=tuple(attempt_from_row(a) for a in attempts or ()),
+    )
+
+
+def attempt_from_row(row: AttemptRow) -> Attempt:
+    return Attempt(
+        number=row.number,
+        worker_id=row.worker_id,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        response_status_code=row.response_status_code,
+        response_headers=dict(row.response_headers),
+        response_body=row.response_body,
+        response_body_truncated=row.response_body_truncated,
+        error_kind=ErrorKind(row.error_kind) if row.error_kind else None,
+        error_message=row.error_message,
+    )
+
+
+def _ms(value: timedelta) -> int:
+    return round(value.total_seconds() * 1000)

@@ -1,0 +1,274 @@
+"""Checks of everything a client sends; bad input never reaches PostgreSQL or Redis.
+
+Each check collects a :class:`FieldViolation` naming the request field, so one answer lists every
+bad field at once (AIP-193 ``BadRequest``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from jobs_common.domain import HttpMethod, HttpRequestSpec, JobSpec, RetryPolicy
+from jobs_common.errors import FieldViolation, InvalidArgumentError
+from jobs_common.settings import Settings
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_QUEUE",
+    "MAX_PAGE_SIZE",
+    "JobDraft",
+    "validate_id",
+    "validate_job",
+    "validate_page_size",
+    "validate_request_id",
+]
+
+DEFAULT_QUEUE = "default"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+DEFAULT_MIN_BACKOFF = timedelta(seconds=1)
+DEFAULT_MAX_BACKOFF = timedelta(seconds=600)
+DEFAULT_MULTIPLIER = 2.0
+MAX_MULTIPLIER = 10.0
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+MAX_BACKOFF_LIMIT = timedelta(days=1)
+
+# Headers the service sets itself or that describe the connection, not the request.
+RESERVED_HEADERS = frozenset(
+    {
+        "idempotency-key",
+        "user-agent",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    }
+)
+
+_QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+
+# The ``bad(path, description)`` callback that collects violations.
+_Bad = Callable[[str, str], None]
+
+
+@dataclass(slots=True)
+class JobDraft:
+    """A job as the client sent it, before any check. ``method`` is None when unset and the
+    proto enum's name (or ``"<number>"``) otherwise."""
+
+    url: str
+    method: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    timeout: timedelta | None = None
+    max_attempts: int | None = None
+    min_backoff: timedelta | None = None
+    max_backoff: timedelta | None = None
+    multiplier: float | None = None
+    retry_status_codes: list[int] = field(default_factory=list)
+    run_at: datetime | None = None
+    queue: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> JobSpec:
+    """Returns the validated job with defaults filled in.
+
+    Raises:
+        InvalidArgumentError: with one violation per bad field.
+    """
+    violations: list[FieldViolation] = []
+
+    def bad(path: str, description: str) -> None:
+        violations.append(FieldViolation(f"{prefix}.{path}", description))
+
+    method = _check_method(draft.method, bad)
+    _check_url(draft.url, settings.job_max_url_length, bad)
+    _check_headers(draft.headers, settings, bad)
+    if len(draft.body) > settings.job_max_body_bytes:
+        bad("http_request.body", f"is {len(draft.body)} bytes; the limit is {settings.job_max_body_bytes}")
+
+    timeout = draft.timeout if draft.timeout is not None else settings.worker_http_timeout
+    if timeout <= timedelta(0):
+        bad("timeout", "must be positive")
+    elif timeout > settings.job_max_timeout:
+        bad("timeout", f"must be at most {settings.job_max_timeout.total_seconds():g}s")
+
+    policy = _check_retry_policy(draft, settings, bad)
+    run_at = _check_run_at(draft.run_at, bad)
+
+    queue = draft.queue or DEFAULT_QUEUE
+    if not _QUEUE_NAME.match(queue):
+        bad("queue", "must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit")
+    _check_labels(draft.labels, settings.job_max_labels, bad)
+
+    if violations:
+        raise InvalidArgumentError(violations)
+    return JobSpec(
+        http_request=HttpRequestSpec(
+            method=method or HttpMethod.POST,
+            url=draft.url,
+            headers=dict(draft.headers),
+            body=draft.body,
+        ),
+        timeout=timeout,
+        retry_policy=policy,
+        run_at=run_at,
+        queue=queue,
+        labels=dict(draft.labels),
+    )
+
+
+def validate_request_id(request_id: str, field_name: str = "request_id") -> uuid.UUID | None:
+    """An empty request_id means none; anything else must be a UUID (AIP-155)."""
+    if not request_id:
+        return None
+    return _parse_uuid(request_id, field_name)
+
+
+def validate_id(value: str, field_name: str = "id") -> uuid.UUID:
+    """Resource ids are UUIDs; a malformed one is INVALID_ARGUMENT, an unknown one NOT_FOUND."""
+    if not value:
+        raise InvalidArgumentError([FieldViolation(field_name, "is required")])
+    return _parse_uuid(value, field_name)
+
+
+def validate_page_size(page_size: int, field_name: str = "page_size") -> int:
+    """AIP-158: 0 means the default, values above the maximum are capped, negatives are refused."""
+    if page_size < 0:
+        raise InvalidArgumentError([FieldViolation(field_name, "must not be negative")])
+    if page_size == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(page_size, MAX_PAGE_SIZE)
+
+
+def _parse_uuid(value: str, field_name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgumentError([FieldViolation(field_name, f"{value[:64]!r} is not a UUID")]) from None
+
+
+def _check_method(method: str | None, bad: _Bad) -> HttpMethod | None:
+    if method is None:
+        return None
+    try:
+        return HttpMethod(method)
+    except ValueError:
+        bad("http_request.method", f"unknown HTTP method {method!r}")
+        return None
+
+
+def _check_url(url: str, max_length: int, bad: _Bad) -> None:
+    path = "http_request.url"
+    if not url:
+        bad(path, "is required")
+        return
+    if len(url) > max_length:
+        bad(path, f"is {len(url)} characters; the limit is {max_length}")
+        return
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        bad(path, "must not contain whitespace or control characters")
+        return
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        bad(path, f"is not a valid URL: {exc}")
+        return
+    if parts.scheme not in ("http", "https"):
+        bad(path, "scheme must be http or https")
+    elif not parts.hostname:
+        bad(path, "must name a host")
+    elif port == 0:
+        bad(path, "port must be between 1 and 65535")
+
+
+def _check_headers(headers: dict[str, str], settings: Settings, bad: _Bad) -> None:
+    path = "http_request.headers"
+    if len(headers) > settings.job_max_headers:
+        bad(path, f"has {len(headers)} headers; the limit is {settings.job_max_headers}")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+    if size > settings.job_max_header_bytes:
+        bad(path, f"total {size} bytes; the limit is {settings.job_max_header_bytes}")
+    for name, value in headers.items():
+        shown = name[:64]
+        if not _HEADER_NAME.match(name):
+            bad(path, f"{shown!r} is not a valid header name")
+        elif name.lower() in RESERVED_HEADERS:
+            bad(path, f"{shown!r} is set by the service and cannot be given")
+        elif _FORBIDDEN_VALUE_CHARS.search(value):
+            bad(path, f"value of {shown!r} must not contain CR, LF or NUL")
+
+
+def _check_retry_policy(draft: JobDraft, settings: Settings, bad: _Bad) -> RetryPolicy:
+    max_attempts = settings.default_max_attempts if draft.max_attempts is None else draft.max_attempts
+    if max_attempts < 1:
+        bad("retry_policy.max_attempts", "must be at least 1")
+    elif max_attempts > settings.job_max_attempts:
+        bad("retry_policy.max_attempts", f"must be at most {settings.job_max_attempts}")
+
+    min_backoff = DEFAULT_MIN_BACKOFF if draft.min_backoff is None else draft.min_backoff
+    max_backoff = DEFAULT_MAX_BACKOFF if draft.max_backoff is None else draft.max_backoff
+    backoffs_ok = True
+    for name, value in (("min_backoff", min_backoff), ("max_backoff", max_backoff)):
+        if value < timedelta(0):
+            bad(f"retry_policy.{name}", "must not be negative")
+            backoffs_ok = False
+        elif value > MAX_BACKOFF_LIMIT:
+            bad(f"retry_policy.{name}", "must be at most 1 day")
+            backoffs_ok = False
+    if backoffs_ok and min_backoff > max_backoff:
+        bad("retry_policy.min_backoff", "must not exceed max_backoff")
+
+    multiplier = DEFAULT_MULTIPLIER if draft.multiplier is None else draft.multiplier
+    if not math.isfinite(multiplier) or not 1.0 <= multiplier <= MAX_MULTIPLIER:
+        bad("retry_policy.multiplier", f"must be between 1 and {MAX_MULTIPLIER:g}")
+
+    codes = sorted(set(draft.retry_status_codes))
+    for code in codes:
+        if not 400 <= code <= 499:
+            bad("retry_policy.retry_status_codes", f"{code} is not a 4xx status (5xx always retry)")
+            break
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        min_backoff=min_backoff,
+        max_backoff=max_backoff,
+        multiplier=multiplier,
+        retry_status_codes=tuple(codes),
+    )
+
+
+def _check_run_at(run_at: datetime | None, bad: _Bad) -> datetime | None:
+    if run_at is None:
+        return None
+    if run_at.tzinfo is None:
+        run_at = run_at.replace(tzinfo=UTC)
+    if run_at > datetime.now(UTC) + MAX_SCHEDULE_AHEAD:
+        bad("schedule.run_at", "must be within 366 days from now")
+    return run_at
+
+
+def _check_labels(labels: dict[str, str], max_labels: int, bad: _Bad) -> None:
+    if len(labels) > max_labels:
+        bad("labels", f"has {len(labels)} labels; the limit is {max_labels}")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key):
+            bad("labels", f"key {key[:64]!r} must be 1-63 lowercase letters, digits, '-' or '_', letter first")
+        elif not _LABEL_VALUE.match(value):
+            bad("labels", f"value of {key!r} must be at most 63 lowercase letters, digits, '-' or '_'")

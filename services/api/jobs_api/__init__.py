@@ -1,0 +1,1 @@
+"""job-scheduler's gRPC api."""

@@ -1,0 +1,176 @@
+"""Protobuf ⇄ domain. Protobuf types stop here; the rest of the api speaks domain types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobs_common.domain import Attempt, ErrorKind, Execution, ExecutionState, Job, JobState
+from jobs_common.errors import FieldViolation, InvalidArgumentError
+from jobs_common.validation import JobDraft
+from jobscheduler.v1 import resources_pb2 as pb
+
+__all__ = [
+    "attempt_to_proto",
+    "execution_to_proto",
+    "job_draft",
+    "job_state_from_proto",
+    "job_to_proto",
+]
+
+_METHOD_PREFIX = "HTTP_METHOD_"
+
+
+def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
+    """The client's job as sent; fields protobuf itself cannot represent become violations."""
+    violations: list[FieldViolation] = []
+
+    def duration(message: Message, name: str, path: str) -> timedelta | None:
+        if not message.HasField(name):
+            return None
+        value: Duration = getattr(message, name)
+        if not -315_576_000_000 <= value.seconds <= 315_576_000_000 or not -999_999_999 <= value.nanos <= 999_999_999:
+            violations.append(FieldViolation(f"{prefix}.{path}", "is not a valid duration"))
+            return None
+        return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
+
+    request, policy = job.http_request, job.retry_policy
+    run_at: datetime | None = None
+    if job.schedule.HasField("run_at"):
+        try:
+            run_at = job.schedule.run_at.ToDatetime(tzinfo=UTC)
+        except (ValueError, OverflowError):
+            violations.append(FieldViolation(f"{prefix}.schedule.run_at", "is not a valid timestamp"))
+    draft = JobDraft(
+        url=request.url,
+        method=_method_name(request.method),
+        headers=dict(request.headers),
+        body=request.body,
+        timeout=duration(job, "timeout", "timeout"),
+        max_attempts=policy.max_attempts if policy.HasField("max_attempts") else None,
+        min_backoff=duration(policy, "min_backoff", "retry_policy.min_backoff"),
+        max_backoff=duration(policy, "max_backoff", "retry_policy.max_backoff"),
+        multiplier=policy.multiplier if policy.HasField("multiplier") else None,
+        retry_status_codes=list(policy.retry_status_codes),
+        run_at=run_at,
+        queue=job.queue,
+        labels=dict(job.labels),
+    )
+    if violations:
+        raise InvalidArgumentError(violations)
+    return draft
+
+
+def job_state_from_proto(value: int) -> JobState | None:
+    """None for JOB_STATE_UNSPECIFIED.
+
+    Raises:
+        InvalidArgumentError: an unknown enum number.
+    """
+    if value == pb.JOB_STATE_UNSPECIFIED:
+        return None
+    try:
+        return JobState(pb.JobState.Name(value).removeprefix("JOB_STATE_"))  # type: ignore[arg-type]
+    except ValueError:
+        raise InvalidArgumentError([FieldViolation("state", f"unknown job state {value}")]) from None
+
+
+def job_to_proto(job: Job) -> pb.Job:
+    spec, policy = job.spec, job.spec.retry_policy
+    message = pb.Job(
+        id=job.id,
+        http_request=pb.HttpRequest(
+            method=pb.HttpMethod.Value(_METHOD_PREFIX + spec.http_request.method.value),  # type: ignore[arg-type]
+            url=spec.http_request.url,
+            headers=spec.http_request.headers,
+            body=spec.http_request.body,
+        ),
+        timeout=_duration(spec.timeout),
+        retry_policy=pb.RetryPolicy(
+            max_attempts=policy.max_attempts,
+            min_backoff=_duration(policy.min_backoff),
+            max_backoff=_duration(policy.max_backoff),
+            multiplier=policy.multiplier,
+            retry_status_codes=policy.retry_status_codes,
+        ),
+        queue=spec.queue,
+        labels=spec.labels,
+        state=pb.JobState.Value("JOB_STATE_" + job.state.value),  # type: ignore[arg-type]
+        create_time=_timestamp(job.create_time),
+        update_time=_timestamp(job.update_time),
+    )
+    if spec.run_at is not None:
+        message.schedule.run_at.CopyFrom(_timestamp(spec.run_at))
+    if job.last_execution is not None:
+        message.last_execution.CopyFrom(execution_to_proto(job.last_execution))
+    return message
+
+
+def execution_to_proto(execution: Execution) -> pb.Execution:
+    message = pb.Execution(
+        id=execution.id,
+        job_id=execution.job_id,
+        state=_execution_state(execution.state),
+        attempt_count=execution.attempt_count,
+        schedule_time=_timestamp(execution.schedule_time),
+        last_error=execution.last_error,
+        replay_of=execution.replay_of or "",
+        create_time=_timestamp(execution.create_time),
+        attempts=[attempt_to_proto(a) for a in execution.attempts],
+    )
+    if execution.start_time is not None:
+        message.start_time.CopyFrom(_timestamp(execution.start_time))
+    if execution.end_time is not None:
+        message.end_time.CopyFrom(_timestamp(execution.end_time))
+    return message
+
+
+def attempt_to_proto(attempt: Attempt) -> pb.Attempt:
+    message = pb.Attempt(
+        number=attempt.number,
+        worker_id=attempt.worker_id,
+        start_time=_timestamp(attempt.start_time),
+        response_status_code=attempt.response_status_code or 0,
+        response_headers=attempt.response_headers,
+        response_body=attempt.response_body,
+        response_body_truncated=attempt.response_body_truncated,
+        error_kind=_error_kind(attempt.error_kind),
+        error_message=attempt.error_message,
+    )
+    if attempt.end_time is not None:
+        message.end_time.CopyFrom(_timestamp(attempt.end_time))
+        message.duration.CopyFrom(_duration(attempt.end_time - attempt.start_time))
+    return message
+
+
+def _method_name(value: int) -> str | None:
+    if value == pb.HTTP_METHOD_UNSPECIFIED:
+        return None
+    try:
+        return pb.HttpMethod.Name(value).removeprefix(_METHOD_PREFIX)  # type: ignore[arg-type]
+    except ValueError:
+        return str(value)
+
+
+def _execution_state(state: ExecutionState) -> pb.ExecutionState.ValueType:
+    return pb.ExecutionState.Value("EXECUTION_STATE_" + state.value)
+
+
+def _error_kind(kind: ErrorKind | None) -> pb.ErrorKind.ValueType:
+    return pb.ErrorKind.Value("ERROR_KIND_" + kind.value) if kind else pb.ERROR_KIND_UNSPECIFIED
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    message = Timestamp()
+    message.FromDatetime(value)
+    return message
+
+
+def _duration(value: timedelta) -> Duration:
+    message = Duration()
+    message.FromTimedelta(value)
+    return message
+

@@ -1,0 +1,109 @@
+"""The one place where failures become gRPC statuses (AIP-193).
+
+Domain errors (:mod:`jobs_common.errors`) map to their canonical codes with a
+``google.rpc.ErrorInfo`` (and a ``BadRequest`` for INVALID_ARGUMENT). A PostgreSQL or Redis that
+does not answer is UNAVAILABLE. Anything else is a bug: INTERNAL, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from jobs_common.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    JobSchedulerError,
+    NotFoundError,
+    UnavailableError,
+)
+
+__all__ = ["DOMAIN", "ErrorInterceptor", "to_status"]
+
+logger = logging.getLogger(__name__)
+
+DOMAIN = "jobscheduler.v1"
+
+_CODES: dict[type[JobSchedulerError], int] = {
+    InvalidArgumentError: code_pb2.INVALID_ARGUMENT,
+    NotFoundError: code_pb2.NOT_FOUND,
+    FailedPreconditionError: code_pb2.FAILED_PRECONDITION,
+    AlreadyExistsError: code_pb2.ALREADY_EXISTS,
+    UnavailableError: code_pb2.UNAVAILABLE,
+}
+
+# PostgreSQL or Redis did not answer (refused, dropped, timed out).
+_UNAVAILABLE = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def to_status(error: JobSchedulerError) -> grpc.Status:
+    status = status_pb2.Status(code=_CODES.get(type(error), code_pb2.UNKNOWN), message=error.message)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))
+    if isinstance(error, InvalidArgumentError):
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        status.details.add().Pack(bad_request)
+    return rpc_status.to_status(status)
+
+
+def _classify(exc: BaseException) -> JobSchedulerError | None:
+    if isinstance(exc, JobSchedulerError):
+        return exc
+    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return UnavailableError(f"a dependency did not answer: {type(exc).__name__}")
+    return None
+
+
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner: Handler = handler.unary_unary
+        method = handler_call_details.method
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await inner(request, context)
+            except Exception as exc:
+                error = _classify(exc)
+                if error is None:
+                    logger.exception("%s failed", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                if isinstance(error, UnavailableError):
+                    logger.warning("%s: %s (%s)", method, error.message, exc)
+                status = to_status(error)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

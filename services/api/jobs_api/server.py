@@ -1,0 +1,91 @@
+"""Assembly of the api process: resources, gRPC server, background probes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from jobs_api.errors import ErrorInterceptor
+from jobs_api.health import DependencyProbe
+from jobs_api.servicer import JobServicer
+from jobs_common.db import create_engine, session_factory
+from jobs_common.migrate import migrate
+from jobs_common.queue import Dispatcher, create_redis_pool
+from jobs_common.settings import Settings
+from jobs_common.store import JobStore
+from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc
+
+__all__ = ["RunningApi", "running_api", "serve"]
+
+logger = logging.getLogger(__name__)
+
+JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class RunningApi:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[RunningApi]:
+    """Starts the api (migrations, pools, server, health probe) and stops it on exit."""
+    if run_migrations:
+        await migrate(settings)
+    engine = create_engine(settings)
+    redis = await create_redis_pool(settings)
+    store = JobStore(session_factory(engine))
+
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(
+        JobServicer(store, Dispatcher(redis), settings), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [JOB_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    probe = DependencyProbe(
+        health_servicer,
+        ["", JOB_SERVICE],
+        {"postgresql": store.ping, "redis": redis.ping},
+        settings.health_check_interval.total_seconds(),
+    )
+    await probe.check_once()
+    probe_task = asyncio.create_task(probe.run(), name="health-probe")
+    await server.start()
+    logger.info("api listening on %s:%d (JobService, grpc.health.v1, reflection)", settings.grpc_host, port)
+    try:
+        yield RunningApi(server, port, health_servicer)
+    finally:
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(settings.grpc_shutdown_grace.total_seconds())
+        probe_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe_task
+        await redis.aclose()
+        await engine.dispose()
+        logger.info("api stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGINT or SIGTERM, then drains in-flight RPCs for GRPC_SHUTDOWN_GRACE."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_api(settings):
+        await stop.wait()
+        logger.info("api stopping")

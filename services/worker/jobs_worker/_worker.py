@@ -1,0 +1,103 @@
+"""The arq worker: settings mapped to arq, shared resources created in on_startup."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from arq import Worker
+from arq.worker import func
+
+from jobs_common.db import create_engine
+from jobs_common.queue import ARQ_MAX_TRIES, RUN_EXECUTION, arq_queue_name, redis_settings
+from jobs_common.settings import Settings
+from jobs_common.store import ExecutionLeases
+from jobs_worker._runner import ExecutionRunner
+
+__all__ = ["LEASE_GRACE", "build_worker", "worker_id"]
+
+logger = logging.getLogger(__name__)
+
+# A lease lasts the call's timeout plus this, so a live worker never loses it mid-call.
+LEASE_GRACE = timedelta(seconds=15)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
+    runner: ExecutionRunner = ctx["runner"]
+    return await runner.run(execution_id)
+
+
+async def _startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    engine = create_engine(settings)
+    concurrency = settings.worker_max_concurrent_jobs
+    client = httpx.AsyncClient(
+        # One pooled client for every call of this process, sized to its concurrency.
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        timeout=httpx.Timeout(settings.worker_http_timeout.total_seconds()),
+        follow_redirects=False,
+        trust_env=False,
+    )
+    ctx["engine"], ctx["http"] = engine, client
+    ctx["runner"] = ExecutionRunner(
+        ExecutionLeases(engine, ctx["worker_id"], LEASE_GRACE),
+        client,
+        capture_bytes=settings.response_body_capture_bytes,
+        write_retries=settings.worker_retry_count,
+    )
+    logger.info(
+        "worker %s ready on queue %r: %d concurrent calls, poll every %.0f ms",
+        ctx["worker_id"],
+        settings.worker_queue,
+        concurrency,
+        settings.queue_poll_interval.total_seconds() * 1000,
+    )
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "http" in ctx:
+        await ctx["http"].aclose()
+    if "engine" in ctx:
+        await ctx["engine"].dispose()
+    logger.info("worker %s stopped", ctx["worker_id"])
+
+
+def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
+    """An arq Worker for WORKER_QUEUE, configured from the settings (see the README's table)."""
+    fleet_in_flight = settings.worker_pool_size * settings.worker_max_concurrent_jobs
+    return Worker(
+        functions=[
+            func(
+                run_execution,  # type: ignore[arg-type]
+                name=RUN_EXECUTION,
+                timeout=settings.arq_job_timeout.total_seconds(),
+                max_tries=ARQ_MAX_TRIES,
+            )
+        ],
+        queue_name=arq_queue_name(settings.worker_queue),
+        redis_settings=redis_settings(settings),
+        burst=burst,
+        handle_signals=handle_signals,
+        on_startup=_startup,
+        on_shutdown=_shutdown,
+        max_jobs=settings.worker_max_concurrent_jobs,
+        job_timeout=settings.arq_job_timeout,
+        keep_result=settings.queue_keep_result,
+        poll_delay=settings.queue_poll_interval,
+        # arq reads from offset 0 and running jobs stay in the queue, so the window must hold every
+        # running job of the fleet plus a batch of waiting ones.
+        queue_read_limit=fleet_in_flight + settings.queue_batch_size,
+        max_tries=ARQ_MAX_TRIES,
+        allow_abort_jobs=True,
+        # SIGTERM/SIGINT: take no new jobs, let calls in flight finish up to the drain deadline.
+        job_completion_wait=int(settings.worker_drain_timeout.total_seconds()),
+        ctx={"settings": settings, "worker_id": worker_id()},
+    )
