@@ -1,0 +1,110 @@
+"""Session fixtures: this session's own database and Redis DB, a real HTTP target, the api
+in-process, and a real worker process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from arq.connections import ArqRedis
+
+from jobs_api.server import RunningApi, running_api
+from jobs_common.queue import create_redis_pool
+from jobs_common.settings import Settings
+from jobscheduler.v1 import job_service_pb2_grpc
+from tests.support import services
+from tests.support.processes import ChildProcess, settings_env
+from tests.support.target import TargetServer
+
+SESSION_ID = uuid.uuid4().hex
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``finale`` run last: they check work started when the session began."""
+    items.sort(key=lambda item: item.get_closest_marker("finale") is not None)
+
+
+@pytest.fixture(scope="session")
+async def database() -> AsyncIterator[str]:
+    name = await services.create_database()
+    yield name
+    await services.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def redis_db() -> AsyncIterator[int]:
+    index = await services.claim_redis_db(SESSION_ID)
+    yield index
+    await services.release_redis_db(index)
+
+
+@pytest.fixture(scope="session")
+def settings(database: str, redis_db: int) -> Settings:
+    return Settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        database_auto_create=False,
+        redis_host=services.REDIS_HOST,
+        redis_port=services.REDIS_PORT,
+        redis_db=redis_db,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        health_check_interval=timedelta(milliseconds=500),
+        queue_poll_interval=timedelta(milliseconds=10),
+        worker_drain_timeout=timedelta(seconds=5),
+    )
+
+
+@pytest.fixture(scope="session")
+async def target() -> AsyncIterator[TargetServer]:
+    server = TargetServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings) -> AsyncIterator[RunningApi]:
+    async with running_api(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+async def worker(settings: Settings, api: RunningApi, logs_dir: Path) -> AsyncIterator[ChildProcess]:
+    """A real worker process (``python -m jobs_worker``) on the default queue."""
+    process = ChildProcess("jobs_worker", settings_env(settings), logs_dir / "worker.log")
+    await process.wait_for_log("ready on queue")
+    yield process
+    await process.stop()
+
+
+@pytest.fixture(scope="session")
+async def channel(api: RunningApi) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{api.port}") as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.aio.Channel) -> job_service_pb2_grpc.JobServiceStub:
+    return job_service_pb2_grpc.JobServiceStub(channel)
+
+
+@pytest.fixture
+async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    pool = await create_redis_pool(settings)
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+def key() -> Iterator[str]:
+    """A path segment unique to the test, so target requests never mix."""
+    yield uuid.uuid4().hex

@@ -1,0 +1,98 @@
+"""Helpers that talk to the api like a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
+
+TERMINAL = {
+    pb.EXECUTION_STATE_SUCCEEDED,
+    pb.EXECUTION_STATE_DEAD,
+    pb.EXECUTION_STATE_CANCELLED,
+}
+
+
+def seconds(value: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(value * 1e9))
+    return d
+
+
+def http_job(url: str, **fields: object) -> pb.Job:
+    """A job calling ``url`` with fast retries unless the test says otherwise."""
+    job = pb.Job(http_request=pb.HttpRequest(url=url))
+    job.retry_policy.min_backoff.CopyFrom(seconds(0.2))
+    job.retry_policy.max_backoff.CopyFrom(seconds(5))
+    for name, value in fields.items():
+        if isinstance(value, pb.RetryPolicy):
+            job.retry_policy.MergeFrom(value)
+        elif isinstance(value, dict):
+            getattr(job, name).update(value)
+        elif hasattr(getattr(job, name), "CopyFrom"):
+            getattr(job, name).CopyFrom(value)
+        else:
+            setattr(job, name, value)
+    return job
+
+
+async def create(stub: job_service_pb2_grpc.JobServiceStub, job: pb.Job, request_id: str = "") -> pb.Job:
+    response = await stub.CreateJob(api.CreateJobRequest(job=job, request_id=request_id))
+    return response.job
+
+
+async def wait_for_state(
+    stub: job_service_pb2_grpc.JobServiceStub,
+    execution_id: str,
+    states: set[int],
+    timeout: float = 30,
+) -> pb.Execution:
+    deadline = time.monotonic() + timeout
+    while True:
+        execution = (await stub.GetExecution(api.GetExecutionRequest(id=execution_id))).execution
+        if execution.state in states:
+            return execution
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"execution {execution_id} still {pb.ExecutionState.Name(execution.state)} after {timeout}s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def wait_terminal(
+    stub: job_service_pb2_grpc.JobServiceStub, execution_id: str, timeout: float = 30
+) -> pb.Execution:
+    return await wait_for_state(stub, execution_id, TERMINAL, timeout)
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The google.rpc.BadRequest of an INVALID_ARGUMENT answer, as {field: description}."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in the trailers"
+    violations: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            for v in bad_request.field_violations:
+                violations[v.field] = v.description
+    return violations
+
+
+def error_info_reason(error: grpc.aio.AioRpcError) -> str:
+    status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    raise AssertionError("no ErrorInfo")

@@ -1,0 +1,51 @@
+"""This session's own PostgreSQL database and Redis DB index; nothing else is touched."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+_LOCK_KEY = "job-scheduler:test-session"
+
+
+async def create_database() -> str:
+    name = f"jobs_test_{uuid.uuid4().hex[:12]}"
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+    return name
+
+
+async def drop_database(name: str) -> None:
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+async def claim_redis_db(session_id: str) -> int:
+    """The first empty DB index (1-15) whose lock this session can take."""
+    for index in range(1, 16):
+        client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=index)
+        try:
+            if await client.dbsize() == 0 and await client.set(_LOCK_KEY, session_id, nx=True, ex=6 * 3600):
+                return index
+        finally:
+            await client.aclose()
+    raise RuntimeError("no free Redis DB index (1-15) for this test session")
+
+
+async def release_redis_db(index: int) -> None:
+    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=index)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()

@@ -1,0 +1,106 @@
+"""A real local HTTP target that records every request it receives.
+
+Routes (``{key}`` keeps tests apart; every request is recorded under its path):
+
+* ``/ok/{key}``                        200 ``ok``
+* ``/status/{code}/{key}``             that status; ``?retry_after=N`` adds ``Retry-After: N``
+* ``/flaky/{key}?fail=N&code=C``       the first N requests get C (default 500), then 200;
+                                       ``&retry_after=N`` adds ``Retry-After: N`` to the failures
+* ``/sleep/{seconds}/{key}``           answers 200 after that many seconds
+* ``/big/{nbytes}/{key}``              streams that many bytes (stops when the client leaves)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    time: float
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class TargetServer:
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: dict[str, list[Received]] = field(default_factory=lambda: defaultdict(list))
+    _runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def received(self, path: str) -> list[Received]:
+        return list(self.requests.get(path, []))
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_route("*", "/ok/{key}", self._ok)
+        app.router.add_route("*", "/status/{code}/{key}", self._status)
+        app.router.add_route("*", "/flaky/{key}", self._flaky)
+        app.router.add_route("*", "/sleep/{seconds}/{key}", self._sleep)
+        app.router.add_route("*", "/big/{nbytes}/{key}", self._big)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+        body = await request.read()
+        self.requests[request.path].append(
+            Received(time.time(), request.method, request.path, dict(request.headers), body)
+        )
+        return await handler(request)
+
+    async def _ok(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _status(self, request: web.Request) -> web.Response:
+        headers = {}
+        if "retry_after" in request.query:
+            headers["Retry-After"] = request.query["retry_after"]
+        return web.Response(status=int(request.match_info["code"]), text="status", headers=headers)
+
+    async def _flaky(self, request: web.Request) -> web.Response:
+        fail = int(request.query.get("fail", "1"))
+        code = int(request.query.get("code", "500"))
+        if len(self.requests[request.path]) <= fail:
+            headers = {"Retry-After": request.query["retry_after"]} if "retry_after" in request.query else {}
+            return web.Response(status=code, text="failing", headers=headers)
+        return web.Response(text="recovered")
+
+    async def _sleep(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.match_info["seconds"]))
+        return web.Response(text="slept")
+
+    async def _big(self, request: web.Request) -> web.StreamResponse:
+        remaining = int(request.match_info["nbytes"])
+        response = web.StreamResponse()
+        response.content_length = remaining
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            while remaining > 0:
+                piece = chunk[: min(remaining, len(chunk))]
+                await response.write(piece)
+                remaining -= len(piece)
+        except (ConnectionResetError, ConnectionError):
+            pass
+        return response
