@@ -108,3 +108,25 @@ async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
 def key() -> Iterator[str]:
     """A path segment unique to the test, so target requests never mix."""
     yield uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+async def long_calls(stub: job_service_pb2_grpc.JobServiceStub, target: TargetServer, worker: ChildProcess) -> dict[str, str]:
+    """Two real long calls with the default 90 s timeout, started once and checked by the
+    ``finale`` tests, so they run alongside the rest of the suite instead of after it."""
+    from jobscheduler.v1 import resources_pb2 as pb
+    from tests.support.jobs import create
+
+    started: dict[str, str] = {}
+    for name, seconds_ in (("answers_after_85s", 85), ("answers_after_120s", 120)):
+        job = pb.Job(http_request=pb.HttpRequest(url=target.url(f"/sleep/{seconds_}/{SESSION_ID}-{name}")))
+        job.retry_policy.max_attempts = 1
+        started[name] = (await create(stub, job)).last_execution.id
+    return started
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_long_calls_first(request: pytest.FixtureRequest) -> None:
+    """Starts the long calls at the beginning of a session that will check them."""
+    if any(item.get_closest_marker("finale") for item in request.session.items):
+        request.getfixturevalue("long_calls")

@@ -1,0 +1,99 @@
+"""PostgreSQL or Redis down: clear UNAVAILABLE answers, honest health, and nothing accepted lost."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from jobs_api.server import running_api
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support.jobs import create, error_info_reason, http_job
+
+# The session api migrates the database these private api instances share.
+pytestmark = pytest.mark.usefixtures("api")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _health(channel: grpc.aio.Channel, service: str = "") -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return (await stub.Check(health_pb2.HealthCheckRequest(service=service))).status
+
+
+async def _wait_health(channel: grpc.aio.Channel, expected: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while await _health(channel) != expected:
+        assert time.monotonic() < deadline, f"health did not become {expected}"
+        await asyncio.sleep(0.1)
+
+
+async def test_postgresql_down_answers_unavailable_and_not_serving(settings):
+    broken = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:9/none"})
+    async with (
+        running_api(broken, run_migrations=False) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as create_error:
+            await create(stub, http_job("http://127.0.0.1:9/x"))
+        assert create_error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_info_reason(create_error.value) == "DEPENDENCY_UNAVAILABLE"
+        with pytest.raises(grpc.aio.AioRpcError) as get_error:
+            await stub.GetJob(api.GetJobRequest(id="00000000-0000-0000-0000-000000000001"))
+        assert get_error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert await _health(channel) == NOT_SERVING
+        assert await _health(channel, "jobscheduler.v1.JobService") == NOT_SERVING
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+async def test_redis_down_keeps_accepting_jobs_on_record_and_health_follows(settings, tmp_path):
+    port = _free_port()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+        )
+
+    redis_server = start_redis()
+    try:
+        await asyncio.sleep(0.3)
+        private = settings.model_copy(update={"redis_port": port, "redis_db": 0})
+        async with (
+            running_api(private, run_migrations=False) as running,
+            grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+        ):
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            assert await _health(channel) == SERVING
+
+            redis_server.kill()
+            redis_server.wait()
+            await _wait_health(channel, NOT_SERVING)
+
+            # The job is committed before the enqueue; a failed enqueue loses nothing.
+            job = await asyncio.wait_for(create(stub, http_job("http://127.0.0.1:9/x", queue="nowhere")), 15)
+            execution = (await stub.GetExecution(api.GetExecutionRequest(id=job.last_execution.id))).execution
+            assert execution.state == pb.EXECUTION_STATE_QUEUED
+
+            redis_server = start_redis()
+            await _wait_health(channel, SERVING)
+    finally:
+        redis_server.kill()
+        redis_server.wait()

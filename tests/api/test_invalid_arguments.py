@@ -1,0 +1,138 @@
+"""Every bad input answers INVALID_ARGUMENT with a BadRequest naming the field, and stores nothing."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support.jobs import error_info_reason, field_violations, http_job, seconds
+
+URL = "http://127.0.0.1:9/hook"
+
+
+def _job(**changes: object) -> pb.Job:
+    job = http_job(URL)
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        message = job
+        for parent in parents:
+            message = getattr(message, parent)
+        if hasattr(getattr(message, leaf), "CopyFrom"):
+            getattr(message, leaf).CopyFrom(value)
+        elif isinstance(value, dict):
+            getattr(message, leaf).update(value)
+        elif isinstance(value, list):
+            getattr(message, leaf).extend(value)
+        else:
+            setattr(message, leaf, value)
+    return job
+
+
+CASES = {
+    "empty url": (_job(http_request__url=""), "job.http_request.url"),
+    "ftp scheme": (_job(http_request__url="ftp://example.com/x"), "job.http_request.url"),
+    "no host": (_job(http_request__url="http:///path"), "job.http_request.url"),
+    "spaces in url": (_job(http_request__url="http://exa mple.com/"), "job.http_request.url"),
+    "bad port": (_job(http_request__url="http://example.com:99999/"), "job.http_request.url"),
+    "url too long": (_job(http_request__url="http://example.com/" + "a" * 3000), "job.http_request.url"),
+    "unknown method": (_job(http_request__method=99), "job.http_request.method"),
+    "body over limit": (_job(http_request__body=b"x" * (1024 * 1024 + 1)), "job.http_request.body"),
+    "too many headers": (
+        _job(http_request__headers={f"x-h{i}": "v" for i in range(65)}),
+        "job.http_request.headers",
+    ),
+    "headers too large": (_job(http_request__headers={"x-big": "v" * 17000}), "job.http_request.headers"),
+    "header value with newline": (
+        _job(http_request__headers={"x-evil": "a\r\nInjected: yes"}),
+        "job.http_request.headers",
+    ),
+    "invalid header name": (_job(http_request__headers={"bad header": "v"}), "job.http_request.headers"),
+    "reserved header": (_job(http_request__headers={"Idempotency-Key": "mine"}), "job.http_request.headers"),
+    "zero timeout": (_job(timeout=seconds(0)), "job.timeout"),
+    "negative timeout": (_job(timeout=seconds(-1)), "job.timeout"),
+    "timeout over maximum": (_job(timeout=seconds(301)), "job.timeout"),
+    "zero max_attempts": (_job(retry_policy__max_attempts=0), "job.retry_policy.max_attempts"),
+    "max_attempts over cap": (_job(retry_policy__max_attempts=101), "job.retry_policy.max_attempts"),
+    "negative min_backoff": (_job(retry_policy__min_backoff=seconds(-1)), "job.retry_policy.min_backoff"),
+    "negative max_backoff": (_job(retry_policy__max_backoff=seconds(-1)), "job.retry_policy.max_backoff"),
+    "min_backoff above max_backoff": (
+        _job(retry_policy__min_backoff=seconds(10), retry_policy__max_backoff=seconds(5)),
+        "job.retry_policy.min_backoff",
+    ),
+    "multiplier below 1": (_job(retry_policy__multiplier=0.5), "job.retry_policy.multiplier"),
+    "non-4xx retry status": (_job(retry_policy__retry_status_codes=[200]), "job.retry_policy.retry_status_codes"),
+    "bad queue name": (_job(queue="Bad Queue"), "job.queue"),
+    "bad label key": (_job(labels={"Bad": "x"}), "job.labels"),
+    "bad label value": (_job(labels={"team": "Has Spaces"}), "job.labels"),
+}
+
+
+@pytest.fixture
+async def jobs_in_database(settings):
+    engine = create_async_engine(settings.database_url)
+
+    async def count() -> int:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(text("SELECT count(*) FROM jobs")) or 0)
+
+    yield count
+    await engine.dispose()
+
+
+@pytest.mark.parametrize(("job", "field"), CASES.values(), ids=CASES.keys())
+async def test_create_job_rejects_bad_field(stub, jobs_in_database, job, field):
+    before = await jobs_in_database()
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.CreateJob(api.CreateJobRequest(job=job))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(error.value)
+    assert field in violations, violations
+    assert error_info_reason(error.value) == "INVALID_ARGUMENT"
+    assert await jobs_in_database() == before
+
+
+async def test_every_bad_field_is_reported_at_once(stub):
+    job = _job(http_request__url="ftp://x", timeout=seconds(0), queue="BAD")
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.CreateJob(api.CreateJobRequest(job=job))
+    assert set(field_violations(error.value)) == {"job.http_request.url", "job.timeout", "job.queue"}
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        ("missing job", "job"),
+        ("bad request_id", "request_id"),
+        ("bad job id", "id"),
+        ("empty job id", "id"),
+        ("negative page_size", "page_size"),
+        ("garbage page_token", "page_token"),
+        ("unknown state filter", "state"),
+        ("bad execution id", "id"),
+        ("empty list job_id", "job_id"),
+        ("negative executions page_size", "page_size"),
+    ],
+)
+async def test_other_requests_reject_bad_fields(stub, call, field):
+    calls = {
+        "missing job": lambda: stub.CreateJob(api.CreateJobRequest()),
+        "bad request_id": lambda: stub.CreateJob(api.CreateJobRequest(job=_job(), request_id="not-a-uuid")),
+        "bad job id": lambda: stub.GetJob(api.GetJobRequest(id="42")),
+        "empty job id": lambda: stub.DeleteJob(api.DeleteJobRequest(id="")),
+        "negative page_size": lambda: stub.ListJobs(api.ListJobsRequest(page_size=-1)),
+        "garbage page_token": lambda: stub.ListJobs(api.ListJobsRequest(page_token="%%%garbage")),
+        "unknown state filter": lambda: stub.ListJobs(api.ListJobsRequest(state=42)),  # type: ignore[arg-type]
+        "bad execution id": lambda: stub.CancelExecution(api.CancelExecutionRequest(id="nope")),
+        "empty list job_id": lambda: stub.ListExecutions(api.ListExecutionsRequest()),
+        "negative executions page_size": lambda: stub.ListExecutions(
+            api.ListExecutionsRequest(job_id="00000000-0000-0000-0000-000000000000", page_size=-5)
+        ),
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await calls[call]()
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(error.value)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from jobs_common.settings import Settings
+
+
+def test_the_plans_variable_names_are_read(monkeypatch):
+    env = {
+        "REDIS_HOST": "redis",
+        "REDIS_PORT": "6380",
+        "REDIS_PASSWORD": "s3cret",
+        "REDIS_DB": "2",
+        "WORKER_POOL_SIZE": "10",
+        "WORKER_MAX_CONCURRENT_JOBS": "5",
+        "WORKER_HTTP_TIMEOUT": "90s",
+        "WORKER_RETRY_COUNT": "3",
+        "QUEUE_BATCH_SIZE": "100",
+        "QUEUE_POLL_INTERVAL": "1s",
+        "QUEUE_MAX_RETRIES": "3",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.redis_dsn == "redis://:s3cret@redis:6380/2"
+    assert settings.worker_pool_size == 10
+    assert settings.worker_max_concurrent_jobs == 5
+    assert settings.worker_http_timeout == timedelta(seconds=90)
+    assert settings.queue_poll_interval == timedelta(seconds=1)
+    assert settings.default_max_attempts == 4
+    assert "s3cret" not in str(settings.public_summary())
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("500ms", 0.5), ("2m", 120), ("1h", 3600), ("15", 15)])
+def test_durations_accept_units(monkeypatch, text, seconds):
+    monkeypatch.setenv("QUEUE_POLL_INTERVAL", text)
+    assert Settings().queue_poll_interval.total_seconds() == seconds
+
+
+def test_redis_url_wins_over_parts(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://cache:7000/3")
+    monkeypatch.setenv("REDIS_HOST", "ignored")
+    assert Settings().redis_dsn == "redis://cache:7000/3"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("WORKER_HTTP_TIMEOUT", "soon"), ("WORKER_HTTP_TIMEOUT", "400s"), ("QUEUE_POLL_INTERVAL", "-1s")],
+)
+def test_bad_values_fail_at_start(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
