@@ -4,7 +4,7 @@ in-process, and a real worker process."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +16,9 @@ from jobs_api.server import RunningApi, running_api
 from jobs_common.queue import create_redis_pool
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
 from tests.support import services
+from tests.support.jobs import create
 from tests.support.processes import ChildProcess, settings_env
 from tests.support.target import TargetServer
 
@@ -93,7 +95,7 @@ async def channel(api: RunningApi) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def stub(channel: grpc.aio.Channel) -> job_service_pb2_grpc.JobServiceStub:
+def stub(channel: grpc.aio.Channel) -> job_service_pb2_grpc.JobServiceAsyncStub:
     return job_service_pb2_grpc.JobServiceStub(channel)
 
 
@@ -105,18 +107,17 @@ async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
 
 
 @pytest.fixture
-def key() -> Iterator[str]:
+def key() -> str:
     """A path segment unique to the test, so target requests never mix."""
-    yield uuid.uuid4().hex
+    return uuid.uuid4().hex
 
 
 @pytest.fixture(scope="session")
-async def long_calls(stub: job_service_pb2_grpc.JobServiceStub, target: TargetServer, worker: ChildProcess) -> dict[str, str]:
+async def long_calls(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, target: TargetServer, worker: ChildProcess
+) -> dict[str, str]:
     """Two real long calls with the default 90 s timeout, started once and checked by the
     ``finale`` tests, so they run alongside the rest of the suite instead of after it."""
-    from jobscheduler.v1 import resources_pb2 as pb
-    from tests.support.jobs import create
-
     started: dict[str, str] = {}
     for name, seconds_ in (("answers_after_85s", 85), ("answers_after_120s", 120)):
         job = pb.Job(http_request=pb.HttpRequest(url=target.url(f"/sleep/{seconds_}/{SESSION_ID}-{name}")))

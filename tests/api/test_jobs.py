@@ -31,7 +31,8 @@ async def test_create_job_answers_with_the_committed_job_and_execution(stub):
     assert job.http_request.method == pb.HTTP_METHOD_POST
     assert job.last_execution.state == pb.EXECUTION_STATE_QUEUED
     assert job.last_execution.job_id == job.id
-    assert job.HasField("create_time") and job.HasField("update_time")
+    assert job.HasField("create_time")
+    assert job.HasField("update_time")
 
     fetched = (await stub.GetJob(api.GetJobRequest(id=job.id))).job
     assert fetched == job
@@ -81,7 +82,8 @@ async def test_paging_through_250_jobs_100_at_a_time(stub):
     assert keys == sorted(keys, reverse=True), "newest first, stable order"
 
     everything = await stub.ListJobs(api.ListJobsRequest(page_size=5000, labels={"batch": batch}))
-    assert len(everything.jobs) == 250 and everything.next_page_token == ""
+    assert len(everything.jobs) == 250
+    assert everything.next_page_token == ""
 
     first_page = await stub.ListJobs(api.ListJobsRequest(page_size=100, labels={"batch": batch}))
     with pytest.raises(grpc.aio.AioRpcError) as changed:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -44,15 +46,15 @@ def http_job(url: str, **fields: object) -> pb.Job:
     return job
 
 
-async def create(stub: job_service_pb2_grpc.JobServiceStub, job: pb.Job, request_id: str = "") -> pb.Job:
+async def create(stub: job_service_pb2_grpc.JobServiceAsyncStub, job: pb.Job, request_id: str = "") -> pb.Job:
     response = await stub.CreateJob(api.CreateJobRequest(job=job, request_id=request_id))
     return response.job
 
 
 async def wait_for_state(
-    stub: job_service_pb2_grpc.JobServiceStub,
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
     execution_id: str,
-    states: set[int],
+    states: set[pb.ExecutionState.ValueType],
     timeout: float = 30,
 ) -> pb.Execution:
     deadline = time.monotonic() + timeout
@@ -68,31 +70,41 @@ async def wait_for_state(
 
 
 async def wait_terminal(
-    stub: job_service_pb2_grpc.JobServiceStub, execution_id: str, timeout: float = 30
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, execution_id: str, timeout: float = 30
 ) -> pb.Execution:
     return await wait_for_state(stub, execution_id, TERMINAL, timeout)
 
 
 def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     """The google.rpc.BadRequest of an INVALID_ARGUMENT answer, as {field: description}."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "no google.rpc.Status in the trailers"
     violations: dict[str, str] = {}
     for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
             for v in bad_request.field_violations:
                 violations[v.field] = v.description
     return violations
 
 
 def error_info_reason(error: grpc.aio.AioRpcError) -> str:
-    status: status_pb2.Status | None = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status: status_pb2.Status | None = rpc_status.from_call(error)
     assert status is not None
     for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
             return info.reason
     raise AssertionError("no ErrorInfo")
+
+
+async def eventually(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10) -> None:
+    """Waits until ``condition`` (sync or async) holds, polling every 50 ms."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if await result if inspect.isawaitable(result) else result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import grpc
 import pytest
+from arq.jobs import Job as ArqJob
 
+from jobs_common.queue import RUN_EXECUTION, arq_queue_name
+from jobs_worker import build_worker
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import create, http_job, seconds, wait_for_state, wait_terminal
+from tests.support.jobs import create, eventually, http_job, seconds, wait_for_state, wait_terminal
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -29,7 +33,8 @@ async def test_success_records_the_attempt(stub, target, key):
     assert attempt.response_headers["content-type"].startswith("text/plain")
     assert attempt.error_kind == pb.ERROR_KIND_UNSPECIFIED
     assert re.fullmatch(r".+:\d+", attempt.worker_id)
-    assert attempt.HasField("end_time") and attempt.duration.ToNanoseconds() > 0
+    assert attempt.HasField("end_time")
+    assert attempt.duration.ToNanoseconds() > 0
     received = target.received(path)
     assert len(received) == 1
     assert received[0].method == "POST"
@@ -163,7 +168,7 @@ async def test_cancel_a_scheduled_execution_it_never_runs(stub, target, key):
     cancelled = (await stub.CancelExecution(api.CancelExecutionRequest(id=created.last_execution.id))).execution
     assert cancelled.state == pb.EXECUTION_STATE_CANCELLED
 
-    await _sleep(3)
+    await asyncio.sleep(3)
     assert target.received(path) == []
     execution = (await stub.GetExecution(api.GetExecutionRequest(id=cancelled.id))).execution
     assert execution.state == pb.EXECUTION_STATE_CANCELLED
@@ -175,8 +180,6 @@ async def test_cancel_a_scheduled_execution_it_never_runs(stub, target, key):
 
 async def test_cancel_a_queued_execution_it_never_runs(stub, target, key, settings):
     """Queued on a queue no worker serves yet; cancelled; then a worker for that queue drains it."""
-    from jobs_worker import build_worker
-
     queue = f"parked-{key[:8]}"
     path = f"/ok/{key}"
     created = await create(stub, http_job(target.url(path), queue=queue))
@@ -199,7 +202,7 @@ async def test_cancel_a_running_execution_aborts_the_call(stub, target, key):
     path = f"/sleep/30/{key}"
     created = await create(stub, http_job(target.url(path)))
     await wait_for_state(stub, created.last_execution.id, {pb.EXECUTION_STATE_RUNNING})
-    await _until(lambda: len(target.received(path)) == 1)
+    await eventually(lambda: len(target.received(path)) == 1)
 
     cancelled = (await stub.CancelExecution(api.CancelExecutionRequest(id=created.last_execution.id))).execution
     assert cancelled.state == pb.EXECUTION_STATE_CANCELLED
@@ -208,7 +211,7 @@ async def test_cancel_a_running_execution_aborts_the_call(stub, target, key):
         execution = (await stub.GetExecution(api.GetExecutionRequest(id=cancelled.id))).execution
         return execution.attempts[0].HasField("end_time")
 
-    await _until_async(attempt_closed, timeout=5)
+    await eventually(attempt_closed, timeout=5)
     execution = (await stub.GetExecution(api.GetExecutionRequest(id=cancelled.id))).execution
     assert execution.state == pb.EXECUTION_STATE_CANCELLED
     assert execution.attempts[0].error_kind == pb.ERROR_KIND_CANCELLED
@@ -217,10 +220,6 @@ async def test_cancel_a_running_execution_aborts_the_call(stub, target, key):
 
 
 async def test_duplicate_arq_delivery_makes_no_second_call(stub, target, key, arq_redis):
-    from arq.jobs import Job as ArqJob
-
-    from jobs_common.queue import RUN_EXECUTION, arq_queue_name
-
     path = f"/sleep/1/{key}"
     created = await create(stub, http_job(target.url(path), timeout=seconds(3)))
     execution_id = created.last_execution.id
@@ -269,27 +268,3 @@ def _rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
-
-
-async def _sleep(seconds_: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds_)
-
-
-async def _until(condition, timeout: float = 10) -> None:
-    async def check() -> bool:
-        return bool(condition())
-
-    await _until_async(check, timeout)
-
-
-async def _until_async(condition, timeout: float = 10) -> None:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from datetime import timedelta
@@ -35,12 +36,7 @@ async def test_a_server_that_hangs_up_is_a_connection_error():
     server.listen()
     port = server.getsockname()[1]
 
-    async def hang_up() -> None:
-        pass
-
     async with httpx.AsyncClient() as client:
-        import asyncio
-
         loop = asyncio.get_running_loop()
 
         async def accept_and_close() -> None:

@@ -53,9 +53,7 @@ class ExecutionState(enum.StrEnum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL_EXECUTION_STATES = frozenset(
-    {ExecutionState.SUCCEEDED, ExecutionState.DEAD, ExecutionState.CANCELLED}
-)
+TERMINAL_EXECUTION_STATES = frozenset({ExecutionState.SUCCEEDED, ExecutionState.DEAD, ExecutionState.CANCELLED})
 
 
 class ErrorKind(enum.StrEnum):

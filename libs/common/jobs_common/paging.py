@@ -49,7 +49,5 @@ def decode_page_token(token: str, fingerprint: str, field_name: str = "page_toke
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidArgumentError([FieldViolation(field_name, "is not a valid page token")]) from None
     if token_fingerprint != fingerprint:
-        raise InvalidArgumentError(
-            [FieldViolation(field_name, "was made for a request with other filters")]
-        )
+        raise InvalidArgumentError([FieldViolation(field_name, "was made for a request with other filters")])
     return position

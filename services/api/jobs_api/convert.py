@@ -83,7 +83,7 @@ def job_to_proto(job: Job) -> pb.Job:
     message = pb.Job(
         id=job.id,
         http_request=pb.HttpRequest(
-            method=pb.HttpMethod.Value(_METHOD_PREFIX + spec.http_request.method.value),  # type: ignore[arg-type]
+            method=pb.HttpMethod.Value(_METHOD_PREFIX + spec.http_request.method.value),
             url=spec.http_request.url,
             headers=spec.http_request.headers,
             body=spec.http_request.body,
@@ -98,7 +98,7 @@ def job_to_proto(job: Job) -> pb.Job:
         ),
         queue=spec.queue,
         labels=spec.labels,
-        state=pb.JobState.Value("JOB_STATE_" + job.state.value),  # type: ignore[arg-type]
+        state=pb.JobState.Value("JOB_STATE_" + job.state.value),
         create_time=_timestamp(job.create_time),
         update_time=_timestamp(job.update_time),
     )
@@ -173,4 +173,3 @@ def _duration(value: timedelta) -> Duration:
     message = Duration()
     message.FromTimedelta(value)
     return message
-

@@ -47,9 +47,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     store = JobStore(session_factory(engine))
 
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(store, Dispatcher(redis), settings), server
-    )
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(store, Dispatcher(redis), settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -6,7 +6,7 @@ Servicers raise domain errors; :mod:`jobs_api.errors` turns them into statuses.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from redis.exceptions import RedisError
@@ -25,7 +25,7 @@ __all__ = ["JobServicer"]
 
 logger = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 
 
@@ -72,9 +72,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         execution = await self._store.get_execution(validate_id(request.id))
         return api.GetExecutionResponse(execution=convert.execution_to_proto(execution))
 
-    async def ListExecutions(
-        self, request: api.ListExecutionsRequest, context: Context
-    ) -> api.ListExecutionsResponse:
+    async def ListExecutions(self, request: api.ListExecutionsRequest, context: Context) -> api.ListExecutionsResponse:
         page = await self._store.list_executions(
             validate_id(request.job_id, "job_id"), validate_page_size(request.page_size), request.page_token
         )

@@ -68,9 +68,7 @@ class ExecutionRunner:
             await self._record(claimed, result)
             return "DEAD"
         try:
-            outcome = await perform(
-                self._client, claimed.request, execution_id, claimed.timeout, self._capture_bytes
-            )
+            outcome = await perform(self._client, claimed.request, execution_id, claimed.timeout, self._capture_bytes)
         except asyncio.CancelledError:
             # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
             await asyncio.shield(self._release(claimed))

@@ -76,7 +76,7 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
     return Worker(
         functions=[
             func(
-                run_execution,  # type: ignore[arg-type]
+                run_execution,
                 name=RUN_EXECUTION,
                 timeout=settings.arq_job_timeout.total_seconds(),
                 max_tries=ARQ_MAX_TRIES,

@@ -20,7 +20,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -120,7 +120,7 @@ class JobStore:
         if queue:
             query = query.where(JobRow.queue == queue)
         if labels:
-            query = query.where(JobRow.labels.op("@>")(func.cast(labels, JSONB)))
+            query = query.where(JobRow.labels.contains(labels))
         if position:
             query = query.where(tuple_(JobRow.create_time, JobRow.id) < (position.create_time, position.id))
         query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
@@ -169,9 +169,7 @@ class JobStore:
         position = decode_page_token(page_token, fingerprint)
         query = select(ExecutionRow).where(ExecutionRow.job_id == job_id)
         if position:
-            query = query.where(
-                tuple_(ExecutionRow.create_time, ExecutionRow.id) < (position.create_time, position.id)
-            )
+            query = query.where(tuple_(ExecutionRow.create_time, ExecutionRow.id) < (position.create_time, position.id))
         query = query.order_by(ExecutionRow.create_time.desc(), ExecutionRow.id.desc()).limit(page_size + 1)
         async with self._sessions() as session:
             if await session.scalar(select(JobRow.id).where(JobRow.id == job_id)) is None:
@@ -271,7 +269,8 @@ class JobStore:
         return job_from_row(found[0], found[1])
 
 
-def _jobs_with_last_execution() -> Select[tuple[JobRow, ExecutionRow | None]]:
+def _jobs_with_last_execution() -> Select[JobRow, ExecutionRow]:
+    """Jobs with their last execution (None where a job has none: outer join)."""
     last = aliased(ExecutionRow)
     return select(JobRow, last).outerjoin(last, last.id == JobRow.last_execution_id)
 

@@ -34,7 +34,8 @@ WITH claimed AS (
         attempt_count = e.attempt_count + 1,
         start_time = coalesce(e.start_time, now()),
         lease_owner = :worker_id,
-        lease_expires_at = now() + make_interval(secs => j.timeout_ms / 1000.0 + CAST(:lease_grace_s AS double precision)),
+        lease_expires_at = now()
+            + make_interval(secs => j.timeout_ms / 1000.0 + CAST(:lease_grace_s AS double precision)),
         update_time = now()
     FROM jobs j
     WHERE e.id = :execution_id
