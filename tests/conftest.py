@@ -45,7 +45,7 @@ async def redis_db() -> AsyncIterator[int]:
 
 
 @pytest.fixture(scope="session")
-def settings(database: str, redis_db: int) -> Settings:
+def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
     return Settings(
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
         database_auto_create=False,
@@ -57,6 +57,7 @@ def settings(database: str, redis_db: int) -> Settings:
         health_check_interval=timedelta(milliseconds=500),
         queue_poll_interval=timedelta(milliseconds=10),
         worker_drain_timeout=timedelta(seconds=5),
+        worker_health_file=str(logs_dir / "worker.health"),
     )
 
 

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     worker_retry_count: int = Field(default=3, ge=0)
     worker_queue: str = "default"
     worker_drain_timeout: Duration = timedelta(seconds=95)
+    worker_health_file: str = "/tmp/jobs-worker.health"
+    worker_health_max_age: Duration = timedelta(seconds=30)
 
     queue_batch_size: int = Field(default=100, ge=1)
     queue_poll_interval: Duration = timedelta(milliseconds=10)

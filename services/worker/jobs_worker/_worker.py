@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +20,7 @@ from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
 from jobs_worker._runner import ExecutionRunner
 
-__all__ = ["LEASE_GRACE", "build_worker", "worker_id"]
+__all__ = ["LEASE_GRACE", "JobsWorker", "build_worker", "worker_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,31 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     logger.info("worker %s stopped", ctx["worker_id"])
 
 
-def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
+class JobsWorker(Worker):
+    """arq's Worker plus what job-scheduler adds on top of it, kept in this one class.
+
+    * A heartbeat file refreshed from the poll loop (at most once a second), so a container
+      health check proves the loop runs, not only that the process exists.
+    """
+
+    def __init__(self, *args: Any, health_file: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._health_file = Path(health_file)
+        self._last_heartbeat = 0.0
+
+    async def record_health(self) -> None:
+        await super().record_health()
+        now = time.monotonic()
+        if now - self._last_heartbeat >= 1.0:
+            self._last_heartbeat = now
+            self._health_file.touch()
+
+
+def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> JobsWorker:
     """An arq Worker for WORKER_QUEUE, configured from the settings (see the README's table)."""
     fleet_in_flight = settings.worker_pool_size * settings.worker_max_concurrent_jobs
-    return Worker(
+    return JobsWorker(
+        health_file=settings.worker_health_file,
         functions=[
             func(
                 run_execution,

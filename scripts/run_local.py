@@ -1,0 +1,51 @@
+"""``make run``: the api and WORKER_POOL_SIZE workers against the local PostgreSQL and Redis.
+
+Each part is its own process, started exactly as the containers start them. Ctrl-C (SIGINT) or
+SIGTERM stops them all cleanly; if one exits on its own, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from jobs_common.settings import Settings
+
+
+def main() -> int:
+    settings = Settings()
+    children = [subprocess.Popen([sys.executable, "-m", "jobs_api"])]
+    children += [subprocess.Popen([sys.executable, "-m", "jobs_worker"]) for _ in range(settings.worker_pool_size)]
+    print(
+        f"job-scheduler: api on {settings.grpc_host}:{settings.grpc_port} (pid {children[0].pid}), "
+        f"{settings.worker_pool_size} worker(s) (pids {', '.join(str(c.pid) for c in children[1:])}); "
+        "Ctrl-C stops everything",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        # A terminal's Ctrl-C already reached the whole process group; don't signal twice.
+        already_signalled = signum == signal.SIGINT and os.isatty(0)
+        for child in children:
+            if child.poll() is None and not already_signalled:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    if not stopping:
+        print("job-scheduler: a process exited; stopping the others", file=sys.stderr, flush=True)
+        stop(signal.SIGTERM, None)
+    codes = [child.wait() for child in children]
+    return 0 if stopping and all(code in (0, -signal.SIGTERM, -signal.SIGINT) for code in codes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

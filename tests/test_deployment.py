@@ -1,0 +1,135 @@
+"""Compose files, Dockerfiles and health checks. No Docker engine runs here, so the files are
+parsed and their wiring checked; the health-check commands themselves run for real."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs_common._durations import parse_duration
+from jobs_common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "compose"
+SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((COMPOSE / name).read_text())
+
+
+def test_compose_has_every_service_wired_to_healthy_dependencies():
+    services = _load("docker-compose.yml")["services"]
+    assert set(services) == {"redis", "postgres", "migrate", "api", "worker"}
+
+    redis = services["redis"]
+    assert redis["image"] == "redis:7-alpine"
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert "healthcheck" in redis
+    assert "healthcheck" in services["postgres"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
+
+    assert services["migrate"]["command"] == ["python", "-m", "jobs_common.migrate"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "worker"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["postgres"]["condition"] == "service_healthy"
+
+    worker = services["worker"]
+    assert worker["deploy"]["replicas"] == 3
+    assert set(worker["deploy"]["resources"]["limits"]) == {"cpus", "memory"}
+    drain = parse_duration(worker["environment"]["WORKER_DRAIN_TIMEOUT"])
+    assert parse_duration(worker["stop_grace_period"]) > drain
+
+
+def test_compose_environment_names_are_settings_the_services_read():
+    services = _load("docker-compose.yml")["services"]
+    for name in ("migrate", "api", "worker"):
+        unknown = set(services[name]["environment"]) - SETTING_NAMES
+        assert not unknown, f"{name} sets variables no setting reads: {unknown}"
+
+
+def test_compose_builds_from_dockerfiles_that_exist():
+    services = _load("docker-compose.yml")["services"]
+    for name, dockerfile in (("api", "Dockerfile"), ("migrate", "Dockerfile"), ("worker", "Dockerfile.worker")):
+        build = services[name]["build"]
+        context = (COMPOSE / build["context"]).resolve()
+        assert context == ROOT
+        assert build["dockerfile"] == dockerfile
+        assert (context / dockerfile).is_file()
+
+
+def test_dev_compose_runs_only_the_dependencies():
+    services = _load("docker-compose.dev.yml")["services"]
+    assert set(services) == {"redis", "postgres"}
+    assert all("healthcheck" in s for s in services.values())
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "member", "script"),
+    [
+        ("Dockerfile", "services/api", "jobs-api"),
+        ("Dockerfile.worker", "services/worker", "jobs-worker"),
+    ],
+)
+def test_dockerfiles_install_only_their_member_as_non_root_with_a_health_check(dockerfile, member, script):
+    text = (ROOT / dockerfile).read_text()
+    scripts = tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]["scripts"]
+    assert script in scripts
+    package = tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]["name"]
+    assert f"--package {package}" in text
+    assert "--frozen" in text
+    assert "--no-dev" in text
+    assert re.search(r"^USER (?!root)\w+", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*CMD", text, re.M)
+    assert f'CMD ["{script}"]' in text
+    for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        assert (ROOT / source).exists(), f"{dockerfile} copies missing {source}"
+
+
+async def _run(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_api_health_check_command(api):
+    env = {**os.environ, "GRPC_PORT": str(api.port)}
+    code, out = await _run(sys.executable, "-m", "jobs_api.healthcheck", env=env)
+    assert (code, out.strip()) == (0, "SERVING")
+    closed = {**os.environ, "GRPC_PORT": "9"}
+    code, out = await _run(sys.executable, "-m", "jobs_api.healthcheck", env=closed)
+    assert code == 1
+
+
+async def test_worker_health_check_command_follows_the_heartbeat(tmp_path):
+    health_file = tmp_path / "worker.health"
+    env = {**os.environ, "WORKER_HEALTH_FILE": str(health_file), "WORKER_HEALTH_MAX_AGE": "30s"}
+    assert (await _run(sys.executable, "-m", "jobs_worker.healthcheck", env=env))[0] == 1
+    health_file.touch()
+    assert (await _run(sys.executable, "-m", "jobs_worker.healthcheck", env=env))[0] == 0
+    os.utime(health_file, (0, 0))
+    code, out = await _run(sys.executable, "-m", "jobs_worker.healthcheck", env=env)
+    assert code == 1
+    assert "last heartbeat" in out
+
+
+async def test_the_session_worker_keeps_its_heartbeat_fresh(worker, settings):
+    path = Path(settings.worker_health_file)
+    first = path.stat().st_mtime
+    await asyncio.sleep(1.5)
+    assert path.stat().st_mtime > first
