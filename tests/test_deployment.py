@@ -9,6 +9,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,7 +22,7 @@ COMPOSE = ROOT / "compose"
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 
 
-def _load(name: str) -> dict:
+def _load(name: str) -> dict[str, Any]:
     return yaml.safe_load((COMPOSE / name).read_text())
 
 

@@ -19,7 +19,7 @@ def main() -> int:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
         except grpc.RpcError as exc:
-            print(f"unhealthy: {exc.code().name}")  # type: ignore[attr-defined]
+            print(f"unhealthy: {exc}")
             return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(status)
