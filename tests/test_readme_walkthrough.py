@@ -1,0 +1,52 @@
+"""The README's grpcurl walkthrough, run word for word with the real grpcurl binary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- walkthrough:begin -->\n```bash\n(.*?)```\n<!-- walkthrough:end -->", readme, re.S)
+    assert match, "README has no walkthrough block"
+    return match.group(1)
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the walkthrough uses jq (.ci/run installs it)")
+async def test_readme_walkthrough_runs_verbatim(api, target, key):
+    path = f"/sleep/1/{key}"
+    env = {**os.environ, "API": f"127.0.0.1:{api.port}", "TARGET": target.url(path)}
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        walkthrough(),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out_bytes, _ = await asyncio.wait_for(process.communicate(), 60)
+    out = out_bytes.decode()
+    assert process.returncode == 0, out
+
+    assert "jobscheduler.v1.JobService" in out
+    assert '"status": "SERVING"' in out
+    states = re.findall(r"^EXECUTION_STATE_[A-Z_]+$", out, re.M)
+    assert states == ["EXECUTION_STATE_QUEUED", "EXECUTION_STATE_RUNNING", "EXECUTION_STATE_SUCCEEDED"], out
+    assert '"response_status_code": 200' in out
+    assert '"response_body": "slept"' in out
+    assert re.search(r'"duration": "1\.\d+s"', out), out
+    [received] = target.received(path)
+    assert received.body == b'{"hello": "world"}'
+    assert received.headers["Content-Type"] == "application/json"
