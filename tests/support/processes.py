@@ -25,11 +25,11 @@ def settings_env(settings: Settings, **overrides: str) -> dict[str, str]:
 
 
 class ChildProcess:
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, args: list[str] | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module, *(args or [])], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     @property

@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
-    ColumnElement,
     DateTime,
     Select,
     String,
     Update,
     Uuid,
+    bindparam,
     func,
-    literal,
     select,
     text,
     tuple_,
@@ -24,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from jobs_common.db import AttemptRow, ExecutionRow, JobRow
+from jobs_common.db import AttemptRow, Base, ExecutionRow, JobRow
 from jobs_common.domain import (
     TERMINAL_EXECUTION_STATES,
     Execution,
@@ -57,49 +56,86 @@ class Replayed:
     queue: str
 
 
+_LAST_EXECUTION = aliased(ExecutionRow)
+# Built once: SQLAlchemy caches the compiled form of a statement, not the work of building it.
+_JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = select(JobRow, _LAST_EXECUTION).outerjoin(
+    _LAST_EXECUTION, _LAST_EXECUTION.id == JobRow.last_execution_id
+)
+_JOBS = Base.metadata.tables[JobRow.__tablename__]
+_EXECUTIONS = Base.metadata.tables[ExecutionRow.__tablename__]
+_NEW_JOB = (
+    insert(_JOBS)
+    .values({c.name: bindparam(c.name, type_=c.type) for c in _JOBS.columns})
+    .on_conflict_do_nothing(index_elements=[_JOBS.c.request_id])
+    .returning(_JOBS.c.id)
+    .cte("new_job")
+)
+# The job and its first execution in one statement; no row comes back for a repeated request_id.
+_CREATE_JOB = (
+    insert(_EXECUTIONS)
+    .from_select(
+        ["id", "job_id", "state", "schedule_time", "create_time", "update_time"],
+        select(
+            bindparam("execution_id", type_=Uuid),
+            _NEW_JOB.c.id,
+            bindparam("execution_state", type_=String),
+            bindparam("schedule_time", type_=DateTime(timezone=True)),
+            bindparam("create_time", type_=DateTime(timezone=True)),
+            bindparam("update_time", type_=DateTime(timezone=True)),
+        ),
+    )
+    .add_cte(_NEW_JOB)
+    .returning(_EXECUTIONS.c.job_id)
+)
+
+
 class JobStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def create_job(self, spec: JobSpec, request_id: uuid.UUID | None) -> CreatedJob:
-        """Commits the job and its first execution (QUEUED, or SCHEDULED for a future run_at)."""
+        """Commits the job and its first execution (QUEUED, or SCHEDULED for a future run_at) in
+        one statement. A repeated request_id returns the job created the first time."""
         now = datetime.now(UTC)
         job_id, execution_id = uuid.uuid4(), uuid.uuid4()
         due = spec.run_at is None or spec.run_at <= now
-        new_job = (
-            insert(JobRow)
-            .values(
-                id=job_id,
-                request_id=request_id,
-                state=JobState.ACTIVE.value,
-                last_execution_id=execution_id,
-                create_time=now,
-                update_time=now,
-                **job_spec_columns(spec),
-            )
-            .on_conflict_do_nothing(index_elements=[JobRow.request_id])
-            .returning(JobRow.id)
-            .cte("new_job")
-        )
-        new_execution = insert(ExecutionRow).from_select(
-            ["id", "job_id", "state", "schedule_time", "create_time", "update_time"],
-            select(
-                _uuid(execution_id),
-                new_job.c.id,
-                _str(ExecutionState.QUEUED if due else ExecutionState.SCHEDULED),
-                _time(now if due else spec.run_at),
-                _time(now),
-                _time(now),
-            ),
-        )
+        state = ExecutionState.QUEUED if due else ExecutionState.SCHEDULED
+        schedule_time = now if due or spec.run_at is None else spec.run_at
         async with self._sessions.begin() as session:
-            await session.execute(new_execution.add_cte(new_job))
-            if request_id is not None:
+            inserted = await session.scalar(
+                _CREATE_JOB,
+                {
+                    "id": job_id,
+                    "request_id": request_id,
+                    "state": JobState.ACTIVE.value,
+                    "last_execution_id": execution_id,
+                    "create_time": now,
+                    "update_time": now,
+                    "execution_id": execution_id,
+                    "execution_state": state.value,
+                    "schedule_time": schedule_time,
+                    **job_spec_columns(spec),
+                },
+            )
+            if inserted is None:  # the request_id was used before
+                assert request_id is not None
                 existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == request_id))
-                if existing != job_id:
-                    assert existing is not None
-                    return CreatedJob(await self._get_job(session, existing), created=False)
-            return CreatedJob(await self._get_job(session, job_id), created=True)
+                assert existing is not None
+                return CreatedJob(await self._get_job(session, existing), created=False)
+        execution = Execution(
+            id=str(execution_id),
+            job_id=str(job_id),
+            state=state,
+            attempt_count=0,
+            schedule_time=schedule_time,
+            start_time=None,
+            end_time=None,
+            last_error="",
+            replay_of=None,
+            create_time=now,
+        )
+        job = Job(str(job_id), spec, JobState.ACTIVE, now, now, last_execution=execution)
+        return CreatedJob(job, created=True)
 
     async def get_job(self, job_id: uuid.UUID) -> Job:
         async with self._sessions() as session:
@@ -271,8 +307,7 @@ class JobStore:
 
 def _jobs_with_last_execution() -> Select[JobRow, ExecutionRow]:
     """Jobs with their last execution (None where a job has none: outer join)."""
-    last = aliased(ExecutionRow)
-    return select(JobRow, last).outerjoin(last, last.id == JobRow.last_execution_id)
+    return _JOBS_WITH_LAST_EXECUTION
 
 
 def _cancelled_values(now: datetime, reason: str) -> dict[str, object]:
@@ -297,15 +332,3 @@ def _complete_one_off_job(job_id: uuid.UUID, execution_id: uuid.UUID, now: datet
         )
         .values(state=JobState.COMPLETED.value, update_time=now)
     )
-
-
-def _uuid(value: uuid.UUID) -> ColumnElement[uuid.UUID]:
-    return literal(value, Uuid)
-
-
-def _str(value: str) -> ColumnElement[str]:
-    return literal(value, String)
-
-
-def _time(value: datetime | None) -> ColumnElement[datetime]:
-    return literal(value, DateTime(timezone=True))

@@ -1,0 +1,291 @@
+"""``make bench``: end-to-end throughput and dispatch latency of job-scheduler, with bare arq as
+the reference, in one run on this machine. Prints a table and JSON (also saved to bench-results/).
+
+Everything runs as separate processes, as in production: a local target (answers 200 at once),
+the api, one worker, and, for the reference, a bare arq worker whose job does nothing. The bench
+uses its own PostgreSQL database and a free Redis DB index, and removes both when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bench.arq_noop import DONE_KEY
+from jobs_common.queue import create_redis_pool
+from jobs_common.settings import Settings
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support import services
+from tests.support.processes import ChildProcess, settings_env
+
+RESULTS_DIR = Path("bench-results")
+
+
+@dataclass
+class Cpu:
+    """CPU seconds (user + system) a process has used so far."""
+
+    pid: int
+
+    def seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": statistics.median(values), "p90": cuts[89], "p99": cuts[98], "max": max(values)}
+
+
+async def _create_many(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, count: int, concurrency: int, url: str, label: str
+) -> list[float]:
+    """CreateJob ``count`` times with ``concurrency`` calls in flight; returns each call's seconds."""
+    durations: list[float] = []
+    pending = iter(range(count))
+
+    async def client() -> None:
+        for _ in pending:
+            job = pb.Job(http_request=pb.HttpRequest(url=url), labels={"bench": label})
+            started = time.perf_counter()
+            await stub.CreateJob(api.CreateJobRequest(job=job))
+            durations.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return durations
+
+
+async def _wait_succeeded(engine: AsyncEngine, label: str, count: int, timeout: float) -> float:
+    """Waits until ``count`` executions of the labelled jobs succeeded; returns the last end_time."""
+    query = text(
+        "SELECT count(*) FILTER (WHERE e.state = 'SUCCEEDED'), count(*) FILTER (WHERE e.state = 'DEAD'),"
+        " extract(epoch FROM max(e.end_time)) FROM executions e JOIN jobs j ON j.id = e.job_id"
+        " WHERE j.labels @> CAST(:labels AS jsonb)"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        async with engine.connect() as conn:
+            succeeded, dead, last_end = (await conn.execute(query, {"labels": json.dumps({"bench": label})})).one()
+        if dead:
+            raise RuntimeError(f"{dead} benchmark executions went DEAD")
+        if succeeded >= count:
+            return float(last_end)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {succeeded}/{count} succeeded within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def measure_throughput(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    engine: AsyncEngine,
+    url: str,
+    count: int,
+    concurrency: int,
+    cpus: dict[str, Cpu],
+) -> dict[str, Any]:
+    label = f"throughput-{uuid.uuid4().hex[:8]}"
+    cpu_before = {name: cpu.seconds() for name, cpu in cpus.items()}
+    started = time.time()
+    create_durations = await _create_many(stub, count, concurrency, url, label)
+    created = time.time()
+    last_end = await _wait_succeeded(engine, label, count, timeout=600)
+    elapsed = last_end - started
+    cpu_used = {name: cpu.seconds() - cpu_before[name] for name, cpu in cpus.items()}
+    return {
+        "jobs": count,
+        "client_concurrency": concurrency,
+        "create_seconds": round(created - started, 3),
+        "create_per_second": round(count / (created - started), 1),
+        "create_latency_ms": {k: round(v * 1000, 2) for k, v in _percentiles(create_durations).items()},
+        "end_to_end_seconds": round(elapsed, 3),
+        "end_to_end_jobs_per_second": round(count / elapsed, 1),
+        "cpu_ms_per_job": {name: round(seconds * 1000 / count, 3) for name, seconds in cpu_used.items()},
+    }
+
+
+async def measure_dispatch_latency(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, target_url: str, count: int, interval: float
+) -> dict[str, Any]:
+    """One CreateJob at a time, ``interval`` apart: CreateJob return → target receives the call."""
+    async with httpx.AsyncClient() as http:
+        await http.get(f"{target_url}/receipts")  # forget earlier runs
+        returned: dict[str, float] = {}
+        for _ in range(count):
+            job = pb.Job(http_request=pb.HttpRequest(url=f"{target_url}/hit"), labels={"bench": "latency"})
+            response = await stub.CreateJob(api.CreateJobRequest(job=job))
+            returned[response.job.last_execution.id] = time.time()
+            await asyncio.sleep(interval)
+        deadline = time.monotonic() + 30
+        receipts: dict[str, float] = {}
+        while len(receipts) < count and time.monotonic() < deadline:
+            receipts.update((await http.get(f"{target_url}/receipts")).json())
+            await asyncio.sleep(0.1)
+    missing = set(returned) - set(receipts)
+    if missing:
+        raise RuntimeError(f"{len(missing)} calls never reached the target")
+    latencies = [(receipts[key] - returned[key]) * 1000 for key in returned]
+    return {
+        "jobs": count,
+        "interval_ms": interval * 1000,
+        "dispatch_latency_ms": {k: round(v, 2) for k, v in _percentiles(latencies).items()},
+    }
+
+
+async def measure_arq_noop(
+    settings: Settings, env: dict[str, str], logs: Path, count: int, concurrency: int
+) -> dict[str, Any]:
+    queue = f"bench:arq-noop:{uuid.uuid4().hex[:8]}"
+    worker = ChildProcess("bench.arq_noop", env, logs / "arq-noop.log", args=["--queue", queue])
+    redis = await create_redis_pool(settings)
+    try:
+        await worker.wait_for_log("Starting worker")
+        await redis.set(DONE_KEY, 0)
+        cpu = Cpu(worker.pid)
+        cpu_before = cpu.seconds()
+        pending = iter(range(count))
+
+        async def client() -> None:
+            for _ in pending:
+                await redis.enqueue_job("noop", _queue_name=queue)
+
+        started = time.time()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        while int(await redis.get(DONE_KEY) or 0) < count:
+            await asyncio.sleep(0.01)
+        elapsed = time.time() - started
+        return {
+            "jobs": count,
+            "client_concurrency": concurrency,
+            "seconds": round(elapsed, 3),
+            "jobs_per_second": round(count / elapsed, 1),
+            "cpu_ms_per_job": round((cpu.seconds() - cpu_before) * 1000 / count, 3),
+        }
+    finally:
+        await worker.stop()
+        await redis.aclose()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    database = await services.create_database()
+    redis_db = await services.claim_redis_db(f"bench-{os.getpid()}")
+    logs = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
+    processes: list[ChildProcess] = []
+    settings = Settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        database_auto_create=False,
+        redis_db=redis_db,
+        grpc_host="127.0.0.1",
+        grpc_port=_free_port(),
+        worker_health_file=str(logs / "worker.health"),
+        worker_drain_timeout=timedelta(seconds=5),
+    )
+    env = settings_env(settings)
+    engine = create_async_engine(settings.database_url)
+    try:
+        target_port = _free_port()
+        target_url = f"http://127.0.0.1:{target_port}"
+        target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
+        api_process = ChildProcess("jobs_api", env, logs / "api.log")
+        processes += [target, api_process]
+        await api_process.wait_for_log("api listening")
+        worker = ChildProcess("jobs_worker", env, logs / "worker.log")
+        processes.append(worker)
+        await worker.wait_for_log("ready on queue")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            # Warm-up (connections, prepared statements), not measured.
+            await measure_throughput(stub, engine, f"{target_url}/hit", 200, args.concurrency, {})
+            cpus = {"api": Cpu(api_process.pid), "worker": Cpu(worker.pid)}
+            throughput = await measure_throughput(stub, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
+            latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs, args.latency_interval)
+        reference = await measure_arq_noop(settings, env, logs, args.jobs, args.concurrency)
+    finally:
+        for process in reversed(processes):
+            await process.stop()
+        await engine.dispose()
+        await services.drop_database(database)
+        await services.release_redis_db(redis_db)
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {
+            "worker_processes": 1,
+            "worker_max_concurrent_jobs": settings.worker_max_concurrent_jobs,
+            "queue_poll_interval_ms": settings.queue_poll_interval.total_seconds() * 1000,
+        },
+        "job_scheduler": throughput,
+        "dispatch": latency,
+        "bare_arq_noop": reference,
+        "ratio_end_to_end_vs_bare_arq": round(
+            throughput["end_to_end_jobs_per_second"] / reference["jobs_per_second"], 3
+        ),
+        "logs": str(logs),
+    }
+
+
+def _table(result: dict[str, Any]) -> str:
+    js, dispatch, arq = result["job_scheduler"], result["dispatch"], result["bare_arq_noop"]
+    lat = dispatch["dispatch_latency_ms"]
+    create = js["create_latency_ms"]
+    rows = [
+        (
+            "end-to-end throughput",
+            f"{js['end_to_end_jobs_per_second']} jobs/s ({js['jobs']} jobs, HTTP call + full history)",
+        ),
+        ("CreateJob throughput", f"{js['create_per_second']} calls/s ({js['client_concurrency']} in flight)"),
+        ("CreateJob latency", f"p50 {create['p50']} ms, p99 {create['p99']} ms (under that load)"),
+        ("CPU per job", ", ".join(f"{k} {v} ms" for k, v in js["cpu_ms_per_job"].items())),
+        (
+            "dispatch latency",
+            f"p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
+            f" ({dispatch['jobs']} jobs, one per {dispatch['interval_ms']:.0f} ms)",
+        ),
+        ("bare arq no-op drain", f"{arq['jobs_per_second']} jobs/s, CPU {arq['cpu_ms_per_job']} ms/job"),
+        ("ratio vs bare arq", f"{result['ratio_end_to_end_vs_bare_arq']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-jobs", type=int, default=200)
+    parser.add_argument("--latency-interval", type=float, default=0.05)
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(_table(result))
+    print(json.dumps(result, indent=2))
+    print(f"saved to {path}")
+
+
+if __name__ == "__main__":
+    main()
