@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import time
@@ -49,12 +48,6 @@ class Cpu:
     def seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -200,14 +193,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         database_auto_create=False,
         redis_db=redis_db,
         grpc_host="127.0.0.1",
-        grpc_port=_free_port(),
+        grpc_port=services.free_port(),
         worker_health_file=str(logs / "worker.health"),
         worker_drain_timeout=timedelta(seconds=5),
     )
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
     try:
-        target_port = _free_port()
+        target_port = services.free_port()
         target_url = f"http://127.0.0.1:{target_port}"
         target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
         api_process = ChildProcess("jobs_api", env, logs / "api.log")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -14,18 +13,13 @@ import grpc
 from jobscheduler.v1 import job_service_pb2_grpc
 from tests.support.jobs import create, http_job, wait_terminal
 from tests.support.processes import settings_env
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_run_local_starts_api_and_workers_and_stops_cleanly(settings, api, target, tmp_path):
-    port = _free_port()
+    port = free_port()
     queue = f"run-local-{uuid.uuid4().hex[:8]}"
     env = settings_env(
         settings,

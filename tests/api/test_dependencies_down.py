@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import time
 
 import grpc
@@ -17,18 +15,13 @@ from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, error_info_reason, http_job
+from tests.support.services import free_port, start_private_redis
 
 # The session api migrates the database these private api instances share.
 pytestmark = pytest.mark.usefixtures("api")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _health(channel: grpc.aio.Channel, service: str = "") -> int:
@@ -63,27 +56,8 @@ async def test_postgresql_down_answers_unavailable_and_not_serving(settings):
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 async def test_redis_down_keeps_accepting_jobs_on_record_and_health_follows(settings, tmp_path):
-    port = _free_port()
-
-    def start_redis() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-
-    redis_server = start_redis()
+    port = free_port()
+    redis_server = start_private_redis(port, tmp_path)
     try:
         await asyncio.sleep(0.3)
         private = settings.model_copy(update={"redis_port": port, "redis_db": 0})
@@ -103,8 +77,23 @@ async def test_redis_down_keeps_accepting_jobs_on_record_and_health_follows(sett
             execution = (await stub.GetExecution(api.GetExecutionRequest(id=job.last_execution.id))).execution
             assert execution.state == pb.EXECUTION_STATE_QUEUED
 
-            redis_server = start_redis()
+            redis_server = start_private_redis(port, tmp_path)
             await _wait_health(channel, SERVING)
     finally:
         redis_server.kill()
         redis_server.wait()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+async def test_start_up_warns_when_redis_may_evict_jobs(settings, tmp_path, caplog):
+    port = free_port()
+    redis_server = start_private_redis(port, tmp_path, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+    try:
+        await asyncio.sleep(0.3)
+        evicting = settings.model_copy(update={"redis_port": port, "redis_db": 0})
+        async with running_api(evicting, run_migrations=False):
+            pass
+    finally:
+        redis_server.kill()
+        redis_server.wait()
+    assert any("maxmemory-policy is 'allkeys-lru'" in r.getMessage() for r in caplog.records)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import uuid
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
@@ -49,3 +52,30 @@ async def release_redis_db(index: int) -> None:
         await client.flushdb()
     finally:
         await client.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_private_redis(port: int, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A Redis server of the test's own, on its own port: the one to stop or misconfigure."""
+    return subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+    )

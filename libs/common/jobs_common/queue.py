@@ -26,6 +26,7 @@ __all__ = [
     "arq_queue_name",
     "create_redis_pool",
     "redis_settings",
+    "warn_if_redis_can_evict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,25 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def create_redis_pool(settings: Settings) -> ArqRedis:
-    return await create_pool(redis_settings(settings))
+    pool = await create_pool(redis_settings(settings))
+    await warn_if_redis_can_evict(pool)
+    return pool
+
+
+async def warn_if_redis_can_evict(redis: ArqRedis) -> str:
+    """Logs a warning unless Redis runs with ``maxmemory-policy noeviction``: every other policy
+    may drop arq's keys (its job keys carry a TTL, so even ``volatile-*`` policies can take them).
+    An evicted job is not lost (PostgreSQL has it) but runs late. Reads ``INFO memory``, so it
+    needs no CONFIG permission."""
+    info = await redis.info("memory")
+    policy = str(info.get("maxmemory_policy", "unknown"))
+    if policy != "noeviction":
+        logger.warning(
+            "Redis maxmemory-policy is %r: under memory pressure Redis may evict queued jobs, which then "
+            "wait for re-dispatch from PostgreSQL. Run Redis with maxmemory-policy noeviction.",
+            policy,
+        )
+    return policy
 
 
 class Dispatcher:

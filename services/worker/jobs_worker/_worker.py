@@ -15,7 +15,13 @@ from arq import Worker
 from arq.worker import func
 
 from jobs_common.db import create_engine
-from jobs_common.queue import ARQ_MAX_TRIES, RUN_EXECUTION, arq_queue_name, redis_settings
+from jobs_common.queue import (
+    ARQ_MAX_TRIES,
+    RUN_EXECUTION,
+    arq_queue_name,
+    redis_settings,
+    warn_if_redis_can_evict,
+)
 from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
 from jobs_worker._runner import ExecutionRunner
@@ -39,6 +45,7 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
 
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    await warn_if_redis_can_evict(ctx["redis"])
     engine = create_engine(settings)
     concurrency = settings.worker_max_concurrent_jobs
     client = httpx.AsyncClient(
