@@ -6,7 +6,6 @@ SIGTERM stops them all cleanly; if one exits on its own, the others are stopped 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,8 +16,10 @@ from jobs_common.settings import Settings
 
 def main() -> int:
     settings = Settings()
-    children = [subprocess.Popen([sys.executable, "-m", "jobs_api"])]
-    children += [subprocess.Popen([sys.executable, "-m", "jobs_worker"]) for _ in range(settings.worker_pool_size)]
+    # Children get their own session: a terminal's Ctrl-C reaches only this supervisor, which
+    # then stops each child exactly once with SIGTERM.
+    modules = ["jobs_api"] + ["jobs_worker"] * settings.worker_pool_size
+    children = [subprocess.Popen([sys.executable, "-m", module], start_new_session=True) for module in modules]
     print(
         f"job-scheduler: api on {settings.grpc_host}:{settings.grpc_port} (pid {children[0].pid}), "
         f"{settings.worker_pool_size} worker(s) (pids {', '.join(str(c.pid) for c in children[1:])}); "
@@ -27,13 +28,11 @@ def main() -> int:
     )
     stopping = False
 
-    def stop(signum: int, _frame: object) -> None:
+    def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        # A terminal's Ctrl-C already reached the whole process group; don't signal twice.
-        already_signalled = signum == signal.SIGINT and os.isatty(0)
         for child in children:
-            if child.poll() is None and not already_signalled:
+            if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGINT, stop)
@@ -44,7 +43,7 @@ def main() -> int:
         print("job-scheduler: a process exited; stopping the others", file=sys.stderr, flush=True)
         stop(signal.SIGTERM, None)
     codes = [child.wait() for child in children]
-    return 0 if stopping and all(code in (0, -signal.SIGTERM, -signal.SIGINT) for code in codes) else 1
+    return 0 if stopping and all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
 
 if __name__ == "__main__":
