@@ -14,7 +14,8 @@ from datetime import datetime
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import abort_jobs_ss
+from arq.constants import abort_jobs_ss, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 
 from jobs_common.settings import Settings
 
@@ -78,22 +79,36 @@ async def warn_if_redis_can_evict(redis: ArqRedis) -> str:
     return policy
 
 
+# arq's enqueue_job in one round trip instead of three (WATCH, EXISTS, MULTI/EXEC): the same
+# check (no job and no result under this id) and the same writes (job key with expiry, queue
+# entry), atomic because Lua scripts are.
+_ENQUEUE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 class Dispatcher:
     """Puts executions on arq and aborts them."""
 
     def __init__(self, redis: ArqRedis) -> None:
         self._redis = redis
+        self._enqueue = redis.register_script(_ENQUEUE_SCRIPT)
 
     async def dispatch(self, execution_id: object, queue: str, run_at: datetime | None = None) -> bool:
-        """Enqueues ``run_execution``; returns False when arq already holds this execution."""
-        job = await self._redis.enqueue_job(
-            RUN_EXECUTION,
-            str(execution_id),
-            _job_id=arq_job_id(execution_id),
-            _queue_name=arq_queue_name(queue),
-            _defer_until=run_at,
+        """Enqueues ``run_execution`` exactly as arq's ``enqueue_job`` would; returns False when
+        arq already holds this execution (queued, running, or finished with its result kept)."""
+        job_id = arq_job_id(execution_id)
+        now_ms = int(time.time() * 1000)
+        score = int(run_at.timestamp() * 1000) if run_at is not None else now_ms
+        payload = serialize_job(RUN_EXECUTION, (str(execution_id),), {}, None, now_ms)
+        added = await self._enqueue(
+            keys=[job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue)],
+            args=[max(score - now_ms, 0) + expires_extra_ms, payload, score, job_id],
         )
-        return job is not None
+        return bool(added)
 
     async def abort(self, execution_id: object) -> None:
         """Asks the worker running this execution to cancel it (arq ``allow_abort_jobs``); a

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
 from jobs_api.servicer import JobServicer
-from jobs_common.db import create_engine, session_factory
+from jobs_common.db import create_engine
 from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
@@ -44,7 +44,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         await migrate(settings)
     engine = create_engine(settings)
     redis = await create_redis_pool(settings)
-    store = JobStore(session_factory(engine))
+    store = JobStore(engine)
 
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(store, Dispatcher(redis), settings), server)

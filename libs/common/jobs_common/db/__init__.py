@@ -1,6 +1,6 @@
 """PostgreSQL: the schema (SQLAlchemy models) and the engine."""
 
-from jobs_common.db._engine import create_engine, session_factory
+from jobs_common.db._engine import create_engine
 from jobs_common.db._models import AttemptRow, Base, ExecutionRow, JobRow
 
-__all__ = ["AttemptRow", "Base", "ExecutionRow", "JobRow", "create_engine", "session_factory"]
+__all__ = ["AttemptRow", "Base", "ExecutionRow", "JobRow", "create_engine"]

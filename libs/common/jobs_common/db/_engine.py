@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobs_common.settings import Settings
 
-__all__ = ["create_engine", "session_factory"]
+__all__ = ["create_engine"]
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -19,7 +19,3 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # Short connect timeout: a down database answers UNAVAILABLE quickly instead of hanging.
         connect_args={"timeout": 5, "server_settings": {"application_name": "job-scheduler"}},
     )
-
-
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)

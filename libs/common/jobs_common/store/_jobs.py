@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from jobs_common.db import AttemptRow, Base, ExecutionRow, JobRow
@@ -90,8 +90,10 @@ _CREATE_JOB = (
 
 
 class JobStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Single-statement writes need no BEGIN/COMMIT round trips: a statement is atomic.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def create_job(self, spec: JobSpec, request_id: uuid.UUID | None) -> CreatedJob:
         """Commits the job and its first execution (QUEUED, or SCHEDULED for a future run_at) in
@@ -101,8 +103,8 @@ class JobStore:
         due = spec.run_at is None or spec.run_at <= now
         state = ExecutionState.QUEUED if due else ExecutionState.SCHEDULED
         schedule_time = now if due or spec.run_at is None else spec.run_at
-        async with self._sessions.begin() as session:
-            inserted = await session.scalar(
+        async with self._autocommit.connect() as conn:
+            inserted = await conn.scalar(
                 _CREATE_JOB,
                 {
                     "id": job_id,
@@ -117,8 +119,9 @@ class JobStore:
                     **job_spec_columns(spec),
                 },
             )
-            if inserted is None:  # the request_id was used before
-                assert request_id is not None
+        if inserted is None:  # the request_id was used before
+            assert request_id is not None
+            async with self._sessions() as session:
                 existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == request_id))
                 assert existing is not None
                 return CreatedJob(await self._get_job(session, existing), created=False)
