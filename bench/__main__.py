@@ -149,6 +149,33 @@ async def measure_dispatch_latency(
     }
 
 
+async def measure_with_calls_in_flight(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    target_url: str,
+    in_flight: int,
+    worker: Cpu,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Holds ``in_flight`` long calls open, then measures what they cost the worker while they
+    wait (CPU) and what they do to new jobs (dispatch latency)."""
+    await _create_many(stub, in_flight, args.concurrency, f"{target_url}/slow?seconds=300", "in-flight")
+    async with httpx.AsyncClient() as http:
+        while True:  # every long call has reached the target and is waiting
+            stats = (await http.get(f"{target_url}/stats")).json()
+            if stats["slow_open"] >= in_flight:
+                break
+            await asyncio.sleep(0.2)
+    cpu_before, started = worker.seconds(), time.monotonic()
+    await asyncio.sleep(5)
+    idle_cpu = (worker.seconds() - cpu_before) / (time.monotonic() - started)
+    latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs // 2, args.latency_interval * 2)
+    return {
+        "calls_in_flight": in_flight,
+        "worker_cpu_while_waiting_percent": round(idle_cpu * 100, 1),
+        **latency,
+    }
+
+
 async def measure_arq_noop(
     settings: Settings, env: dict[str, str], logs: Path, count: int, concurrency: int
 ) -> dict[str, Any]:
@@ -216,6 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpus = {"api": Cpu(api_process.pid), "worker": Cpu(worker.pid)}
             throughput = await measure_throughput(stub, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
             latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs, args.latency_interval)
+            in_flight = await measure_with_calls_in_flight(stub, target_url, args.in_flight, cpus["worker"], args)
         reference = await measure_arq_noop(settings, env, logs, args.jobs, args.concurrency)
     finally:
         for process in reversed(processes):
@@ -232,6 +260,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "job_scheduler": throughput,
         "dispatch": latency,
+        "with_calls_in_flight": in_flight,
         "bare_arq_noop": reference,
         "ratio_end_to_end_vs_bare_arq": round(
             throughput["end_to_end_jobs_per_second"] / reference["jobs_per_second"], 3
@@ -243,6 +272,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def _table(result: dict[str, Any]) -> str:
     js, dispatch, arq = result["job_scheduler"], result["dispatch"], result["bare_arq_noop"]
     lat = dispatch["dispatch_latency_ms"]
+    flight = result["with_calls_in_flight"]
+    flight_lat = flight["dispatch_latency_ms"]
     create = js["create_latency_ms"]
     rows = [
         (
@@ -257,6 +288,11 @@ def _table(result: dict[str, Any]) -> str:
             f"p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
             f" ({dispatch['jobs']} jobs, one per {dispatch['interval_ms']:.0f} ms)",
         ),
+        (
+            f"with {flight['calls_in_flight']} calls in flight",
+            f"worker CPU {flight['worker_cpu_while_waiting_percent']}% while they wait; new jobs' dispatch "
+            f"p50 {flight_lat['p50']} ms, p99 {flight_lat['p99']} ms",
+        ),
         ("bare arq no-op drain", f"{arq['jobs_per_second']} jobs/s, CPU {arq['cpu_ms_per_job']} ms/job"),
         ("ratio vs bare arq", f"{result['ratio_end_to_end_vs_bare_arq']}"),
     ]
@@ -270,6 +306,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--latency-interval", type=float, default=0.05)
+    parser.add_argument("--in-flight", type=int, default=400, help="long calls held open (< worker concurrency)")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(exist_ok=True)

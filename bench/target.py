@@ -1,21 +1,38 @@
 """The benchmark's target: answers 200 at once and remembers when each execution arrived.
 
-``POST /hit`` records (Idempotency-Key → arrival time); ``GET /receipts`` returns and clears them.
+``POST /hit`` records (Idempotency-Key → arrival time); ``GET /receipts`` returns and clears them;
+``POST /slow?seconds=N`` answers after N seconds (the long calls held in flight).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 
 from aiohttp import web
 
 receipts: dict[str, float] = {}
+open_slow_calls = 0
 
 
 async def hit(request: web.Request) -> web.Response:
     receipts.setdefault(request.headers.get("Idempotency-Key", ""), time.time())
     return web.Response(text="ok")
+
+
+async def slow(request: web.Request) -> web.Response:
+    global open_slow_calls
+    open_slow_calls += 1
+    try:
+        await asyncio.sleep(float(request.query.get("seconds", "60")))
+    finally:
+        open_slow_calls -= 1
+    return web.Response(text="slow")
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response({"slow_open": open_slow_calls})
 
 
 async def take_receipts(request: web.Request) -> web.Response:
@@ -30,7 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_post("/hit", hit)
+    app.router.add_post("/slow", slow)
     app.router.add_get("/receipts", take_receipts)
+    app.router.add_get("/stats", stats)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=lambda _: None)
 
 

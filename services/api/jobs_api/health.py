@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -30,6 +31,7 @@ class DependencyProbe:
         self._checks = checks
         self._interval = interval
         self._failing: set[str] = set()
+        self._stopping = asyncio.Event()
 
     async def check_once(self) -> bool:
         failing: set[str] = set()
@@ -49,6 +51,12 @@ class DependencyProbe:
         return not failing
 
     async def run(self) -> None:
-        while True:
+        """Checks until :meth:`stop`; a check under way always completes (each is bounded by its
+        own timeout), so no PostgreSQL or Redis call is ever cancelled halfway."""
+        while not self._stopping.is_set():
             await self.check_once()
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -68,11 +68,10 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     try:
         yield RunningApi(server, port, health_servicer)
     finally:
+        probe.stop()
+        await probe_task
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grpc_shutdown_grace.total_seconds())
-        probe_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await probe_task
         await redis.aclose()
         await engine.dispose()
         logger.info("api stopped")
