@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+import uuid
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_api.server import running_api
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
+from tests.support import services
 from tests.support.jobs import create, error_info_reason, http_job
 from tests.support.services import free_port, start_private_redis
 
@@ -97,3 +101,27 @@ async def test_start_up_warns_when_redis_may_evict_jobs(settings, tmp_path, capl
         redis_server.kill()
         redis_server.wait()
     assert any("maxmemory-policy is 'allkeys-lru'" in r.getMessage() for r in caplog.records)
+
+
+async def test_postgresql_refusing_connections_answers_unavailable(settings):
+    """A real 'too many connections' (SQLSTATE 53300): a role allowed no connections at all."""
+    role = f"jobs_limited_{uuid.uuid4().hex[:8]}"
+    admin = create_async_engine(services.PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0'))
+    try:
+        limited_url = settings.database_url.replace("postgres@", f"{role}@", 1)
+        limited = settings.model_copy(update={"database_url": limited_url})
+        async with (
+            running_api(limited, run_migrations=False) as running,
+            grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+        ):
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await create(stub, http_job("http://127.0.0.1:9/x"))
+            assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert await _health(channel) == NOT_SERVING
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        await admin.dispose()

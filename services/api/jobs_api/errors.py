@@ -67,12 +67,22 @@ def to_status(error: JobSchedulerError) -> grpc.Status:
     return converted
 
 
+# SQLSTATE classes that mean "PostgreSQL cannot serve you now": connection exceptions (08),
+# insufficient resources such as too many connections (53), and shutdown or start-up (57P01-03).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+
+
 def _classify(exc: BaseException) -> JobSchedulerError | None:
     if isinstance(exc, JobSchedulerError):
         return exc
-    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and _database_unavailable(exc)):
         return UnavailableError(f"a dependency did not answer: {type(exc).__name__}")
     return None
+
+
+def _database_unavailable(exc: DBAPIError) -> bool:
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
