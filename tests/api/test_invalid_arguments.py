@@ -38,6 +38,7 @@ CASES = {
     "no host": (_job(http_request__url="http:///path"), "job.http_request.url"),
     "spaces in url": (_job(http_request__url="http://exa mple.com/"), "job.http_request.url"),
     "bad port": (_job(http_request__url="http://example.com:99999/"), "job.http_request.url"),
+    "bad punycode host": (_job(http_request__url="http://xn--zz.com/"), "job.http_request.url"),
     "url too long": (_job(http_request__url="http://example.com/" + "a" * 3000), "job.http_request.url"),
     "unknown method": (_job(http_request__method=99), "job.http_request.method"),
     "body over limit": (_job(http_request__body=b"x" * (1024 * 1024 + 1)), "job.http_request.body"),

@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import httpx
 
-from jobs_common.domain import ErrorKind, HttpMethod, HttpRequestSpec
+from jobs_common.domain import ErrorKind, ExecutionState, HttpMethod, HttpRequestSpec, RetryPolicy
 from jobs_worker._http import _connect_error_kind, perform
+from jobs_worker._outcome import decide
 
 
 def _error_caused_by(cause: BaseException) -> httpx.ConnectError:
@@ -57,3 +58,16 @@ async def test_a_server_that_hangs_up_is_a_connection_error():
     server.close()
     assert outcome.error_kind in (ErrorKind.PROTOCOL, ErrorKind.CONNECT)
     assert outcome.status_code is None
+
+
+async def test_a_request_httpx_cannot_build_is_a_final_protocol_error():
+    policy = RetryPolicy(
+        max_attempts=5, min_backoff=timedelta(seconds=1), max_backoff=timedelta(seconds=5), multiplier=2
+    )
+    async with httpx.AsyncClient() as client:
+        outcome = await perform(
+            client, HttpRequestSpec(HttpMethod.GET, "http://xn--zz.com/", {}, b""), "exec-1", timedelta(seconds=5), 1024
+        )
+    assert outcome.error_kind is ErrorKind.PROTOCOL
+    assert outcome.error_message.startswith("invalid request:")
+    assert decide(outcome, policy, counted_attempts=1).state is ExecutionState.DEAD

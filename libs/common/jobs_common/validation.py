@@ -197,6 +197,23 @@ def _check_url(url: str, max_length: int, bad: _Bad) -> None:
         bad(path, "must name a host")
     elif port == 0:
         bad(path, "port must be between 1 and 65535")
+    elif not _valid_idna_host(parts.hostname):
+        bad(path, "host name is not valid (IDNA)")
+
+
+def _valid_idna_host(host: str) -> bool:
+    """Punycode labels (``xn--``) must decode; other names must encode to IDNA."""
+    if host.startswith("[") or host.replace(".", "").isdigit() or ":" in host:
+        return True  # IP literals
+    try:
+        for label in host.split("."):
+            if label.lower().startswith("xn--"):
+                label.encode("ascii").decode("idna")
+            elif label:
+                label.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _check_headers(headers: dict[str, str], settings: Settings, bad: _Bad) -> None:

@@ -2,6 +2,7 @@
 
 Failures are values, not exceptions; the tree of what maps where::
 
+    building the request fails (bad URL)   → PROTOCOL, not retried
     TimeoutError, httpx.TimeoutException   → TIMEOUT
     httpx.ConnectError caused by
         socket.gaierror                    → DNS
@@ -37,6 +38,8 @@ class HttpOutcome:
     truncated: bool = False
     error_kind: ErrorKind | None = None
     error_message: str = ""
+    # False when trying again cannot help (the request itself is unusable).
+    retryable: bool = True
 
     @property
     def retry_after(self) -> timedelta | None:
@@ -54,14 +57,19 @@ async def perform(
     seconds = timeout.total_seconds()
     headers = {**request.headers, "Idempotency-Key": idempotency_key, "User-Agent": USER_AGENT}
     try:
+        built = client.build_request(
+            request.method.value,
+            request.url,
+            headers=headers,
+            content=request.body or None,
+            timeout=httpx.Timeout(seconds),
+        )
+    except Exception as exc:  # no I/O happened: whatever failed is the request itself
+        return HttpOutcome(
+            error_kind=ErrorKind.PROTOCOL, error_message=f"invalid request: {_describe(exc)}", retryable=False
+        )
+    try:
         async with asyncio.timeout(seconds):
-            built = client.build_request(
-                request.method.value,
-                request.url,
-                headers=headers,
-                content=request.body or None,
-                timeout=httpx.Timeout(seconds),
-            )
             response = await client.send(built, stream=True)
             try:
                 body, truncated = await _read_capped(response, capture_bytes)

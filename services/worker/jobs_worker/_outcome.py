@@ -37,6 +37,8 @@ def decide(outcome: HttpOutcome, policy: RetryPolicy, counted_attempts: int) -> 
 
 
 def _retryable(outcome: HttpOutcome, policy: RetryPolicy) -> bool:
+    if not outcome.retryable:
+        return False
     status = outcome.status_code
     if status is None:  # timeout, connection, DNS, TLS or protocol error
         return True
