@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -14,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_api.server import running_api
+from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
@@ -33,6 +36,18 @@ async def _health(channel: grpc.aio.Channel, service: str = "") -> int:
     return (await stub.Check(health_pb2.HealthCheckRequest(service=service))).status
 
 
+@contextlib.asynccontextmanager
+async def private_api(
+    settings: Settings,
+) -> AsyncIterator[tuple[job_service_pb2_grpc.JobServiceAsyncStub, grpc.aio.Channel]]:
+    """An api of the test's own, on the session's (migrated) database unless told otherwise."""
+    async with (
+        running_api(settings, run_migrations=False) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        yield job_service_pb2_grpc.JobServiceStub(channel), channel
+
+
 async def _wait_health(channel: grpc.aio.Channel, expected: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while await _health(channel) != expected:
@@ -42,11 +57,7 @@ async def _wait_health(channel: grpc.aio.Channel, expected: int, timeout: float 
 
 async def test_postgresql_down_answers_unavailable_and_not_serving(settings):
     broken = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:9/none"})
-    async with (
-        running_api(broken, run_migrations=False) as running,
-        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
-    ):
-        stub = job_service_pb2_grpc.JobServiceStub(channel)
+    async with private_api(broken) as (stub, channel):
         with pytest.raises(grpc.aio.AioRpcError) as create_error:
             await create(stub, http_job("http://127.0.0.1:9/x"))
         assert create_error.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -65,11 +76,7 @@ async def test_redis_down_keeps_accepting_jobs_on_record_and_health_follows(sett
     try:
         await asyncio.sleep(0.3)
         private = settings.model_copy(update={"redis_port": port, "redis_db": 0})
-        async with (
-            running_api(private, run_migrations=False) as running,
-            grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
-        ):
-            stub = job_service_pb2_grpc.JobServiceStub(channel)
+        async with private_api(private) as (stub, channel):
             assert await _health(channel) == SERVING
 
             redis_server.kill()
@@ -95,7 +102,7 @@ async def test_start_up_warns_when_redis_may_evict_jobs(settings, tmp_path, capl
     try:
         await asyncio.sleep(0.3)
         evicting = settings.model_copy(update={"redis_port": port, "redis_db": 0})
-        async with running_api(evicting, run_migrations=False):
+        async with private_api(evicting):
             pass
     finally:
         redis_server.kill()
@@ -112,11 +119,7 @@ async def test_postgresql_refusing_connections_answers_unavailable(settings):
     try:
         limited_url = settings.database_url.replace("postgres@", f"{role}@", 1)
         limited = settings.model_copy(update={"database_url": limited_url})
-        async with (
-            running_api(limited, run_migrations=False) as running,
-            grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
-        ):
-            stub = job_service_pb2_grpc.JobServiceStub(channel)
+        async with private_api(limited) as (stub, channel):
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await create(stub, http_job("http://127.0.0.1:9/x"))
             assert error.value.code() == grpc.StatusCode.UNAVAILABLE

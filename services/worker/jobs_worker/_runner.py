@@ -59,21 +59,22 @@ class ExecutionRunner:
         if isinstance(claimed, NotClaimed):
             return self._not_claimed(execution_id, claimed)
         if claimed.counted_before >= claimed.retry_policy.max_attempts:
-            # Earlier attempts died with their worker and used up the budget.
+            # Earlier attempts died with their worker and used up the budget: no call.
             result = AttemptResult(
                 ExecutionState.DEAD,
                 error_kind=ErrorKind.INTERRUPTED,
                 error_message=f"all {claimed.retry_policy.max_attempts} attempts used (workers lost)",
             )
-            await self._record(claimed, result)
-            return "DEAD"
-        try:
-            outcome = await perform(self._client, claimed.request, execution_id, claimed.timeout, self._capture_bytes)
-        except asyncio.CancelledError:
-            # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
-            await asyncio.shield(self._release(claimed))
-            raise
-        result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
+        else:
+            try:
+                outcome = await perform(
+                    self._client, claimed.request, execution_id, claimed.timeout, self._capture_bytes
+                )
+            except asyncio.CancelledError:
+                # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
+                await asyncio.shield(self._release(claimed))
+                raise
+            result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
         try:
             moved = await self._record(claimed, result)
         except STORAGE_ERRORS as exc:

@@ -57,7 +57,8 @@ class Replayed:
 
 
 _LAST_EXECUTION = aliased(ExecutionRow)
-# Built once: SQLAlchemy caches the compiled form of a statement, not the work of building it.
+# Jobs with their last execution (None for a job without one: outer join). Statements are built
+# once: SQLAlchemy caches the compiled form of a statement, not the work of building it.
 _JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = select(JobRow, _LAST_EXECUTION).outerjoin(
     _LAST_EXECUTION, _LAST_EXECUTION.id == JobRow.last_execution_id
 )
@@ -154,7 +155,7 @@ class JobStore:
     ) -> Page[Job]:
         fingerprint = filter_fingerprint(state=state, queue=queue, labels=labels)
         position = decode_page_token(page_token, fingerprint)
-        query = _jobs_with_last_execution()
+        query = _JOBS_WITH_LAST_EXECUTION
         query = query.where(JobRow.state == state.value) if state else query.where(JobRow.state != "DELETED")
         if queue:
             query = query.where(JobRow.queue == queue)
@@ -282,35 +283,15 @@ class JobStore:
             job.update_time = now
             return Replayed(execution_from_row(new), job.queue)
 
-    async def unfinished_execution(self, job_id: uuid.UUID) -> tuple[Execution, str] | None:
-        """The job's last execution and queue while it is QUEUED or SCHEDULED (to dispatch again)."""
-        async with self._sessions() as session:
-            found = (
-                await session.execute(
-                    select(ExecutionRow, JobRow.queue)
-                    .join(JobRow, JobRow.last_execution_id == ExecutionRow.id)
-                    .where(
-                        JobRow.id == job_id,
-                        ExecutionRow.state.in_([ExecutionState.QUEUED.value, ExecutionState.SCHEDULED.value]),
-                    )
-                )
-            ).first()
-        return (execution_from_row(found[0]), found[1]) if found else None
-
     async def ping(self) -> None:
         async with self._sessions() as session:
             await session.execute(text("SELECT 1"))
 
     async def _get_job(self, session: AsyncSession, job_id: uuid.UUID) -> Job:
-        found = (await session.execute(_jobs_with_last_execution().where(JobRow.id == job_id))).first()
+        found = (await session.execute(_JOBS_WITH_LAST_EXECUTION.where(JobRow.id == job_id))).first()
         if found is None:
             raise NotFoundError(f"job {job_id} not found")
         return job_from_row(found[0], found[1])
-
-
-def _jobs_with_last_execution() -> Select[JobRow, ExecutionRow]:
-    """Jobs with their last execution (None where a job has none: outer join)."""
-    return _JOBS_WITH_LAST_EXECUTION
 
 
 def _cancelled_values(now: datetime, reason: str) -> dict[str, object]:
