@@ -73,7 +73,7 @@ def job_state_from_proto(value: int) -> JobState | None:
     if value == pb.JOB_STATE_UNSPECIFIED:
         return None
     try:
-        return JobState(pb.JobState.Name(value).removeprefix("JOB_STATE_"))  # type: ignore[arg-type]
+        return JobState(pb.JobState.Name(pb.JobState.ValueType(value)).removeprefix("JOB_STATE_"))
     except ValueError:
         raise InvalidArgumentError([FieldViolation("state", f"unknown job state {value}")]) from None
 
@@ -150,7 +150,7 @@ def _method_name(value: int) -> str | None:
     if value == pb.HTTP_METHOD_UNSPECIFIED:
         return None
     try:
-        return pb.HttpMethod.Name(value).removeprefix(_METHOD_PREFIX)  # type: ignore[arg-type]
+        return pb.HttpMethod.Name(pb.HttpMethod.ValueType(value)).removeprefix(_METHOD_PREFIX)
     except ValueError:
         return str(value)
 

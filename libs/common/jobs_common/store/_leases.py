@@ -15,14 +15,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs_common.domain import (
-    TERMINAL_EXECUTION_STATES,
-    ErrorKind,
-    ExecutionState,
-    HttpMethod,
-    HttpRequestSpec,
-    RetryPolicy,
-)
+from jobs_common.domain import TERMINAL_EXECUTION_STATES, ErrorKind, ExecutionState, HttpRequestSpec, RetryPolicy
+from jobs_common.store._rows import http_request_from, retry_policy_from
 
 __all__ = ["AttemptResult", "Claim", "ExecutionLeases", "NotClaimed"]
 
@@ -185,17 +179,9 @@ class ExecutionLeases:
             execution_id=row.id,
             number=row.attempt_count,
             counted_before=row.attempt_count - 1 - row.interrupted_attempts,
-            request=HttpRequestSpec(
-                method=HttpMethod(row.method), url=row.url, headers=dict(row.headers), body=row.body
-            ),
+            request=http_request_from(row),
             timeout=timedelta(milliseconds=row.timeout_ms),
-            retry_policy=RetryPolicy(
-                max_attempts=row.max_attempts,
-                min_backoff=timedelta(milliseconds=row.min_backoff_ms),
-                max_backoff=timedelta(milliseconds=row.max_backoff_ms),
-                multiplier=row.multiplier,
-                retry_status_codes=tuple(row.retry_status_codes),
-            ),
+            retry_policy=retry_policy_from(row),
         )
 
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
 from jobs_common.db import AttemptRow, ExecutionRow, JobRow
 from jobs_common.domain import (
@@ -18,7 +19,15 @@ from jobs_common.domain import (
     RetryPolicy,
 )
 
-__all__ = ["attempt_from_row", "execution_from_row", "job_from_row", "job_spec_columns"]
+__all__ = [
+    "CallColumns",
+    "attempt_from_row",
+    "execution_from_row",
+    "http_request_from",
+    "job_from_row",
+    "job_spec_columns",
+    "retry_policy_from",
+]
 
 
 def job_spec_columns(spec: JobSpec) -> dict[str, object]:
@@ -41,19 +50,41 @@ def job_spec_columns(spec: JobSpec) -> dict[str, object]:
     }
 
 
+class CallColumns(Protocol):
+    """The jobs-table columns that say what to call and how to retry (a JobRow, or a row of a
+    statement that selects them)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    timeout_ms: int
+    max_attempts: int
+    min_backoff_ms: int
+    max_backoff_ms: int
+    multiplier: float
+    retry_status_codes: list[int]
+
+
+def http_request_from(row: CallColumns) -> HttpRequestSpec:
+    return HttpRequestSpec(method=HttpMethod(row.method), url=row.url, headers=dict(row.headers), body=row.body)
+
+
+def retry_policy_from(row: CallColumns) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=row.max_attempts,
+        min_backoff=timedelta(milliseconds=row.min_backoff_ms),
+        max_backoff=timedelta(milliseconds=row.max_backoff_ms),
+        multiplier=row.multiplier,
+        retry_status_codes=tuple(row.retry_status_codes),
+    )
+
+
 def job_from_row(row: JobRow, last_execution: ExecutionRow | None) -> Job:
     spec = JobSpec(
-        http_request=HttpRequestSpec(
-            method=HttpMethod(row.method), url=row.url, headers=dict(row.headers), body=row.body
-        ),
+        http_request=http_request_from(row),
         timeout=timedelta(milliseconds=row.timeout_ms),
-        retry_policy=RetryPolicy(
-            max_attempts=row.max_attempts,
-            min_backoff=timedelta(milliseconds=row.min_backoff_ms),
-            max_backoff=timedelta(milliseconds=row.max_backoff_ms),
-            multiplier=row.multiplier,
-            retry_status_codes=tuple(row.retry_status_codes),
-        ),
+        retry_policy=retry_policy_from(row),
         run_at=row.run_at,
         queue=row.queue,
         labels={str(k): str(v) for k, v in row.labels.items()},
