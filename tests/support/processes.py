@@ -51,6 +51,10 @@ class ChildProcess:
     async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
+        return await self.wait(timeout)
+
+    async def wait(self, timeout: float = 30) -> int:
+        """Waits for the process to exit without signalling it (SIGKILL after ``timeout``)."""
         deadline = time.monotonic() + timeout
         while self.process.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
