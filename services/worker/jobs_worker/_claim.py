@@ -15,7 +15,7 @@ from __future__ import annotations
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-__all__ = ["claim_due_jobs"]
+__all__ = ["DueJobClaimer"]
 
 _CLAIM_SCRIPT = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
@@ -34,12 +34,18 @@ return claimed
 """
 
 
-async def claim_due_jobs(
-    redis: ArqRedis, queue: str, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int
-) -> list[tuple[str, int]]:
-    """Marks up to ``wanted`` due, not-running jobs of ``queue`` in progress; returns (id, score)."""
-    if wanted <= 0:
-        return []
-    script = redis.register_script(_CLAIM_SCRIPT)
-    flat = await script(keys=[queue], args=[now_ms, read_limit, wanted, in_progress_ms, in_progress_key_prefix])
-    return [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+class DueJobClaimer:
+    """Claims due jobs of one queue; the script is registered once, then run by its SHA."""
+
+    def __init__(self, redis: ArqRedis, queue: str) -> None:
+        self._script = redis.register_script(_CLAIM_SCRIPT)
+        self._queue = queue
+
+    async def claim(self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int) -> list[tuple[str, int]]:
+        """Marks up to ``wanted`` due, not-running jobs in progress; returns (id, score)."""
+        if wanted <= 0:
+            return []
+        flat = await self._script(
+            keys=[self._queue], args=[now_ms, read_limit, wanted, in_progress_ms, in_progress_key_prefix]
+        )
+        return [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]

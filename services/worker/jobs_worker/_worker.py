@@ -24,7 +24,7 @@ from jobs_common.queue import (
 )
 from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
-from jobs_worker._claim import claim_due_jobs
+from jobs_worker._claim import DueJobClaimer
 from jobs_worker._runner import ExecutionRunner
 
 __all__ = ["LEASE_GRACE", "JobsWorker", "build_worker", "worker_id"]
@@ -95,6 +95,7 @@ class JobsWorker(Worker):
         super().__init__(*args, **kwargs)
         self._health_file = Path(health_file)
         self._last_heartbeat = 0.0
+        self._claimer: DueJobClaimer | None = None
 
     async def _poll_iteration(self) -> None:
         count = self.queue_read_limit
@@ -114,9 +115,9 @@ class JobsWorker(Worker):
         await self.heart_beat()
 
     async def _start_claimed_jobs(self, read_limit: int) -> None:
-        claimed = await claim_due_jobs(
-            self.pool,
-            self.queue_name,
+        if self._claimer is None:  # the pool exists only once main() has started
+            self._claimer = DueJobClaimer(self.pool, self.queue_name)
+        claimed = await self._claimer.claim(
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,
             wanted=min(self.max_jobs - self.job_counter, read_limit),
