@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from jobs_common.schedules import RecurringSchedule
+
 __all__ = [
     "TERMINAL_EXECUTION_STATES",
     "Attempt",
@@ -16,6 +18,7 @@ __all__ = [
     "HttpMethod",
     "HttpRequestSpec",
     "Job",
+    "JobKind",
     "JobSpec",
     "JobState",
     "Page",
@@ -43,6 +46,11 @@ class JobState(enum.StrEnum):
     DELETED = "DELETED"
 
 
+class JobKind(enum.StrEnum):
+    ONE_OFF = "ONE_OFF"
+    RECURRING = "RECURRING"
+
+
 class ExecutionState(enum.StrEnum):
     SCHEDULED = "SCHEDULED"
     QUEUED = "QUEUED"
@@ -51,9 +59,12 @@ class ExecutionState(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"
     DEAD = "DEAD"
     CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
 
 
-TERMINAL_EXECUTION_STATES = frozenset({ExecutionState.SUCCEEDED, ExecutionState.DEAD, ExecutionState.CANCELLED})
+TERMINAL_EXECUTION_STATES = frozenset(
+    {ExecutionState.SUCCEEDED, ExecutionState.DEAD, ExecutionState.CANCELLED, ExecutionState.SKIPPED}
+)
 
 
 class ErrorKind(enum.StrEnum):
@@ -94,6 +105,12 @@ class JobSpec:
     run_at: datetime | None
     queue: str
     labels: dict[str, str]
+    # Recurring jobs only; a one-off job has None (and maybe ``run_at``).
+    schedule: RecurringSchedule | None = None
+
+    @property
+    def kind(self) -> JobKind:
+        return JobKind.ONE_OFF if self.schedule is None else JobKind.RECURRING
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,7 @@ class Execution:
     replay_of: str | None
     create_time: datetime
     attempts: tuple[Attempt, ...] = ()
+    tick_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +151,8 @@ class Job:
     create_time: datetime
     update_time: datetime
     last_execution: Execution | None = None
+    next_run_time: datetime | None = None
+    run_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

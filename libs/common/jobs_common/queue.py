@@ -2,7 +2,8 @@
 
 * One function, :data:`RUN_EXECUTION`, runs an execution: ``run_execution(ctx, execution_id)``.
 * The arq job id is derived from the execution id (:func:`arq_job_id`), so enqueueing an execution
-  twice is a no-op: the api, a retried CreateJob and (later) the reconciler can all dispatch freely.
+  twice is a no-op: the api, a retried CreateJob and the scheduler can all dispatch freely, and
+  the reconciler re-dispatches under the same id.
 * A job's ``queue`` maps to the arq queue (sorted set) :func:`arq_queue_name`.
 """
 
@@ -11,10 +12,18 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
+from typing import TypeAlias
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import abort_jobs_ss, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.constants import (
+    abort_jobs_ss,
+    expires_extra_ms,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.jobs import serialize_job
 
 from jobs_common.settings import Settings
@@ -90,27 +99,96 @@ return 1
 """
 
 
+# The reconciler's re-dispatch of an execution PostgreSQL says is unfinished. KEYS: job, result,
+# retry, in-progress keys, queue. ARGV: job key TTL, payload, score, job id, lease expired (1/0).
+# Returns 1 when it enqueued the job again, 2 when it freed a dead worker's job for the next
+# poll, 3 when it put a held job back in the queue, 0 when arq holds the job as it should.
+_REDISPATCH_SCRIPT = """
+if ARGV[5] == '1' then redis.call('DEL', KEYS[4]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    if ARGV[5] == '1' then
+        redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
+        return 2
+    end
+    if redis.call('EXISTS', KEYS[4]) == 0 and redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 1 then
+        return 3
+    end
+    return 0
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 class Dispatcher:
     """Puts executions on arq and aborts them."""
 
     def __init__(self, redis: ArqRedis) -> None:
         self._redis = redis
         self._enqueue = redis.register_script(_ENQUEUE_SCRIPT)
+        self._redispatch = redis.register_script(_REDISPATCH_SCRIPT)
 
     async def dispatch(self, execution_id: object, queue: str, run_at: datetime | None = None) -> bool:
         """Enqueues ``run_execution`` exactly as arq's ``enqueue_job`` would; returns False when
         arq already holds this execution (queued, running, or finished with its result kept)."""
-        job_id = arq_job_id(execution_id)
-        now_ms = int(time.time() * 1000)
-        score = int(run_at.timestamp() * 1000) if run_at is not None else now_ms
-        payload = serialize_job(RUN_EXECUTION, (str(execution_id),), {}, None, now_ms)
-        added = await self._enqueue(
-            keys=[job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue)],
-            args=[max(score - now_ms, 0) + expires_extra_ms, payload, score, job_id],
-        )
-        return bool(added)
+        keys, args = _enqueue_arguments(execution_id, queue, run_at)
+        return bool(await self._enqueue(keys=keys, args=args))
+
+    async def dispatch_many(self, executions: list[tuple[object, str]]) -> int:
+        """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
+        were new to arq."""
+        if not executions:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for execution_id, queue in executions:
+                keys, args = _enqueue_arguments(execution_id, queue, None)
+                await self._enqueue(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return sum(1 for added in results if added)
+
+    async def redispatch(self, executions: list[tuple[object, str, datetime, bool]]) -> list[int]:
+        """Makes arq hold each (id, queue, schedule time, lease expired) again; one pipelined
+        round trip. Returns the script's answer per execution (see ``_REDISPATCH_SCRIPT``).
+
+        A waiting execution that arq still holds is left alone. One it lost is enqueued afresh,
+        after its result and retry keys are removed (arq refuses an id with a result). A RUNNING
+        one whose lease expired has its dead worker's in-progress key removed, so the next poll
+        of any worker takes it instead of waiting for arq's own expiry."""
+        if not executions:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for execution_id, queue, schedule_time, lease_expired in executions:
+                keys, args = _enqueue_arguments(execution_id, queue, schedule_time)
+                job_id = arq_job_id(execution_id)
+                await self._redispatch(
+                    keys=[keys[0], keys[1], retry_key_prefix + job_id, in_progress_key_prefix + job_id, keys[2]],
+                    args=[*args, "1" if lease_expired else "0"],
+                    client=pipe,
+                )
+            return [int(answer) for answer in await pipe.execute()]
+
+    async def abort_many(self, execution_ids: list[object]) -> None:
+        if execution_ids:
+            now_ms = int(time.time() * 1000)
+            await self._redis.zadd(abort_jobs_ss, {arq_job_id(e): now_ms for e in execution_ids})
 
     async def abort(self, execution_id: object) -> None:
         """Asks the worker running this execution to cancel it (arq ``allow_abort_jobs``); a
         worker that picks it later aborts it before it starts."""
         await self._redis.zadd(abort_jobs_ss, {arq_job_id(execution_id): int(time.time() * 1000)})
+
+
+ScriptArg: TypeAlias = bytes | str | int | float
+
+
+def _enqueue_arguments(execution_id: object, queue: str, run_at: datetime | None) -> tuple[list[str], list[ScriptArg]]:
+    """KEYS and ARGV of ``_ENQUEUE_SCRIPT``: job key, result key, queue; TTL, payload, score, id.
+    A ``run_at`` in the past means now."""
+    job_id = arq_job_id(execution_id)
+    now_ms = int(time.time() * 1000)
+    score = max(int(run_at.timestamp() * 1000), now_ms) if run_at is not None else now_ms
+    payload = serialize_job(RUN_EXECUTION, (str(execution_id),), {}, None, now_ms)
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue)]
+    return keys, [score - now_ms + expires_extra_ms, payload, score, job_id]

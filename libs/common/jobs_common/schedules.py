@@ -146,7 +146,7 @@ class TickPlan:
 
     due: list[datetime] = field(default_factory=list)  # oldest first; the ones to fire
     missed: int = 0  # due ticks dropped by the catch-up policy (a lower bound for long gaps)
-    next_run_time: datetime | None = None  # None: the schedule is exhausted
+    next_run_time: datetime | None = None  # None: no tick left in the window
 
 
 def plan_due_ticks(
@@ -171,10 +171,9 @@ def plan_due_ticks(
     latest = _latest_ticks(schedule, next_run_time, now, anchor, limit=wanted + 1)
     due = list(reversed(latest[:wanted]))
     missed = 0 if len(latest) <= wanted else _count_hint(schedule, next_run_time, now, wanted)
-    upcoming = next_fire_time(schedule, now, anchor)
-    if schedule.max_runs is not None and runs_so_far + len(due) >= schedule.max_runs:
-        upcoming = None
-    return TickPlan(due=due, missed=missed, next_run_time=upcoming)
+    # Whether max_runs ends the schedule depends on how many of these actually run (the overlap
+    # policy may skip some): the caller decides that.
+    return TickPlan(due=due, missed=missed, next_run_time=next_fire_time(schedule, now, anchor))
 
 
 def _count_hint(schedule: RecurringSchedule, first: datetime, now: datetime, fired: int) -> int:

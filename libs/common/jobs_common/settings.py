@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     queue_max_retries: int = Field(default=3, ge=0)
     queue_keep_result: Duration = timedelta(hours=1)
 
+    # Background loops of the api (each replica runs them; they are safe to run side by side).
+    scheduler_enabled: bool = True
+    scheduler_interval: Duration = timedelta(seconds=1)
+    scheduler_batch_size: int = Field(default=500, ge=1)
+    schedule_max_catch_up: int = Field(default=100, ge=1)
+    reconciler_enabled: bool = True
+    reconcile_interval: Duration = timedelta(seconds=10)
+    reconcile_grace: Duration = timedelta(seconds=10)
+    reconcile_batch_size: int = Field(default=1000, ge=1)
+    # A worker's lease on an execution lasts the call's timeout plus this.
+    worker_lease_grace: Duration = timedelta(seconds=15)
+
     job_max_timeout: Duration = timedelta(seconds=300)
     job_max_attempts: int = Field(default=100, ge=1)
     job_max_body_bytes: int = Field(default=1024 * 1024, ge=0)

@@ -12,10 +12,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from jobs_common.domain import HttpMethod, HttpRequestSpec, JobSpec, RetryPolicy
 from jobs_common.errors import FieldViolation, InvalidArgumentError
+from jobs_common.schedules import (
+    MIN_INTERVAL,
+    CatchUpPolicy,
+    CronSpec,
+    OverlapPolicy,
+    RecurringSchedule,
+    cron_error,
+    time_zone_error,
+)
 from jobs_common.settings import Settings
 
 __all__ = [
@@ -23,6 +33,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "MAX_PAGE_SIZE",
     "JobDraft",
+    "ScheduleDraft",
     "validate_id",
     "validate_job",
     "validate_page_size",
@@ -38,6 +49,8 @@ DEFAULT_MULTIPLIER = 2.0
 MAX_MULTIPLIER = 10.0
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 MAX_BACKOFF_LIMIT = timedelta(days=1)
+MAX_INTERVAL = timedelta(days=366)
+DEFAULT_CATCH_UP_LIMIT = 10
 
 # Headers the service sets itself or that describe the connection, not the request.
 RESERVED_HEADERS = frozenset(
@@ -84,6 +97,32 @@ class JobDraft:
     run_at: datetime | None = None
     queue: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    schedule: ScheduleDraft = field(default_factory=lambda: ScheduleDraft())
+
+
+@dataclass(slots=True)
+class ScheduleDraft:
+    """The recurring part of a schedule as sent; policies are enum names (None when unset)."""
+
+    cron_expression: str | None = None
+    time_zone: str = ""
+    interval: timedelta | None = None
+    overlap: str | None = None
+    catch_up: str | None = None
+    catch_up_limit: int = 0
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    max_runs: int = 0
+
+    @property
+    def recurring(self) -> bool:
+        return self.cron_expression is not None or self.interval is not None
+
+    @property
+    def has_recurring_options(self) -> bool:
+        return bool(
+            self.overlap or self.catch_up or self.catch_up_limit or self.start_time or self.end_time or self.max_runs
+        )
 
 
 def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> JobSpec:
@@ -111,6 +150,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
 
     policy = _check_retry_policy(draft, settings, bad)
     run_at = _check_run_at(draft.run_at, bad)
+    schedule = _check_schedule(draft.schedule, settings, bad)
 
     queue = draft.queue or DEFAULT_QUEUE
     if not _QUEUE_NAME.match(queue):
@@ -131,6 +171,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
         run_at=run_at,
         queue=queue,
         labels=dict(draft.labels),
+        schedule=schedule,
     )
 
 
@@ -279,6 +320,79 @@ def _check_run_at(run_at: datetime | None, bad: _Bad) -> datetime | None:
     if run_at > datetime.now(UTC) + MAX_SCHEDULE_AHEAD:
         bad("schedule.run_at", "must be within 366 days from now")
     return run_at
+
+
+def _check_schedule(draft: ScheduleDraft, settings: Settings, bad: _Bad) -> RecurringSchedule | None:
+    if not draft.recurring:
+        if draft.has_recurring_options:
+            bad("schedule", "overlap_policy, catch_up_*, start_time, end_time and max_runs need a cron or interval")
+        return None
+    ok = True
+    cron: CronSpec | None = None
+    if draft.cron_expression is not None:
+        time_zone = draft.time_zone or "UTC"
+        if problem := cron_error(draft.cron_expression):
+            bad("schedule.cron.expression", f"{draft.cron_expression[:100]!r}: {problem}")
+            ok = False
+        if problem := time_zone_error(time_zone):
+            bad("schedule.cron.time_zone", problem)
+            ok = False
+        cron = CronSpec(draft.cron_expression.strip(), time_zone)
+    if draft.interval is not None and not MIN_INTERVAL <= draft.interval <= MAX_INTERVAL:
+        bad("schedule.interval", "must be at least 1s and at most 366 days")
+        ok = False
+    overlap = _enum(OverlapPolicy, draft.overlap, OverlapPolicy.SKIP, "schedule.overlap_policy", bad)
+    catch_up = _enum(CatchUpPolicy, draft.catch_up, CatchUpPolicy.SKIP_MISSED, "schedule.catch_up_policy", bad)
+    limit = draft.catch_up_limit or DEFAULT_CATCH_UP_LIMIT
+    if not 0 <= draft.catch_up_limit <= settings.schedule_max_catch_up:
+        bad(
+            "schedule.catch_up_limit",
+            f"must be between 0 (default {DEFAULT_CATCH_UP_LIMIT}) and {settings.schedule_max_catch_up}",
+        )
+        ok = False
+    if catch_up is CatchUpPolicy.SKIP_MISSED:
+        limit = 1
+    start, end = _utc(draft.start_time), _utc(draft.end_time)
+    if start is not None and end is not None and end <= start:
+        bad("schedule.end_time", "must be after start_time")
+        ok = False
+    elif end is not None and end <= datetime.now(UTC):
+        bad("schedule.end_time", "must be in the future")
+        ok = False
+    if draft.max_runs < 0:
+        bad("schedule.max_runs", "must not be negative (0 means no limit)")
+        ok = False
+    if not ok or overlap is None or catch_up is None:
+        return None
+    return RecurringSchedule(
+        cron=cron,
+        interval=draft.interval if cron is None else None,
+        overlap=overlap,
+        catch_up=catch_up,
+        catch_up_limit=limit,
+        start_time=start,
+        end_time=end,
+        max_runs=draft.max_runs or None,
+    )
+
+
+_E = TypeVar("_E", OverlapPolicy, CatchUpPolicy)
+
+
+def _enum(kind: type[_E], name: str | None, default: _E, path: str, bad: _Bad) -> _E | None:
+    if name is None:
+        return default
+    try:
+        return kind(name)
+    except ValueError:
+        bad(path, f"unknown value {name!r}")
+        return None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _check_labels(labels: dict[str, str], max_labels: int, bad: _Bad) -> None:

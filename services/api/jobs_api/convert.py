@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobs_common.domain import Attempt, ErrorKind, Execution, ExecutionState, Job, JobState
+from jobs_common.domain import Attempt, ErrorKind, Execution, ExecutionState, Job, JobKind, JobState
 from jobs_common.errors import FieldViolation, InvalidArgumentError
-from jobs_common.validation import JobDraft
+from jobs_common.schedules import RecurringSchedule
+from jobs_common.validation import JobDraft, ScheduleDraft
 from jobscheduler.v1 import resources_pb2 as pb
 
 __all__ = [
     "attempt_to_proto",
     "execution_to_proto",
     "job_draft",
+    "job_kind_from_proto",
     "job_state_from_proto",
     "job_to_proto",
 ]
@@ -37,13 +40,31 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
             return None
         return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
-    request, policy = job.http_request, job.retry_policy
-    run_at: datetime | None = None
-    if job.schedule.HasField("run_at"):
+    def timestamp(message: Message, name: str, path: str) -> datetime | None:
+        if not message.HasField(name):
+            return None
         try:
-            run_at = job.schedule.run_at.ToDatetime(tzinfo=UTC)
+            value: datetime = getattr(message, name).ToDatetime(tzinfo=UTC)
         except (ValueError, OverflowError):
-            violations.append(FieldViolation(f"{prefix}.schedule.run_at", "is not a valid timestamp"))
+            violations.append(FieldViolation(f"{prefix}.{path}", "is not a valid timestamp"))
+            return None
+        return value
+
+    request, policy, schedule = job.http_request, job.retry_policy, job.schedule
+    run_at = timestamp(schedule, "run_at", "schedule.run_at")
+    recurring = ScheduleDraft(
+        cron_expression=schedule.cron.expression if schedule.HasField("cron") else None,
+        time_zone=schedule.cron.time_zone,
+        interval=duration(schedule, "interval", "schedule.interval"),
+        overlap=_enum_name(pb.OverlapPolicy, schedule.overlap_policy, "OVERLAP_POLICY_"),
+        catch_up=_enum_name(pb.CatchUpPolicy, schedule.catch_up_policy, "CATCH_UP_POLICY_"),
+        catch_up_limit=schedule.catch_up_limit,
+        start_time=timestamp(schedule, "start_time", "schedule.start_time"),
+        end_time=timestamp(schedule, "end_time", "schedule.end_time"),
+        max_runs=schedule.max_runs,
+    )
+    if schedule.HasField("interval") and recurring.interval is None and not violations:
+        violations.append(FieldViolation(f"{prefix}.schedule.interval", "is not a valid duration"))
     draft = JobDraft(
         url=request.url,
         method=_method_name(request.method),
@@ -58,6 +79,7 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
         run_at=run_at,
         queue=job.queue,
         labels=dict(job.labels),
+        schedule=recurring,
     )
     if violations:
         raise InvalidArgumentError(violations)
@@ -78,7 +100,21 @@ def job_state_from_proto(value: int) -> JobState | None:
         raise InvalidArgumentError([FieldViolation("state", f"unknown job state {value}")]) from None
 
 
-def job_to_proto(job: Job) -> pb.Job:
+def job_kind_from_proto(value: int) -> JobKind | None:
+    """None for JOB_KIND_UNSPECIFIED.
+
+    Raises:
+        InvalidArgumentError: an unknown enum number.
+    """
+    if value == pb.JOB_KIND_UNSPECIFIED:
+        return None
+    try:
+        return JobKind(pb.JobKind.Name(pb.JobKind.ValueType(value)).removeprefix("JOB_KIND_"))
+    except ValueError:
+        raise InvalidArgumentError([FieldViolation("kind", f"unknown job kind {value}")]) from None
+
+
+def job_to_proto(job: Job, upcoming: list[datetime] | None = None) -> pb.Job:
     spec, policy = job.spec, job.spec.retry_policy
     message = pb.Job(
         id=job.id,
@@ -101,9 +137,16 @@ def job_to_proto(job: Job) -> pb.Job:
         state=pb.JobState.Value("JOB_STATE_" + job.state.value),
         create_time=_timestamp(job.create_time),
         update_time=_timestamp(job.update_time),
+        kind=pb.JobKind.Value("JOB_KIND_" + spec.kind.value),
+        run_count=job.run_count,
+        upcoming_run_times=[_timestamp(t) for t in upcoming or ()],
     )
     if spec.run_at is not None:
         message.schedule.run_at.CopyFrom(_timestamp(spec.run_at))
+    if spec.schedule is not None:
+        _schedule_to_proto(spec.schedule, message.schedule)
+    if job.next_run_time is not None:
+        message.next_run_time.CopyFrom(_timestamp(job.next_run_time))
     if job.last_execution is not None:
         message.last_execution.CopyFrom(execution_to_proto(job.last_execution))
     return message
@@ -125,6 +168,8 @@ def execution_to_proto(execution: Execution) -> pb.Execution:
         message.start_time.CopyFrom(_timestamp(execution.start_time))
     if execution.end_time is not None:
         message.end_time.CopyFrom(_timestamp(execution.end_time))
+    if execution.tick_time is not None:
+        message.tick_time.CopyFrom(_timestamp(execution.tick_time))
     return message
 
 
@@ -144,6 +189,33 @@ def attempt_to_proto(attempt: Attempt) -> pb.Attempt:
         message.end_time.CopyFrom(_timestamp(attempt.end_time))
         message.duration.CopyFrom(_duration(attempt.end_time - attempt.start_time))
     return message
+
+
+def _schedule_to_proto(schedule: RecurringSchedule, message: pb.Schedule) -> None:
+    if schedule.cron is not None:
+        message.cron.expression = schedule.cron.expression
+        message.cron.time_zone = schedule.cron.time_zone
+    if schedule.interval is not None:
+        message.interval.CopyFrom(_duration(schedule.interval))
+    message.overlap_policy = pb.OverlapPolicy.Value("OVERLAP_POLICY_" + schedule.overlap.value)
+    message.catch_up_policy = pb.CatchUpPolicy.Value("CATCH_UP_POLICY_" + schedule.catch_up.value)
+    if schedule.catch_up.value == "RUN_ALL":
+        message.catch_up_limit = schedule.catch_up_limit
+    if schedule.start_time is not None:
+        message.start_time.CopyFrom(_timestamp(schedule.start_time))
+    if schedule.end_time is not None:
+        message.end_time.CopyFrom(_timestamp(schedule.end_time))
+    message.max_runs = schedule.max_runs or 0
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str | None:
+    """The enum value's name without its prefix; None when unset, ``"<number>"`` when unknown."""
+    if value == 0:
+        return None
+    try:
+        return str(enum.Name(value)).removeprefix(prefix)
+    except ValueError:
+        return str(value)
 
 
 def _method_name(value: int) -> str | None:

@@ -15,12 +15,13 @@ from grpc_reflection.v1alpha import reflection
 
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
+from jobs_api.loops import BackgroundLoop, ReconcilerLoop, SchedulerLoop
 from jobs_api.servicer import JobServicer
 from jobs_common.db import create_engine
 from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
-from jobs_common.store import JobStore
+from jobs_common.store import JobStore, Reconciliation, TickStore
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc
 
 __all__ = ["RunningApi", "running_api", "serve"]
@@ -35,6 +36,8 @@ class RunningApi:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    scheduler: SchedulerLoop
+    reconciler: ReconcilerLoop
 
 
 @contextlib.asynccontextmanager
@@ -44,10 +47,20 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         await migrate(settings)
     engine = create_engine(settings)
     redis = await create_redis_pool(settings)
-    store = JobStore(engine)
+    store, ticks, dispatcher = JobStore(engine), TickStore(engine), Dispatcher(redis)
+    scheduler = SchedulerLoop(ticks, dispatcher, settings.scheduler_interval, settings.scheduler_batch_size)
+    reconciler = ReconcilerLoop(
+        Reconciliation(engine),
+        dispatcher,
+        settings.reconcile_interval,
+        settings.reconcile_grace,
+        settings.reconcile_batch_size,
+    )
 
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(store, Dispatcher(redis), settings), server)
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(
+        JobServicer(store, ticks, dispatcher, settings, wake_scheduler=scheduler.wake), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -63,13 +76,26 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     )
     await probe.check_once()
     probe_task = asyncio.create_task(probe.run(), name="health-probe")
+    loops: list[BackgroundLoop] = []
+    if settings.scheduler_enabled:
+        loops.append(scheduler)
+    if settings.reconciler_enabled:
+        loops.append(reconciler)
+    loop_tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in loops]
     await server.start()
-    logger.info("api listening on %s:%d (JobService, grpc.health.v1, reflection)", settings.grpc_host, port)
+    logger.info(
+        "api listening on %s:%d (JobService, grpc.health.v1, reflection; background: %s)",
+        settings.grpc_host,
+        port,
+        ", ".join(loop.name for loop in loops) or "none",
+    )
     try:
-        yield RunningApi(server, port, health_servicer)
+        yield RunningApi(server, port, health_servicer, scheduler, reconciler)
     finally:
         probe.stop()
-        await probe_task
+        for loop in loops:
+            loop.stop()
+        await asyncio.gather(probe_task, *loop_tasks)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grpc_shutdown_grace.total_seconds())
         await redis.aclose()

@@ -6,17 +6,21 @@ Servicers raise domain errors; :mod:`jobs_api.errors` turns them into statuses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from itertools import islice
 from typing import Any, TypeAlias
 
 import grpc
 from redis.exceptions import RedisError
 
 from jobs_api import convert
-from jobs_common.domain import Execution, ExecutionState, Job
+from jobs_api.masks import apply_update_mask
+from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 from jobs_common.queue import Dispatcher
+from jobs_common.schedules import fire_times
 from jobs_common.settings import Settings
-from jobs_common.store import JobStore
+from jobs_common.store import JobStore, TickStore
 from jobs_common.validation import validate_id, validate_job, validate_page_size, validate_request_id
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
@@ -27,13 +31,24 @@ logger = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
+# GetJob previews this many fire times of a recurring job.
+UPCOMING_PREVIEW = 5
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, store: JobStore, dispatcher: Dispatcher, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        ticks: TickStore,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        wake_scheduler: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
+        self._ticks = ticks
         self._dispatcher = dispatcher
         self._settings = settings
+        self._wake_scheduler = wake_scheduler
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
         request_id = validate_request_id(request.request_id)
@@ -41,6 +56,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         spec = validate_job(convert.job_draft(request.job), self._settings)
         created = await self._store.create_job(spec, request_id)
+        if spec.schedule is not None:
+            self._wake_scheduler()
         # Also for a repeated request_id: if the first dispatch was lost, this one makes up for it
         # (the arq job id is the execution's, so a second enqueue is a no-op).
         await self._dispatch_waiting(created.job)
@@ -48,7 +65,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def GetJob(self, request: api.GetJobRequest, context: Context) -> api.GetJobResponse:
         job = await self._store.get_job(validate_id(request.id))
-        return api.GetJobResponse(job=convert.job_to_proto(job))
+        return api.GetJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
 
     async def ListJobs(self, request: api.ListJobsRequest, context: Context) -> api.ListJobsResponse:
         page = await self._store.list_jobs(
@@ -57,10 +74,53 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             state=convert.job_state_from_proto(request.state),
             queue=request.queue or None,
             labels=dict(request.labels),
+            kind=convert.job_kind_from_proto(request.kind),
         )
         return api.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.items], next_page_token=page.next_page_token
         )
+
+    async def UpdateJob(self, request: api.UpdateJobRequest, context: Context) -> api.UpdateJobResponse:
+        if not request.HasField("job"):
+            raise InvalidArgumentError([FieldViolation("job", "is required")])
+        job_id = validate_id(request.job.id, "job.id")
+
+        def apply(current: Job) -> JobSpec:
+            merged = apply_update_mask(convert.job_to_proto(current), request.job, request.update_mask)
+            spec = validate_job(convert.job_draft(merged), self._settings)
+            if spec.kind is not current.spec.kind:
+                raise InvalidArgumentError(
+                    [FieldViolation("job.schedule", "a one-off job cannot become recurring or the reverse")]
+                )
+            if spec.kind is JobKind.ONE_OFF and spec.run_at != current.spec.run_at:
+                raise InvalidArgumentError(
+                    [FieldViolation("job.schedule.run_at", "cannot change: the job's execution already exists")]
+                )
+            return spec
+
+        job = await self._store.update_job(job_id, apply)
+        self._wake_scheduler()
+        return api.UpdateJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
+
+    async def PauseJob(self, request: api.PauseJobRequest, context: Context) -> api.PauseJobResponse:
+        job = await self._store.pause_job(validate_id(request.id))
+        return api.PauseJobResponse(job=convert.job_to_proto(job))
+
+    async def ResumeJob(self, request: api.ResumeJobRequest, context: Context) -> api.ResumeJobResponse:
+        job = await self._store.resume_job(validate_id(request.id))
+        self._wake_scheduler()
+        return api.ResumeJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
+
+    async def RunJob(self, request: api.RunJobRequest, context: Context) -> api.RunJobResponse:
+        ran = await self._ticks.run_now(validate_id(request.id))
+        for execution_id in ran.cancelled:
+            await self._abort(execution_id)
+        response = api.RunJobResponse(buffered=ran.buffered)
+        if ran.execution is not None:
+            if ran.execution.state is ExecutionState.QUEUED:
+                await self._dispatch(ran.execution, ran.queue)
+            response.execution.CopyFrom(convert.execution_to_proto(ran.execution))
+        return response
 
     async def DeleteJob(self, request: api.DeleteJobRequest, context: Context) -> api.DeleteJobResponse:
         job, cancelled = await self._store.delete_job(validate_id(request.id))
@@ -114,3 +174,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         except (RedisError, OSError) as exc:
             # The worker's fenced write still refuses to move a cancelled execution.
             logger.warning("could not ask workers to abort execution %s: %s", execution_id, exc)
+
+
+def _upcoming(job: Job) -> list[Any]:
+    """The next fire times of an active recurring job: its next_run_time and those after it."""
+    schedule = job.spec.schedule
+    if schedule is None or job.state is not JobState.ACTIVE or job.next_run_time is None:
+        return []
+    count = UPCOMING_PREVIEW
+    if schedule.max_runs is not None:
+        count = min(count, schedule.max_runs - job.run_count)
+    following = fire_times(schedule, job.next_run_time, anchor=job.create_time)
+    return [job.next_run_time, *islice(following, max(count - 1, 0))][: max(count, 0)]

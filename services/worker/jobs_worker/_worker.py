@@ -6,7 +6,6 @@ import logging
 import os
 import socket
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,10 @@ from jobs_common.store import ExecutionLeases
 from jobs_worker._claim import DueJobClaimer
 from jobs_worker._runner import ExecutionRunner
 
-__all__ = ["LEASE_GRACE", "JobsWorker", "build_worker", "worker_id"]
+__all__ = ["JobsWorker", "build_worker", "worker_id"]
 
 logger = logging.getLogger(__name__)
 
-# A lease lasts the call's timeout plus this, so a live worker never loses it mid-call.
-LEASE_GRACE = timedelta(seconds=15)
 
 
 def worker_id() -> str:
@@ -58,7 +55,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
     ctx["engine"], ctx["http"] = engine, client
     ctx["runner"] = ExecutionRunner(
-        ExecutionLeases(engine, ctx["worker_id"], LEASE_GRACE),
+        # A lease lasts the call's timeout plus WORKER_LEASE_GRACE: a live worker never loses it mid-call.
+        ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_grace),
         client,
         capture_bytes=settings.response_body_capture_bytes,
         write_retries=settings.worker_retry_count,

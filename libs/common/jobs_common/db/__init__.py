@@ -1,6 +1,23 @@
 """PostgreSQL: the schema (SQLAlchemy models) and the engine."""
 
 from jobs_common.db._engine import create_engine
-from jobs_common.db._models import AttemptRow, Base, ExecutionRow, JobRow
+from jobs_common.db._models import (
+    CALL_COLUMNS,
+    UNFINISHED_STATES,
+    AttemptRow,
+    Base,
+    CallDefinition,
+    ExecutionRow,
+    JobRow,
+)
 
-__all__ = ["AttemptRow", "Base", "ExecutionRow", "JobRow", "create_engine"]
+__all__ = [
+    "CALL_COLUMNS",
+    "UNFINISHED_STATES",
+    "AttemptRow",
+    "Base",
+    "CallDefinition",
+    "ExecutionRow",
+    "JobRow",
+    "create_engine",
+]

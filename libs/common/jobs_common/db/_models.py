@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -19,13 +20,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["AttemptRow", "Base", "ExecutionRow", "JobRow"]
+__all__ = ["CALL_COLUMNS", "UNFINISHED_STATES", "AttemptRow", "Base", "CallDefinition", "ExecutionRow", "JobRow"]
 
 _NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -36,6 +38,7 @@ _NAMING = {
 }
 
 JOB_STATES = ("ACTIVE", "PAUSED", "COMPLETED", "DELETED")
+SCHEDULE_KINDS = ("ONE_OFF", "CRON", "INTERVAL")
 EXECUTION_STATES = (
     "SCHEDULED",
     "QUEUED",
@@ -44,7 +47,9 @@ EXECUTION_STATES = (
     "SUCCEEDED",
     "DEAD",
     "CANCELLED",
+    "SKIPPED",
 )
+UNFINISHED_STATES = ("SCHEDULED", "QUEUED", "RUNNING", "RETRY_SCHEDULED")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -55,11 +60,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=_NAMING)
 
 
-class JobRow(Base):
-    __tablename__ = "jobs"
+class CallDefinition:
+    """What to call and how to retry: a job's current definition, and each execution's copy of
+    the definition it was created with (so UpdateJob never changes an execution under way)."""
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
     method: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)
@@ -70,6 +74,16 @@ class JobRow(Base):
     max_backoff_ms: Mapped[int] = mapped_column(Integer)
     multiplier: Mapped[float] = mapped_column(Double)
     retry_status_codes: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+
+
+CALL_COLUMNS = tuple(CallDefinition.__annotations__)
+
+
+class JobRow(CallDefinition, Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
     run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     queue: Mapped[str] = mapped_column(String(63))
     labels: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -77,16 +91,36 @@ class JobRow(Base):
     last_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Recurring schedules (ONE_OFF jobs leave these at their defaults).
+    schedule_kind: Mapped[str] = mapped_column(String(16), server_default="ONE_OFF")
+    cron_expression: Mapped[str | None] = mapped_column(Text)
+    time_zone: Mapped[str | None] = mapped_column(Text)
+    interval_ms: Mapped[int | None] = mapped_column(BigInteger)
+    overlap_policy: Mapped[str] = mapped_column(String(16), server_default="SKIP")
+    catch_up_policy: Mapped[str] = mapped_column(String(16), server_default="SKIP_MISSED")
+    catch_up_limit: Mapped[int] = mapped_column(Integer, server_default="1")
+    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    max_runs: Mapped[int | None] = mapped_column(Integer)
+    run_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The earliest tick not handled yet; NULL unless the job is ACTIVE and recurring.
+    next_run_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # BUFFER_ONE: a tick waiting for the unfinished execution to end.
+    buffered_tick: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(_in("state", JOB_STATES), name="state"),
+        CheckConstraint(_in("schedule_kind", SCHEDULE_KINDS), name="schedule_kind"),
         # ListJobs pages newest first by (create_time, id).
         Index("ix_jobs_create_time_id", text("create_time DESC"), text("id DESC")),
         Index("ix_jobs_labels", "labels", postgresql_using="gin"),
+        # The scheduler reads only the next due jobs, whatever the table's size.
+        Index("ix_jobs_next_run_time", "next_run_time", postgresql_where=text("state = 'ACTIVE'")),
+        Index("ix_jobs_buffered_tick", "buffered_tick", postgresql_where=text("buffered_tick IS NOT NULL")),
     )
 
 
-class ExecutionRow(Base):
+class ExecutionRow(CallDefinition, Base):
     __tablename__ = "executions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -96,6 +130,8 @@ class ExecutionRow(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
     interrupted_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     schedule_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The recurring schedule's tick this execution is for: at most one execution per tick.
+    tick_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, server_default="")
@@ -107,14 +143,17 @@ class ExecutionRow(Base):
 
     __table_args__ = (
         CheckConstraint(_in("state", EXECUTION_STATES), name="state"),
+        UniqueConstraint("job_id", "tick_time"),
         Index("ix_executions_job_id_create_time", "job_id", text("create_time DESC"), text("id DESC")),
         # The reconciler's working set: unfinished executions by due time.
         Index(
             "ix_executions_unfinished",
             "state",
             "schedule_time",
-            postgresql_where=text("state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')"),
+            postgresql_where=text(_in("state", UNFINISHED_STATES)),
         ),
+        # Overlap policies: a job's unfinished executions.
+        Index("ix_executions_job_id_unfinished", "job_id", postgresql_where=text(_in("state", UNFINISHED_STATES))),
     )
 
 

@@ -1,6 +1,22 @@
-"""PostgreSQL access: :class:`JobStore` for the api, :class:`ExecutionLeases` for the worker."""
+"""PostgreSQL access: :class:`JobStore` for the api, :class:`TickStore` for its scheduler,
+:class:`Reconciliation` for its reconciler, :class:`ExecutionLeases` for the worker."""
 
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import AttemptResult, Claim, ExecutionLeases, NotClaimed
+from jobs_common.store._reconcile import LostExecution, Reconciliation
+from jobs_common.store._ticks import FiredTicks, RunNow, TickStore
 
-__all__ = ["AttemptResult", "Claim", "CreatedJob", "ExecutionLeases", "JobStore", "NotClaimed", "Replayed"]
+__all__ = [
+    "AttemptResult",
+    "Claim",
+    "CreatedJob",
+    "ExecutionLeases",
+    "FiredTicks",
+    "JobStore",
+    "LostExecution",
+    "NotClaimed",
+    "Reconciliation",
+    "Replayed",
+    "RunNow",
+    "TickStore",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,23 +24,24 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from jobs_common.db import AttemptRow, Base, ExecutionRow, JobRow
+from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, AttemptRow, Base, ExecutionRow, JobRow
 from jobs_common.domain import (
-    TERMINAL_EXECUTION_STATES,
     Execution,
     ExecutionState,
     Job,
+    JobKind,
     JobSpec,
     JobState,
     Page,
 )
 from jobs_common.errors import FailedPreconditionError, NotFoundError
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
-from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns
+from jobs_common.schedules import next_fire_time
+from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns, schedule_from_row
 
 __all__ = ["CreatedJob", "JobStore", "Replayed"]
 
-_UNFINISHED = [s.value for s in ExecutionState if s not in TERMINAL_EXECUTION_STATES]
+_UNFINISHED = list(UNFINISHED_STATES)
 _REPLAYABLE = (ExecutionState.DEAD.value, ExecutionState.CANCELLED.value)
 
 
@@ -64,21 +66,22 @@ _JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = select(JobRow, _LAST_E
 )
 _JOBS = Base.metadata.tables[JobRow.__tablename__]
 _EXECUTIONS = Base.metadata.tables[ExecutionRow.__tablename__]
-_NEW_JOB = (
+_INSERT_JOB = (
     insert(_JOBS)
     .values({c.name: bindparam(c.name, type_=c.type) for c in _JOBS.columns})
     .on_conflict_do_nothing(index_elements=[_JOBS.c.request_id])
-    .returning(_JOBS.c.id)
-    .cte("new_job")
 )
-# The job and its first execution in one statement; no row comes back for a repeated request_id.
-_CREATE_JOB = (
+_NEW_JOB = _INSERT_JOB.returning(_JOBS.c.id, *(_JOBS.c[name] for name in CALL_COLUMNS)).cte("new_job")
+# A one-off job and its first execution (which copies the job's definition) in one statement; no
+# row comes back for a repeated request_id.
+_CREATE_ONE_OFF_JOB = (
     insert(_EXECUTIONS)
     .from_select(
-        ["id", "job_id", "state", "schedule_time", "create_time", "update_time"],
+        ["id", "job_id", *CALL_COLUMNS, "state", "schedule_time", "create_time", "update_time"],
         select(
             bindparam("execution_id", type_=Uuid),
             _NEW_JOB.c.id,
+            *(_NEW_JOB.c[name] for name in CALL_COLUMNS),
             bindparam("execution_state", type_=String),
             bindparam("schedule_time", type_=DateTime(timezone=True)),
             bindparam("create_time", type_=DateTime(timezone=True)),
@@ -88,6 +91,8 @@ _CREATE_JOB = (
     .add_cte(_NEW_JOB)
     .returning(_EXECUTIONS.c.job_id)
 )
+# A recurring job: its executions are made by the scheduler, tick by tick.
+_CREATE_RECURRING_JOB = _INSERT_JOB.returning(_JOBS.c.id)
 
 
 class JobStore:
@@ -97,48 +102,71 @@ class JobStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def create_job(self, spec: JobSpec, request_id: uuid.UUID | None) -> CreatedJob:
-        """Commits the job and its first execution (QUEUED, or SCHEDULED for a future run_at) in
-        one statement. A repeated request_id returns the job created the first time."""
+        """Commits the job in one statement: a one-off job with its execution (QUEUED, or
+        SCHEDULED for a future run_at), a recurring one with its first fire time. A repeated
+        request_id returns the job created the first time."""
         now = datetime.now(UTC)
         job_id, execution_id = uuid.uuid4(), uuid.uuid4()
-        due = spec.run_at is None or spec.run_at <= now
-        state = ExecutionState.QUEUED if due else ExecutionState.SCHEDULED
-        schedule_time = now if due or spec.run_at is None else spec.run_at
-        async with self._autocommit.connect() as conn:
-            inserted = await conn.scalar(
-                _CREATE_JOB,
-                {
-                    "id": job_id,
-                    "request_id": request_id,
-                    "state": JobState.ACTIVE.value,
-                    "last_execution_id": execution_id,
-                    "create_time": now,
-                    "update_time": now,
-                    "execution_id": execution_id,
-                    "execution_state": state.value,
-                    "schedule_time": schedule_time,
-                    **job_spec_columns(spec),
-                },
+        columns: dict[str, object] = {
+            "id": job_id,
+            "request_id": request_id,
+            "state": JobState.ACTIVE.value,
+            "create_time": now,
+            "update_time": now,
+            "next_run_time": None,
+            "buffered_tick": None,
+            "run_count": 0,
+            **job_spec_columns(spec),
+        }
+        execution: Execution | None = None
+        if spec.schedule is not None:
+            first = next_fire_time(spec.schedule, now, anchor=now)
+            columns.update(
+                next_run_time=first,
+                last_execution_id=None,
+                state=(JobState.ACTIVE if first is not None else JobState.COMPLETED).value,
             )
+            statement = _CREATE_RECURRING_JOB
+        else:
+            due = spec.run_at is None or spec.run_at <= now
+            state = ExecutionState.QUEUED if due else ExecutionState.SCHEDULED
+            schedule_time = now if due or spec.run_at is None else spec.run_at
+            columns.update(
+                last_execution_id=execution_id,
+                execution_id=execution_id,
+                execution_state=state.value,
+                schedule_time=schedule_time,
+            )
+            statement = _CREATE_ONE_OFF_JOB
+            execution = Execution(
+                id=str(execution_id),
+                job_id=str(job_id),
+                state=state,
+                attempt_count=0,
+                schedule_time=schedule_time,
+                start_time=None,
+                end_time=None,
+                last_error="",
+                replay_of=None,
+                create_time=now,
+            )
+        async with self._autocommit.connect() as conn:
+            inserted = await conn.scalar(statement, columns)
         if inserted is None:  # the request_id was used before
             assert request_id is not None
             async with self._sessions() as session:
                 existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == request_id))
                 assert existing is not None
                 return CreatedJob(await self._get_job(session, existing), created=False)
-        execution = Execution(
-            id=str(execution_id),
-            job_id=str(job_id),
-            state=state,
-            attempt_count=0,
-            schedule_time=schedule_time,
-            start_time=None,
-            end_time=None,
-            last_error="",
-            replay_of=None,
-            create_time=now,
+        job = Job(
+            str(job_id),
+            spec,
+            JobState(str(columns["state"])),
+            now,
+            now,
+            last_execution=execution,
+            next_run_time=columns["next_run_time"],  # type: ignore[arg-type]
         )
-        job = Job(str(job_id), spec, JobState.ACTIVE, now, now, last_execution=execution)
         return CreatedJob(job, created=True)
 
     async def get_job(self, job_id: uuid.UUID) -> Job:
@@ -152,8 +180,9 @@ class JobStore:
         state: JobState | None,
         queue: str | None,
         labels: dict[str, str],
+        kind: JobKind | None = None,
     ) -> Page[Job]:
-        fingerprint = filter_fingerprint(state=state, queue=queue, labels=labels)
+        fingerprint = filter_fingerprint(state=state, queue=queue, labels=labels, kind=kind)
         position = decode_page_token(page_token, fingerprint)
         query = _JOBS_WITH_LAST_EXECUTION
         query = query.where(JobRow.state == state.value) if state else query.where(JobRow.state != "DELETED")
@@ -161,6 +190,10 @@ class JobStore:
             query = query.where(JobRow.queue == queue)
         if labels:
             query = query.where(JobRow.labels.contains(labels))
+        if kind is JobKind.ONE_OFF:
+            query = query.where(JobRow.schedule_kind == "ONE_OFF")
+        elif kind is JobKind.RECURRING:
+            query = query.where(JobRow.schedule_kind != "ONE_OFF")
         if position:
             query = query.where(tuple_(JobRow.create_time, JobRow.id) < (position.create_time, position.id))
         query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
@@ -173,6 +206,69 @@ class JobStore:
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page(jobs, token)
 
+    async def update_job(self, job_id: uuid.UUID, apply: Callable[[Job], JobSpec]) -> Job:
+        """Replaces the job's definition with ``apply(current job)``, under the job's row lock.
+        Executions already created keep the definition they have; a recurring job's next tick is
+        recomputed from now when its schedule changed (a finished one whose new schedule has
+        ticks left becomes ACTIVE again)."""
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            row = await session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+            if row is None:
+                raise NotFoundError(f"job {job_id} not found")
+            if row.state == JobState.DELETED.value:
+                raise FailedPreconditionError(f"job {job_id} is deleted", reason="JOB_DELETED")
+            current = job_from_row(row, None)
+            spec = apply(current)
+            for name, value in job_spec_columns(spec).items():
+                setattr(row, name, value)
+            rescheduled = spec.schedule is not None and spec.schedule != current.spec.schedule
+            if spec.schedule is not None and rescheduled and row.state != JobState.PAUSED.value:
+                row.next_run_time = next_fire_time(spec.schedule, now, anchor=row.create_time)
+                row.state = (JobState.ACTIVE if row.next_run_time else JobState.COMPLETED).value
+            row.update_time = now
+            await session.flush()
+            return await self._get_job(session, job_id)
+
+    async def pause_job(self, job_id: uuid.UUID) -> Job:
+        """Stops a recurring job's ticks; pausing a paused job changes nothing."""
+        async with self._sessions.begin() as session:
+            row = await self._recurring_for_update(session, job_id, "paused")
+            if row.state == JobState.ACTIVE.value:
+                row.state = JobState.PAUSED.value
+                row.next_run_time = None
+                row.update_time = datetime.now(UTC)
+            elif row.state != JobState.PAUSED.value:
+                raise FailedPreconditionError(f"job {job_id} is {row.state}", reason=f"JOB_{row.state}")
+            await session.flush()
+            return await self._get_job(session, job_id)
+
+    async def resume_job(self, job_id: uuid.UUID) -> Job:
+        """Restarts a paused job from its next tick after now; resuming an active job changes nothing."""
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            row = await self._recurring_for_update(session, job_id, "resumed")
+            if row.state == JobState.PAUSED.value:
+                schedule = schedule_from_row(row)
+                assert schedule is not None
+                row.next_run_time = next_fire_time(schedule, now, anchor=row.create_time)
+                row.state = (JobState.ACTIVE if row.next_run_time else JobState.COMPLETED).value
+                row.update_time = now
+            elif row.state != JobState.ACTIVE.value:
+                raise FailedPreconditionError(f"job {job_id} is {row.state}", reason=f"JOB_{row.state}")
+            await session.flush()
+            return await self._get_job(session, job_id)
+
+    async def _recurring_for_update(self, session: AsyncSession, job_id: uuid.UUID, verb: str) -> JobRow:
+        row = await session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+        if row is None:
+            raise NotFoundError(f"job {job_id} not found")
+        if row.schedule_kind == "ONE_OFF":
+            raise FailedPreconditionError(
+                f"job {job_id} is a one-off job; only recurring jobs can be {verb}", reason="JOB_NOT_RECURRING"
+            )
+        return row
+
     async def delete_job(self, job_id: uuid.UUID) -> tuple[Job, list[uuid.UUID]]:
         """Marks the job DELETED and cancels its unfinished executions; returns those ids."""
         now = datetime.now(UTC)
@@ -180,7 +276,7 @@ class JobStore:
             found = await session.scalar(
                 update(JobRow)
                 .where(JobRow.id == job_id)
-                .values(state=JobState.DELETED.value, update_time=now)
+                .values(state=JobState.DELETED.value, update_time=now, next_run_time=None, buffered_tick=None)
                 .returning(JobRow.id)
             )
             if found is None:
@@ -275,10 +371,13 @@ class JobStore:
                 replay_of=old.id,
                 create_time=now,
                 update_time=now,
+                # A replay runs the job's current definition: fix the target, then replay.
+                **{name: getattr(job, name) for name in CALL_COLUMNS},
             )
             session.add(new)
             await session.flush()
-            job.state = JobState.ACTIVE.value
+            if job.schedule_kind == "ONE_OFF":
+                job.state = JobState.ACTIVE.value
             job.last_execution_id = new.id
             job.update_time = now
             return Replayed(execution_from_row(new), job.queue)
@@ -306,11 +405,12 @@ def _cancelled_values(now: datetime, reason: str) -> dict[str, object]:
 
 
 def _complete_one_off_job(job_id: uuid.UUID, execution_id: uuid.UUID, now: datetime) -> Update:
-    """Every job is one-off until recurring schedules exist: its last execution ending ends it."""
+    """A one-off job ends with its last execution (a recurring one ends with its schedule)."""
     return (
         update(JobRow)
         .where(
             JobRow.id == job_id,
+            JobRow.schedule_kind == "ONE_OFF",
             JobRow.state == JobState.ACTIVE.value,
             JobRow.last_execution_id == execution_id,
         )

@@ -29,17 +29,16 @@ WITH claimed AS (
         start_time = coalesce(e.start_time, now()),
         lease_owner = :worker_id,
         lease_expires_at = now()
-            + make_interval(secs => j.timeout_ms / 1000.0 + CAST(:lease_grace_s AS double precision)),
+            + make_interval(secs => e.timeout_ms / 1000.0 + CAST(:lease_grace_s AS double precision)),
         update_time = now()
-    FROM jobs j
     WHERE e.id = :execution_id
-      AND j.id = e.job_id
       AND e.schedule_time <= now()
       AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
            OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
-    RETURNING e.id, e.attempt_count, e.interrupted_attempts, j.method, j.url, j.headers, j.body,
-              j.timeout_ms, j.max_attempts, j.min_backoff_ms, j.max_backoff_ms, j.multiplier,
-              j.retry_status_codes
+    -- The definition the execution was created with (UpdateJob does not change it).
+    RETURNING e.id, e.attempt_count, e.interrupted_attempts, e.method, e.url, e.headers, e.body,
+              e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
+              e.retry_status_codes
 ), lost AS (
     -- An attempt left open by a worker whose lease lapsed: it died mid-call.
     UPDATE attempts a
@@ -82,8 +81,9 @@ WITH attempt AS (
     RETURNING job_id
 ), job AS (
     UPDATE jobs SET state = 'COMPLETED', update_time = now()
+    -- A one-off job ends with its execution; a recurring one with its schedule.
     WHERE CAST(:terminal AS boolean) AND id IN (SELECT job_id FROM execution)
-      AND state = 'ACTIVE' AND last_execution_id = :execution_id
+      AND schedule_kind = 'ONE_OFF' AND state = 'ACTIVE' AND last_execution_id = :execution_id
 )
 SELECT count(*) FROM execution
 """

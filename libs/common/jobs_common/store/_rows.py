@@ -18,20 +18,34 @@ from jobs_common.domain import (
     JobState,
     RetryPolicy,
 )
+from jobs_common.schedules import CatchUpPolicy, CronSpec, OverlapPolicy, RecurringSchedule
 
 __all__ = [
     "CallColumns",
     "attempt_from_row",
+    "call_columns",
     "execution_from_row",
     "http_request_from",
     "job_from_row",
     "job_spec_columns",
     "retry_policy_from",
+    "schedule_columns",
 ]
 
 
 def job_spec_columns(spec: JobSpec) -> dict[str, object]:
     """The jobs-table columns that hold a job's definition."""
+    return {
+        **call_columns(spec),
+        **schedule_columns(spec.schedule),
+        "run_at": spec.run_at,
+        "queue": spec.queue,
+        "labels": spec.labels,
+    }
+
+
+def call_columns(spec: JobSpec) -> dict[str, object]:
+    """What to call and how to retry: the columns jobs and executions share."""
     policy = spec.retry_policy
     return {
         "method": spec.http_request.method.value,
@@ -44,10 +58,50 @@ def job_spec_columns(spec: JobSpec) -> dict[str, object]:
         "max_backoff_ms": _ms(policy.max_backoff),
         "multiplier": policy.multiplier,
         "retry_status_codes": list(policy.retry_status_codes),
-        "run_at": spec.run_at,
-        "queue": spec.queue,
-        "labels": spec.labels,
     }
+
+
+def schedule_columns(schedule: RecurringSchedule | None) -> dict[str, object]:
+    if schedule is None:
+        return {
+            "schedule_kind": "ONE_OFF",
+            "cron_expression": None,
+            "time_zone": None,
+            "interval_ms": None,
+            "overlap_policy": OverlapPolicy.SKIP.value,
+            "catch_up_policy": CatchUpPolicy.SKIP_MISSED.value,
+            "catch_up_limit": 1,
+            "start_time": None,
+            "end_time": None,
+            "max_runs": None,
+        }
+    return {
+        "schedule_kind": "CRON" if schedule.cron else "INTERVAL",
+        "cron_expression": schedule.cron.expression if schedule.cron else None,
+        "time_zone": schedule.cron.time_zone if schedule.cron else None,
+        "interval_ms": _ms(schedule.interval) if schedule.interval else None,
+        "overlap_policy": schedule.overlap.value,
+        "catch_up_policy": schedule.catch_up.value,
+        "catch_up_limit": schedule.catch_up_limit,
+        "start_time": schedule.start_time,
+        "end_time": schedule.end_time,
+        "max_runs": schedule.max_runs,
+    }
+
+
+def schedule_from_row(row: JobRow) -> RecurringSchedule | None:
+    if row.schedule_kind == "ONE_OFF":
+        return None
+    return RecurringSchedule(
+        cron=CronSpec(row.cron_expression, row.time_zone or "UTC") if row.cron_expression is not None else None,
+        interval=timedelta(milliseconds=row.interval_ms) if row.interval_ms is not None else None,
+        overlap=OverlapPolicy(row.overlap_policy),
+        catch_up=CatchUpPolicy(row.catch_up_policy),
+        catch_up_limit=row.catch_up_limit,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        max_runs=row.max_runs,
+    )
 
 
 class CallColumns(Protocol):
@@ -88,6 +142,7 @@ def job_from_row(row: JobRow, last_execution: ExecutionRow | None) -> Job:
         run_at=row.run_at,
         queue=row.queue,
         labels={str(k): str(v) for k, v in row.labels.items()},
+        schedule=schedule_from_row(row),
     )
     return Job(
         id=str(row.id),
@@ -96,6 +151,8 @@ def job_from_row(row: JobRow, last_execution: ExecutionRow | None) -> Job:
         create_time=row.create_time,
         update_time=row.update_time,
         last_execution=execution_from_row(last_execution) if last_execution is not None else None,
+        next_run_time=row.next_run_time,
+        run_count=row.run_count,
     )
 
 
@@ -112,6 +169,7 @@ def execution_from_row(row: ExecutionRow, attempts: list[AttemptRow] | None = No
         replay_of=str(row.replay_of) if row.replay_of else None,
         create_time=row.create_time,
         attempts=tuple(attempt_from_row(a) for a in attempts or ()),
+        tick_time=row.tick_time,
     )
 
 

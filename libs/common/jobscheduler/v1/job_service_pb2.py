@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from jobscheduler.v1 import resources_pb2 as jobscheduler_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!jobscheduler/v1/job_service.proto\x12\x0fjobscheduler.v1\x1a\x1fjobscheduler/v1/resources.proto\"I\n\x10\x43reateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"6\n\x11\x43reateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\xde\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.jobscheduler.v1.JobState\x12\r\n\x05queue\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.jobscheduler.v1.ListJobsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jobscheduler.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x10\x44\x65leteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11\x44\x65leteJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"N\n\x15ListExecutionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x16ListExecutionsResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x43\x61ncelExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"$\n\x16ReplayExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17ReplayExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution2\xdc\x05\n\nJobService\x12R\n\tCreateJob\x12!.jobscheduler.v1.CreateJobRequest\x1a\".jobscheduler.v1.CreateJobResponse\x12I\n\x06GetJob\x12\x1e.jobscheduler.v1.GetJobRequest\x1a\x1f.jobscheduler.v1.GetJobResponse\x12O\n\x08ListJobs\x12 .jobscheduler.v1.ListJobsRequest\x1a!.jobscheduler.v1.ListJobsResponse\x12R\n\tDeleteJob\x12!.jobscheduler.v1.DeleteJobRequest\x1a\".jobscheduler.v1.DeleteJobResponse\x12[\n\x0cGetExecution\x12$.jobscheduler.v1.GetExecutionRequest\x1a%.jobscheduler.v1.GetExecutionResponse\x12\x61\n\x0eListExecutions\x12&.jobscheduler.v1.ListExecutionsRequest\x1a\'.jobscheduler.v1.ListExecutionsResponse\x12\x64\n\x0f\x43\x61ncelExecution\x12\'.jobscheduler.v1.CancelExecutionRequest\x1a(.jobscheduler.v1.CancelExecutionResponse\x12\x64\n\x0fReplayExecution\x12\'.jobscheduler.v1.ReplayExecutionRequest\x1a(.jobscheduler.v1.ReplayExecutionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!jobscheduler/v1/job_service.proto\x12\x0fjobscheduler.v1\x1a google/protobuf/field_mask.proto\x1a\x1fjobscheduler/v1/resources.proto\"I\n\x10\x43reateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"6\n\x11\x43reateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x86\x02\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.jobscheduler.v1.JobState\x12\r\n\x05queue\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.jobscheduler.v1.ListJobsRequest.LabelsEntry\x12&\n\x04kind\x18\x06 \x01(\x0e\x32\x18.jobscheduler.v1.JobKind\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jobscheduler.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x10UpdateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"6\n\x11UpdateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1d\n\x0fPauseJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x10PauseJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1e\n\x10ResumeJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11ResumeJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rRunJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Q\n\x0eRunJobResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x10\n\x08\x62uffered\x18\x02 \x01(\x08\"\x1e\n\x10\x44\x65leteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11\x44\x65leteJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"N\n\x15ListExecutionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x16ListExecutionsResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x43\x61ncelExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"$\n\x16ReplayExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17ReplayExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution2\xa0\x08\n\nJobService\x12R\n\tCreateJob\x12!.jobscheduler.v1.CreateJobRequest\x1a\".jobscheduler.v1.CreateJobResponse\x12I\n\x06GetJob\x12\x1e.jobscheduler.v1.GetJobRequest\x1a\x1f.jobscheduler.v1.GetJobResponse\x12O\n\x08ListJobs\x12 .jobscheduler.v1.ListJobsRequest\x1a!.jobscheduler.v1.ListJobsResponse\x12R\n\tUpdateJob\x12!.jobscheduler.v1.UpdateJobRequest\x1a\".jobscheduler.v1.UpdateJobResponse\x12O\n\x08PauseJob\x12 .jobscheduler.v1.PauseJobRequest\x1a!.jobscheduler.v1.PauseJobResponse\x12R\n\tResumeJob\x12!.jobscheduler.v1.ResumeJobRequest\x1a\".jobscheduler.v1.ResumeJobResponse\x12I\n\x06RunJob\x12\x1e.jobscheduler.v1.RunJobRequest\x1a\x1f.jobscheduler.v1.RunJobResponse\x12R\n\tDeleteJob\x12!.jobscheduler.v1.DeleteJobRequest\x1a\".jobscheduler.v1.DeleteJobResponse\x12[\n\x0cGetExecution\x12$.jobscheduler.v1.GetExecutionRequest\x1a%.jobscheduler.v1.GetExecutionResponse\x12\x61\n\x0eListExecutions\x12&.jobscheduler.v1.ListExecutionsRequest\x1a\'.jobscheduler.v1.ListExecutionsResponse\x12\x64\n\x0f\x43\x61ncelExecution\x12\'.jobscheduler.v1.CancelExecutionRequest\x1a(.jobscheduler.v1.CancelExecutionResponse\x12\x64\n\x0fReplayExecution\x12\'.jobscheduler.v1.ReplayExecutionRequest\x1a(.jobscheduler.v1.ReplayExecutionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,40 +35,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CREATEJOBREQUEST']._serialized_start=87
-  _globals['_CREATEJOBREQUEST']._serialized_end=160
-  _globals['_CREATEJOBRESPONSE']._serialized_start=162
-  _globals['_CREATEJOBRESPONSE']._serialized_end=216
-  _globals['_GETJOBREQUEST']._serialized_start=218
-  _globals['_GETJOBREQUEST']._serialized_end=245
-  _globals['_GETJOBRESPONSE']._serialized_start=247
-  _globals['_GETJOBRESPONSE']._serialized_end=298
-  _globals['_LISTJOBSREQUEST']._serialized_start=301
-  _globals['_LISTJOBSREQUEST']._serialized_end=523
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=478
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=523
-  _globals['_LISTJOBSRESPONSE']._serialized_start=525
-  _globals['_LISTJOBSRESPONSE']._serialized_end=604
-  _globals['_DELETEJOBREQUEST']._serialized_start=606
-  _globals['_DELETEJOBREQUEST']._serialized_end=636
-  _globals['_DELETEJOBRESPONSE']._serialized_start=638
-  _globals['_DELETEJOBRESPONSE']._serialized_end=692
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=694
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=727
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=729
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=798
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=800
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=878
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=880
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=977
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=979
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1015
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1017
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1089
-  _globals['_REPLAYEXECUTIONREQUEST']._serialized_start=1091
-  _globals['_REPLAYEXECUTIONREQUEST']._serialized_end=1127
-  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_start=1129
-  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_end=1201
-  _globals['_JOBSERVICE']._serialized_start=1204
-  _globals['_JOBSERVICE']._serialized_end=1936
+  _globals['_CREATEJOBREQUEST']._serialized_start=121
+  _globals['_CREATEJOBREQUEST']._serialized_end=194
+  _globals['_CREATEJOBRESPONSE']._serialized_start=196
+  _globals['_CREATEJOBRESPONSE']._serialized_end=250
+  _globals['_GETJOBREQUEST']._serialized_start=252
+  _globals['_GETJOBREQUEST']._serialized_end=279
+  _globals['_GETJOBRESPONSE']._serialized_start=281
+  _globals['_GETJOBRESPONSE']._serialized_end=332
+  _globals['_LISTJOBSREQUEST']._serialized_start=335
+  _globals['_LISTJOBSREQUEST']._serialized_end=597
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=552
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=597
+  _globals['_LISTJOBSRESPONSE']._serialized_start=599
+  _globals['_LISTJOBSRESPONSE']._serialized_end=678
+  _globals['_UPDATEJOBREQUEST']._serialized_start=680
+  _globals['_UPDATEJOBREQUEST']._serialized_end=782
+  _globals['_UPDATEJOBRESPONSE']._serialized_start=784
+  _globals['_UPDATEJOBRESPONSE']._serialized_end=838
+  _globals['_PAUSEJOBREQUEST']._serialized_start=840
+  _globals['_PAUSEJOBREQUEST']._serialized_end=869
+  _globals['_PAUSEJOBRESPONSE']._serialized_start=871
+  _globals['_PAUSEJOBRESPONSE']._serialized_end=924
+  _globals['_RESUMEJOBREQUEST']._serialized_start=926
+  _globals['_RESUMEJOBREQUEST']._serialized_end=956
+  _globals['_RESUMEJOBRESPONSE']._serialized_start=958
+  _globals['_RESUMEJOBRESPONSE']._serialized_end=1012
+  _globals['_RUNJOBREQUEST']._serialized_start=1014
+  _globals['_RUNJOBREQUEST']._serialized_end=1041
+  _globals['_RUNJOBRESPONSE']._serialized_start=1043
+  _globals['_RUNJOBRESPONSE']._serialized_end=1124
+  _globals['_DELETEJOBREQUEST']._serialized_start=1126
+  _globals['_DELETEJOBREQUEST']._serialized_end=1156
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1158
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1212
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1214
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1247
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1249
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1318
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1320
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1398
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1400
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1497
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1499
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1535
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1537
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1609
+  _globals['_REPLAYEXECUTIONREQUEST']._serialized_start=1611
+  _globals['_REPLAYEXECUTIONREQUEST']._serialized_end=1647
+  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_start=1649
+  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_end=1721
+  _globals['_JOBSERVICE']._serialized_start=1724
+  _globals['_JOBSERVICE']._serialized_end=2780
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,26 @@ class JobServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.UpdateJob = channel.unary_unary(
+                '/jobscheduler.v1.JobService/UpdateJob',
+                request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.UpdateJobRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.UpdateJobResponse.FromString,
+                _registered_method=True)
+        self.PauseJob = channel.unary_unary(
+                '/jobscheduler.v1.JobService/PauseJob',
+                request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.PauseJobRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.PauseJobResponse.FromString,
+                _registered_method=True)
+        self.ResumeJob = channel.unary_unary(
+                '/jobscheduler.v1.JobService/ResumeJob',
+                request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.ResumeJobRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.ResumeJobResponse.FromString,
+                _registered_method=True)
+        self.RunJob = channel.unary_unary(
+                '/jobscheduler.v1.JobService/RunJob',
+                request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.RunJobRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.RunJobResponse.FromString,
+                _registered_method=True)
         self.DeleteJob = channel.unary_unary(
                 '/jobscheduler.v1.JobService/DeleteJob',
                 request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.DeleteJobRequest.SerializeToString,
@@ -98,6 +118,35 @@ class JobServiceServicer:
 
     def ListJobs(self, request, context):
         """Lists jobs, newest first (AIP-158 paging).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateJob(self, request, context):
+        """Changes a job. The next execution uses the new definition; executions already created keep
+        the one they were created with. A one-off job cannot become recurring or the reverse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseJob(self, request, context):
+        """Pauses a recurring job: no tick runs until ResumeJob. Unfinished executions go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeJob(self, request, context):
+        """Resumes a paused recurring job from its next tick after now (ticks during the pause do not run).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunJob(self, request, context):
+        """Runs a recurring job now, outside its schedule, under its overlap policy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,6 +204,26 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.ListJobsRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'UpdateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateJob,
+                    request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.UpdateJobRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.UpdateJobResponse.SerializeToString,
+            ),
+            'PauseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseJob,
+                    request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.PauseJobRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.PauseJobResponse.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.ResumeJobRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.ResumeJobResponse.SerializeToString,
+            ),
+            'RunJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunJob,
+                    request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.RunJobRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.RunJobResponse.SerializeToString,
             ),
             'DeleteJob': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteJob,
@@ -264,6 +333,114 @@ class JobService:
             '/jobscheduler.v1.JobService/ListJobs',
             jobscheduler_dot_v1_dot_job__service__pb2.ListJobsRequest.SerializeToString,
             jobscheduler_dot_v1_dot_job__service__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.JobService/UpdateJob',
+            jobscheduler_dot_v1_dot_job__service__pb2.UpdateJobRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_job__service__pb2.UpdateJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.JobService/PauseJob',
+            jobscheduler_dot_v1_dot_job__service__pb2.PauseJobRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_job__service__pb2.PauseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.JobService/ResumeJob',
+            jobscheduler_dot_v1_dot_job__service__pb2.ResumeJobRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_job__service__pb2.ResumeJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.JobService/RunJob',
+            jobscheduler_dot_v1_dot_job__service__pb2.RunJobRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_job__service__pb2.RunJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

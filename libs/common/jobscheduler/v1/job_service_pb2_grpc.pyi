@@ -41,6 +41,16 @@ class JobServiceStub:
     """Gets a job by id."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]
     """Lists jobs, newest first (AIP-158 paging)."""
+    UpdateJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.UpdateJobRequest, _job_service_pb2.UpdateJobResponse]
+    """Changes a job. The next execution uses the new definition; executions already created keep
+    the one they were created with. A one-off job cannot become recurring or the reverse.
+    """
+    PauseJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.PauseJobRequest, _job_service_pb2.PauseJobResponse]
+    """Pauses a recurring job: no tick runs until ResumeJob. Unfinished executions go on."""
+    ResumeJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ResumeJobRequest, _job_service_pb2.ResumeJobResponse]
+    """Resumes a paused recurring job from its next tick after now (ticks during the pause do not run)."""
+    RunJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.RunJobRequest, _job_service_pb2.RunJobResponse]
+    """Runs a recurring job now, outside its schedule, under its overlap policy."""
     DeleteJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.DeleteJobRequest, _job_service_pb2.DeleteJobResponse]
     """Deletes a job (soft delete: state DELETED) and cancels its unfinished executions."""
     GetExecution: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetExecutionRequest, _job_service_pb2.GetExecutionResponse]
@@ -65,6 +75,16 @@ class JobServiceAsyncStub(JobServiceStub):
     """Gets a job by id."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Lists jobs, newest first (AIP-158 paging)."""
+    UpdateJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.UpdateJobRequest, _job_service_pb2.UpdateJobResponse]  # type: ignore[assignment]
+    """Changes a job. The next execution uses the new definition; executions already created keep
+    the one they were created with. A one-off job cannot become recurring or the reverse.
+    """
+    PauseJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.PauseJobRequest, _job_service_pb2.PauseJobResponse]  # type: ignore[assignment]
+    """Pauses a recurring job: no tick runs until ResumeJob. Unfinished executions go on."""
+    ResumeJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ResumeJobRequest, _job_service_pb2.ResumeJobResponse]  # type: ignore[assignment]
+    """Resumes a paused recurring job from its next tick after now (ticks during the pause do not run)."""
+    RunJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.RunJobRequest, _job_service_pb2.RunJobResponse]  # type: ignore[assignment]
+    """Runs a recurring job now, outside its schedule, under its overlap policy."""
     DeleteJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.DeleteJobRequest, _job_service_pb2.DeleteJobResponse]  # type: ignore[assignment]
     """Deletes a job (soft delete: state DELETED) and cancels its unfinished executions."""
     GetExecution: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetExecutionRequest, _job_service_pb2.GetExecutionResponse]  # type: ignore[assignment]
@@ -104,6 +124,40 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ListJobsResponse, _abc.Awaitable[_job_service_pb2.ListJobsResponse]]:
         """Lists jobs, newest first (AIP-158 paging)."""
+
+    @_abc_1.abstractmethod
+    def UpdateJob(
+        self,
+        request: _job_service_pb2.UpdateJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.UpdateJobResponse, _abc.Awaitable[_job_service_pb2.UpdateJobResponse]]:
+        """Changes a job. The next execution uses the new definition; executions already created keep
+        the one they were created with. A one-off job cannot become recurring or the reverse.
+        """
+
+    @_abc_1.abstractmethod
+    def PauseJob(
+        self,
+        request: _job_service_pb2.PauseJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.PauseJobResponse, _abc.Awaitable[_job_service_pb2.PauseJobResponse]]:
+        """Pauses a recurring job: no tick runs until ResumeJob. Unfinished executions go on."""
+
+    @_abc_1.abstractmethod
+    def ResumeJob(
+        self,
+        request: _job_service_pb2.ResumeJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.ResumeJobResponse, _abc.Awaitable[_job_service_pb2.ResumeJobResponse]]:
+        """Resumes a paused recurring job from its next tick after now (ticks during the pause do not run)."""
+
+    @_abc_1.abstractmethod
+    def RunJob(
+        self,
+        request: _job_service_pb2.RunJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.RunJobResponse, _abc.Awaitable[_job_service_pb2.RunJobResponse]]:
+        """Runs a recurring job now, outside its schedule, under its overlap policy."""
 
     @_abc_1.abstractmethod
     def DeleteJob(

@@ -51,6 +51,90 @@ HTTP_METHOD_HEAD: HttpMethod.ValueType  # 6
 HTTP_METHOD_OPTIONS: HttpMethod.ValueType  # 7
 Global___HttpMethod: _TypeAlias = HttpMethod  # noqa: Y015
 
+class _OverlapPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OverlapPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OverlapPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OVERLAP_POLICY_UNSPECIFIED: _OverlapPolicy.ValueType  # 0
+    """Not set: OVERLAP_POLICY_SKIP."""
+    OVERLAP_POLICY_SKIP: _OverlapPolicy.ValueType  # 1
+    """The tick does not run; it is recorded as a SKIPPED execution."""
+    OVERLAP_POLICY_ALLOW: _OverlapPolicy.ValueType  # 2
+    """The tick runs concurrently with the unfinished execution."""
+    OVERLAP_POLICY_BUFFER_ONE: _OverlapPolicy.ValueType  # 3
+    """The tick runs right after the unfinished execution ends; at most one tick waits, later ones
+    are SKIPPED.
+    """
+    OVERLAP_POLICY_CANCEL_PREVIOUS: _OverlapPolicy.ValueType  # 4
+    """The unfinished executions are cancelled (a running call is aborted) and the tick runs."""
+
+class OverlapPolicy(_OverlapPolicy, metaclass=_OverlapPolicyEnumTypeWrapper):
+    """What a recurring job's tick does while an earlier execution of the job is unfinished
+    (queued, running or waiting to retry).
+    """
+
+OVERLAP_POLICY_UNSPECIFIED: OverlapPolicy.ValueType  # 0
+"""Not set: OVERLAP_POLICY_SKIP."""
+OVERLAP_POLICY_SKIP: OverlapPolicy.ValueType  # 1
+"""The tick does not run; it is recorded as a SKIPPED execution."""
+OVERLAP_POLICY_ALLOW: OverlapPolicy.ValueType  # 2
+"""The tick runs concurrently with the unfinished execution."""
+OVERLAP_POLICY_BUFFER_ONE: OverlapPolicy.ValueType  # 3
+"""The tick runs right after the unfinished execution ends; at most one tick waits, later ones
+are SKIPPED.
+"""
+OVERLAP_POLICY_CANCEL_PREVIOUS: OverlapPolicy.ValueType  # 4
+"""The unfinished executions are cancelled (a running call is aborted) and the tick runs."""
+Global___OverlapPolicy: _TypeAlias = OverlapPolicy  # noqa: Y015
+
+class _CatchUpPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CatchUpPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CatchUpPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CATCH_UP_POLICY_UNSPECIFIED: _CatchUpPolicy.ValueType  # 0
+    """Not set: CATCH_UP_POLICY_SKIP_MISSED."""
+    CATCH_UP_POLICY_SKIP_MISSED: _CatchUpPolicy.ValueType  # 1
+    """Run once, for the latest missed tick."""
+    CATCH_UP_POLICY_RUN_ALL: _CatchUpPolicy.ValueType  # 2
+    """Run every missed tick, up to `catch_up_limit` of the latest ones, oldest first."""
+
+class CatchUpPolicy(_CatchUpPolicy, metaclass=_CatchUpPolicyEnumTypeWrapper):
+    """What a recurring job does with ticks that passed while the scheduler could not run them."""
+
+CATCH_UP_POLICY_UNSPECIFIED: CatchUpPolicy.ValueType  # 0
+"""Not set: CATCH_UP_POLICY_SKIP_MISSED."""
+CATCH_UP_POLICY_SKIP_MISSED: CatchUpPolicy.ValueType  # 1
+"""Run once, for the latest missed tick."""
+CATCH_UP_POLICY_RUN_ALL: CatchUpPolicy.ValueType  # 2
+"""Run every missed tick, up to `catch_up_limit` of the latest ones, oldest first."""
+Global___CatchUpPolicy: _TypeAlias = CatchUpPolicy  # noqa: Y015
+
+class _JobKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_KIND_UNSPECIFIED: _JobKind.ValueType  # 0
+    JOB_KIND_ONE_OFF: _JobKind.ValueType  # 1
+    """Runs once (no schedule, or `run_at`)."""
+    JOB_KIND_RECURRING: _JobKind.ValueType  # 2
+    """Runs on a cron or interval schedule."""
+
+class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
+    """One-off or recurring."""
+
+JOB_KIND_UNSPECIFIED: JobKind.ValueType  # 0
+JOB_KIND_ONE_OFF: JobKind.ValueType  # 1
+"""Runs once (no schedule, or `run_at`)."""
+JOB_KIND_RECURRING: JobKind.ValueType  # 2
+"""Runs on a cron or interval schedule."""
+Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
+
 class _JobState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -61,9 +145,11 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     JOB_STATE_ACTIVE: _JobState.ValueType  # 1
     """The job will run (or is running) as scheduled."""
     JOB_STATE_PAUSED: _JobState.ValueType  # 2
-    """Reserved for recurring jobs: no new executions start."""
+    """A recurring job paused by PauseJob: no tick runs until ResumeJob."""
     JOB_STATE_COMPLETED: _JobState.ValueType  # 3
-    """A one-off job whose execution reached a terminal state."""
+    """A one-off job whose execution reached a terminal state, or a recurring job whose schedule
+    ended (`end_time` passed or `max_runs` reached).
+    """
     JOB_STATE_DELETED: _JobState.ValueType  # 4
     """Deleted by DeleteJob; kept for the record."""
 
@@ -74,9 +160,11 @@ JOB_STATE_UNSPECIFIED: JobState.ValueType  # 0
 JOB_STATE_ACTIVE: JobState.ValueType  # 1
 """The job will run (or is running) as scheduled."""
 JOB_STATE_PAUSED: JobState.ValueType  # 2
-"""Reserved for recurring jobs: no new executions start."""
+"""A recurring job paused by PauseJob: no tick runs until ResumeJob."""
 JOB_STATE_COMPLETED: JobState.ValueType  # 3
-"""A one-off job whose execution reached a terminal state."""
+"""A one-off job whose execution reached a terminal state, or a recurring job whose schedule
+ended (`end_time` passed or `max_runs` reached).
+"""
 JOB_STATE_DELETED: JobState.ValueType  # 4
 """Deleted by DeleteJob; kept for the record."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
@@ -101,7 +189,9 @@ class _ExecutionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Execut
     EXECUTION_STATE_DEAD: _ExecutionState.ValueType  # 6
     """Terminal (dead letter): attempts exhausted or a final failure. Can be replayed."""
     EXECUTION_STATE_CANCELLED: _ExecutionState.ValueType  # 7
-    """Terminal: cancelled by CancelExecution or DeleteJob. Can be replayed."""
+    """Terminal: cancelled by CancelExecution, DeleteJob or a CANCEL_PREVIOUS tick. Can be replayed."""
+    EXECUTION_STATE_SKIPPED: _ExecutionState.ValueType  # 8
+    """Terminal: a recurring job's tick that did not run because of its overlap policy."""
 
 class ExecutionState(_ExecutionState, metaclass=_ExecutionStateEnumTypeWrapper):
     """State of an execution."""
@@ -120,7 +210,9 @@ EXECUTION_STATE_SUCCEEDED: ExecutionState.ValueType  # 5
 EXECUTION_STATE_DEAD: ExecutionState.ValueType  # 6
 """Terminal (dead letter): attempts exhausted or a final failure. Can be replayed."""
 EXECUTION_STATE_CANCELLED: ExecutionState.ValueType  # 7
-"""Terminal: cancelled by CancelExecution or DeleteJob. Can be replayed."""
+"""Terminal: cancelled by CancelExecution, DeleteJob or a CANCEL_PREVIOUS tick. Can be replayed."""
+EXECUTION_STATE_SKIPPED: ExecutionState.ValueType  # 8
+"""Terminal: a recurring job's tick that did not run because of its overlap policy."""
 Global___ExecutionState: _TypeAlias = ExecutionState  # noqa: Y015
 
 class _ErrorKind:
@@ -282,29 +374,104 @@ Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 
 @_typing.final
 class Schedule(_message.Message):
-    """When a job runs. Empty: run now."""
+    """When a job runs. Empty: run once, now."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_AT_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    OVERLAP_POLICY_FIELD_NUMBER: _builtins.int
+    CATCH_UP_POLICY_FIELD_NUMBER: _builtins.int
+    CATCH_UP_LIMIT_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    MAX_RUNS_FIELD_NUMBER: _builtins.int
+    overlap_policy: Global___OverlapPolicy.ValueType
+    """Optional. Recurring jobs: what a tick does while an earlier execution is unfinished."""
+    catch_up_policy: Global___CatchUpPolicy.ValueType
+    """Optional. Recurring jobs: what happens to ticks missed while the scheduler was down."""
+    catch_up_limit: _builtins.int
+    """Optional. With CATCH_UP_POLICY_RUN_ALL: at most this many missed ticks run (the latest
+    ones); 0 means 10, the maximum is the configured cap (default 100).
+    """
+    max_runs: _builtins.int
+    """Optional. Recurring jobs: the job is COMPLETED after this many runs; 0 means no limit."""
     @_builtins.property
     def run_at(self) -> _timestamp_pb2.Timestamp:
         """Optional. Run once at this time (now if it is in the past)."""
+
+    @_builtins.property
+    def cron(self) -> Global___CronSchedule:
+        """Optional. Run on a cron schedule (a recurring job)."""
+
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """Optional. Run every `interval`, at least 1 s (a recurring job). The first run is at
+        `start_time` when set, else one interval after the job is created.
+        """
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional. Recurring jobs: no run before this time."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Optional. Recurring jobs: no run after this time; the job is COMPLETED then."""
 
     def __init__(
         self,
         *,
         run_at: _timestamp_pb2.Timestamp | None = ...,
+        cron: Global___CronSchedule | None = ...,
+        interval: _duration_pb2.Duration | None = ...,
+        overlap_policy: Global___OverlapPolicy.ValueType = ...,
+        catch_up_policy: Global___CatchUpPolicy.ValueType = ...,
+        catch_up_limit: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        max_runs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "end_time", b"end_time", "interval", b"interval", "run_at", b"run_at", "spec", b"spec", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_at", b"run_at", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up_limit", b"catch_up_limit", "catch_up_policy", b"catch_up_policy", "cron", b"cron", "end_time", b"end_time", "interval", b"interval", "max_runs", b"max_runs", "overlap_policy", b"overlap_policy", "run_at", b"run_at", "spec", b"spec", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["run_at"]  # noqa: Y015
+    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["run_at", "cron", "interval"]  # noqa: Y015
     _WhichOneofArgType_spec: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_spec) -> _WhichOneofReturnType_spec | None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
+
+@_typing.final
+class CronSchedule(_message.Message):
+    """A cron schedule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    expression: _builtins.str
+    """Required. Five fields (minute hour day-of-month month day-of-week), e.g. "*/15 9-17 * * MON-FRI",
+    or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly.
+    """
+    time_zone: _builtins.str
+    """Optional. IANA time zone the expression is read in, e.g. "Europe/Berlin"; default "UTC".
+    At DST changes a fixed local time in the skipped hour runs once, right after it, and a
+    fixed local time in the repeated hour runs once.
+    """
+    def __init__(
+        self,
+        *,
+        expression: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expression", b"expression", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CronSchedule: _TypeAlias = CronSchedule  # noqa: Y015
 
 @_typing.final
 class Job(_message.Message):
@@ -343,12 +510,20 @@ class Job(_message.Message):
     LAST_EXECUTION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NEXT_RUN_TIME_FIELD_NUMBER: _builtins.int
+    UPCOMING_RUN_TIMES_FIELD_NUMBER: _builtins.int
+    RUN_COUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-assigned id (a UUID)."""
     queue: _builtins.str
     """Optional. Queue the job runs on; default "default". Lowercase letters, digits, '-' and '_'."""
     state: Global___JobState.ValueType
     """Output only. Lifecycle state."""
+    kind: Global___JobKind.ValueType
+    """Output only. ONE_OFF or RECURRING, from the schedule."""
+    run_count: _builtins.int
+    """Output only. Recurring jobs: ticks that ran (skipped ones do not count)."""
     @_builtins.property
     def http_request(self) -> Global___HttpRequest:
         """Required. The request to make."""
@@ -381,6 +556,14 @@ class Job(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. Last modification time."""
 
+    @_builtins.property
+    def next_run_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Recurring jobs: when the next tick is due; unset when paused or finished."""
+
+    @_builtins.property
+    def upcoming_run_times(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
+        """Output only. Recurring jobs, GetJob only: the next few fire times (at most 5)."""
+
     def __init__(
         self,
         *,
@@ -395,10 +578,14 @@ class Job(_message.Message):
         last_execution: Global___Execution | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___JobKind.ValueType = ...,
+        next_run_time: _timestamp_pb2.Timestamp | None = ...,
+        upcoming_run_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
+        run_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "last_execution", b"last_execution", "retry_policy", b"retry_policy", "schedule", b"schedule", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "retry_policy", b"retry_policy", "schedule", b"schedule", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "labels", b"labels", "last_execution", b"last_execution", "queue", b"queue", "retry_policy", b"retry_policy", "schedule", b"schedule", "state", b"state", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -421,6 +608,7 @@ class Execution(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     REPLAY_OF_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    TICK_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-assigned id (a UUID); also the `Idempotency-Key` of every attempt."""
     job_id: _builtins.str
@@ -453,6 +641,12 @@ class Execution(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. Creation time."""
 
+    @_builtins.property
+    def tick_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. Recurring jobs: the schedule tick this execution is for; unset for RunJob,
+        replays and one-off jobs.
+        """
+
     def __init__(
         self,
         *,
@@ -467,10 +661,11 @@ class Execution(_message.Message):
         last_error: _builtins.str = ...,
         replay_of: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        tick_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "schedule_time", b"schedule_time", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "schedule_time", b"schedule_time", "start_time", b"start_time", "tick_time", b"tick_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "attempts", b"attempts", "create_time", b"create_time", "end_time", b"end_time", "id", b"id", "job_id", b"job_id", "last_error", b"last_error", "replay_of", b"replay_of", "schedule_time", b"schedule_time", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_count", b"attempt_count", "attempts", b"attempts", "create_time", b"create_time", "end_time", b"end_time", "id", b"id", "job_id", b"job_id", "last_error", b"last_error", "replay_of", b"replay_of", "schedule_time", b"schedule_time", "start_time", b"start_time", "state", b"state", "tick_time", b"tick_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

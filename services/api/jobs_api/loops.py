@@ -1,0 +1,152 @@
+"""The api's background loops: the scheduler (due ticks → executions) and the reconciler
+(executions Redis lost → re-dispatched). Every replica runs both; they are safe side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime, timedelta
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from jobs_common.queue import Dispatcher
+from jobs_common.store import FiredTicks, Reconciliation, TickStore
+
+__all__ = ["BackgroundLoop", "ReconcilerLoop", "SchedulerLoop"]
+
+logger = logging.getLogger(__name__)
+
+# Errors of an unreachable dependency: the loop logs them and tries again next round.
+DEPENDENCY_ERRORS = (OperationalError, InterfaceError, DBAPIError, RedisError, OSError)
+
+
+class BackgroundLoop(ABC):
+    """Runs :meth:`step` until stopped; a step returns the seconds to wait before the next one.
+    :meth:`wake` cuts the wait short."""
+
+    name = "loop"
+
+    def __init__(self, interval: timedelta) -> None:
+        self.interval = interval.total_seconds()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @abstractmethod
+    async def step(self) -> float: ...
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            delay = self.interval
+            try:
+                delay = await self.step()
+            except DEPENDENCY_ERRORS as exc:
+                logger.warning("%s: dependency unavailable (%s); retrying in %.1fs", self.name, exc, delay)
+            except Exception:
+                logger.exception("%s: step failed; retrying in %.1fs", self.name, delay)
+            if delay > 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+
+class SchedulerLoop(BackgroundLoop):
+    """Fires due ticks of recurring jobs. It sleeps until the earliest next_run_time (at most
+    SCHEDULER_INTERVAL, so jobs created on other replicas are seen), and is woken at once when
+    this replica creates, changes or resumes a recurring job."""
+
+    name = "scheduler"
+
+    def __init__(self, ticks: TickStore, dispatcher: Dispatcher, interval: timedelta, batch_size: int) -> None:
+        super().__init__(interval)
+        self._ticks = ticks
+        self._dispatcher = dispatcher
+        self._batch_size = batch_size
+
+    async def step(self) -> float:
+        fired = await self.fire_due()
+        if fired.jobs >= self._batch_size:
+            return 0.0  # more may be due
+        next_due = await self._ticks.next_due_time()
+        if next_due is None:
+            return self.interval
+        return min(self.interval, max((next_due - datetime.now(UTC)).total_seconds(), 0.0))
+
+    async def fire_due(self, now: datetime | None = None) -> FiredTicks:
+        """One pass: commit the due ticks' executions, then enqueue them and abort the ones a
+        CANCEL_PREVIOUS tick cancelled. An enqueue lost here is re-dispatched by the reconciler."""
+        fired = await self._ticks.fire_due(now or datetime.now(UTC), self._batch_size)
+        if fired.jobs:
+            try:
+                await self._dispatcher.dispatch_many([(e, q) for e, q in fired.queued])
+                await self._dispatcher.abort_many(list(fired.cancelled))
+            except (RedisError, OSError) as exc:
+                logger.warning("scheduler: %d executions committed but not enqueued: %s", len(fired.queued), exc)
+            logger.info(
+                "scheduler: %d jobs → %d queued, %d skipped, %d buffered, %d cancelled, %d missed ticks dropped",
+                fired.jobs,
+                len(fired.queued),
+                fired.skipped,
+                fired.buffered,
+                len(fired.cancelled),
+                fired.missed,
+            )
+        return fired
+
+
+class ReconcilerLoop(BackgroundLoop):
+    """Every RECONCILE_INTERVAL, re-dispatches unfinished executions arq no longer holds:
+    overdue waiting ones (by RECONCILE_GRACE) and RUNNING ones whose lease expired."""
+
+    name = "reconciler"
+
+    def __init__(
+        self, reconciliation: Reconciliation, dispatcher: Dispatcher, interval: timedelta, grace: timedelta, batch: int
+    ) -> None:
+        super().__init__(interval)
+        self._reconciliation = reconciliation
+        self._dispatcher = dispatcher
+        self._grace = grace
+        self._batch = batch
+
+    async def step(self) -> float:
+        await self.reconcile()
+        return self.interval
+
+    async def reconcile(self) -> dict[str, int] | None:
+        """One pass; None when another replica holds the reconciler lock. Returns counts:
+        checked, enqueued (lost by Redis), freed (dead worker), requeued (queue entry lost)."""
+        async with self._reconciliation.leadership() as leader:
+            if not leader:
+                return None
+            lost = await self._reconciliation.find(self._grace, self._batch)
+            answers = await self._dispatcher.redispatch(
+                [(e.id, e.queue, e.schedule_time, e.lease_expired) for e in lost]
+            )
+        counts = {
+            "checked": len(lost),
+            "enqueued": answers.count(1),
+            "freed": answers.count(2),
+            "requeued": answers.count(3),
+        }
+        if counts["enqueued"] or counts["freed"] or counts["requeued"]:
+            redispatched = [str(e.id) for e, a in zip(lost, answers, strict=True) if a][:10]
+            logger.warning(
+                "reconciler: re-dispatched %d executions arq had lost, freed %d of dead workers, requeued %d "
+                "(of %d checked), e.g. %s",
+                counts["enqueued"],
+                counts["freed"],
+                counts["requeued"],
+                counts["checked"],
+                ", ".join(redispatched),
+            )
+        return counts
