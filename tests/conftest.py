@@ -57,6 +57,10 @@ def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
         health_check_interval=timedelta(milliseconds=500),
         queue_poll_interval=timedelta(milliseconds=10),
         worker_drain_timeout=timedelta(seconds=5),
+        # Fast background loops, so lost work is found within a test's patience.
+        reconcile_interval=timedelta(seconds=1),
+        reconcile_grace=timedelta(seconds=2),
+        worker_lease_grace=timedelta(seconds=2),
         worker_health_file=str(logs_dir / "worker.health"),
     )
 

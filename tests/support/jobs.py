@@ -20,6 +20,7 @@ TERMINAL = {
     pb.EXECUTION_STATE_SUCCEEDED,
     pb.EXECUTION_STATE_DEAD,
     pb.EXECUTION_STATE_CANCELLED,
+    pb.EXECUTION_STATE_SKIPPED,
 }
 
 
@@ -108,3 +109,24 @@ async def eventually(condition: Callable[[], bool | Awaitable[bool]], timeout: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.05)
+
+
+def every(interval_s: float, start_in_s: float | None = None, **schedule: object) -> pb.Schedule:
+    """An interval schedule, first run ``start_in_s`` from now when given."""
+    message = pb.Schedule(**schedule)  # type: ignore[arg-type]
+    message.interval.CopyFrom(seconds(interval_s))
+    if start_in_s is not None:
+        message.start_time.FromNanoseconds(int((time.time() + start_in_s) * 1e9))
+    return message
+
+
+async def executions_of(stub: job_service_pb2_grpc.JobServiceAsyncStub, job_id: str) -> list[pb.Execution]:
+    """Every execution of a job, oldest first."""
+    found: list[pb.Execution] = []
+    token = ""
+    while True:
+        page = await stub.ListExecutions(api.ListExecutionsRequest(job_id=job_id, page_size=1000, page_token=token))
+        found.extend(page.executions)
+        token = page.next_page_token
+        if not token:
+            return list(reversed(found))
