@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -15,12 +13,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobs_api.server import running_api
-from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
-from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support import services
+from tests.support.apis import private_api
 from tests.support.jobs import create, error_info_reason, http_job
 from tests.support.services import free_port, start_private_redis
 
@@ -34,18 +30,6 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 async def _health(channel: grpc.aio.Channel, service: str = "") -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     return (await stub.Check(health_pb2.HealthCheckRequest(service=service))).status
-
-
-@contextlib.asynccontextmanager
-async def private_api(
-    settings: Settings,
-) -> AsyncIterator[tuple[job_service_pb2_grpc.JobServiceAsyncStub, grpc.aio.Channel]]:
-    """An api of the test's own, on the session's (migrated) database unless told otherwise."""
-    async with (
-        running_api(settings, run_migrations=False) as running,
-        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
-    ):
-        yield job_service_pb2_grpc.JobServiceStub(channel), channel
 
 
 async def _wait_health(channel: grpc.aio.Channel, expected: int, timeout: float = 10) -> None:
