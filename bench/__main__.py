@@ -28,6 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.arq_noop import DONE_KEY
+from bench.scheduling import measure_fire_accuracy, measure_scheduler_cost
+from jobs_common.migrate import migrate
 from jobs_common.queue import create_redis_pool
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
@@ -227,7 +229,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
     try:
+        await migrate(settings)
         target_port = services.free_port()
+        # Before the api starts, so no other scheduler competes for the due jobs.
+        scheduler_cost = await measure_scheduler_cost(
+            engine, args.stored_jobs, settings.scheduler_batch_size, f"http://127.0.0.1:{target_port}/hit"
+        )
         target_url = f"http://127.0.0.1:{target_port}"
         target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
         api_process = ChildProcess("jobs_api", env, logs / "api.log")
@@ -244,6 +251,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             throughput = await measure_throughput(stub, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
             latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs, args.latency_interval)
             in_flight = await measure_with_calls_in_flight(stub, target_url, args.in_flight, cpus["worker"], args)
+            # With the 100,000 recurring jobs of the cost measurement still stored.
+            fire = await _measure_fire_times(stub, engine, target_url, args.fire_jobs)
         reference = await measure_arq_noop(settings, env, logs, args.jobs, args.concurrency)
     finally:
         for process in reversed(processes):
@@ -262,11 +271,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "dispatch": latency,
         "with_calls_in_flight": in_flight,
         "bare_arq_noop": reference,
+        "fire_accuracy": fire,
+        "scheduler_cost": scheduler_cost,
         "ratio_end_to_end_vs_bare_arq": round(
             throughput["end_to_end_jobs_per_second"] / reference["jobs_per_second"], 3
         ),
         "logs": str(logs),
     }
+
+
+async def _measure_fire_times(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, engine: AsyncEngine, target_url: str, count: int
+) -> dict[str, Any]:
+    """Fire-time accuracy: ``count`` jobs all due in the same second (one-off, then recurring),
+    then ``count`` spread over a minute (half one-off, half recurring)."""
+    results: dict[str, Any] = {}
+    for recurring in (False, True):
+        due = time.time() + 10
+        name = "same_second_recurring" if recurring else "same_second_one_off"
+        results[name] = await measure_fire_accuracy(stub, engine, target_url, [due] * count, recurring)
+    start = time.time() + 10
+    times = [start + 60 * i / count for i in range(count)]
+    spread = await asyncio.gather(
+        measure_fire_accuracy(stub, engine, target_url, times[0::2], recurring=False, concurrency=16),
+        measure_fire_accuracy(stub, engine, target_url, times[1::2], recurring=True, concurrency=16),
+    )
+    results["spread_over_a_minute_one_off"], results["spread_over_a_minute_recurring"] = spread
+    return results
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -296,6 +327,25 @@ def _table(result: dict[str, Any]) -> str:
         ("bare arq no-op drain", f"{arq['jobs_per_second']} jobs/s, CPU {arq['cpu_ms_per_job']} ms/job"),
         ("ratio vs bare arq", f"{result['ratio_end_to_end_vs_bare_arq']}"),
     ]
+    for name, fire in result["fire_accuracy"].items():
+        lag = fire["fire_lag_ms"]
+        rows.append(
+            (
+                f"fire lag, {name.replace('_', ' ')}",
+                f"p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms ({fire['jobs']} {fire['kind']})",
+            )
+        )
+    cost = result["scheduler_cost"]
+    for key, value in cost.items():
+        if key.startswith("with_"):
+            rows.append(
+                (
+                    f"scheduler pass, {key.replace('_', ' ')}",
+                    f"idle p50 {value['idle_pass_ms']['p50']} ms; {cost['batch']} due ticks in "
+                    f"{value['due_pass']['ms']} ms ({value['due_pass']['ms_per_tick']} ms/tick)",
+                )
+            )
+    rows.append(("due query uses ix_jobs_next_run_time", str(cost["due_query_uses_index"])))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
@@ -307,6 +357,8 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--latency-interval", type=float, default=0.05)
     parser.add_argument("--in-flight", type=int, default=400, help="long calls held open (< worker concurrency)")
+    parser.add_argument("--fire-jobs", type=int, default=1000, help="scheduled jobs per fire-accuracy phase")
+    parser.add_argument("--stored-jobs", type=int, default=100_000, help="recurring jobs stored for the cost phase")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(exist_ok=True)

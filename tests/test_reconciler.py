@@ -84,20 +84,20 @@ async def test_flushall_mid_run_loses_nothing_and_runs_nothing_twice(settings, t
         await services.drop_database(database)
 
 
-async def test_an_enqueue_lost_after_the_commit_still_runs(settings, target, worker, key, tmp_path: Path):
+async def test_an_enqueue_lost_after_the_commit_still_runs(settings, stub, target, worker, key, tmp_path: Path):
     """An api replica whose Redis dies after it started: CreateJob commits, answers OK, and
     cannot enqueue. The reconciler (of the session api) dispatches the execution."""
     port = free_port()
     redis_server = start_private_redis(port, tmp_path)
     await _wait_for_redis(port)
     broken = settings.model_copy(update={"redis_port": port, "redis_db": 0, "reconciler_enabled": False})
-    async with private_api(broken) as (stub, _):
+    async with private_api(broken) as (replica, _):
         redis_server.terminate()
         redis_server.wait(10)
-        job = await create(stub, http_job(target.url(f"/ok/{key}")))
+        job = await create(replica, http_job(target.url(f"/ok/{key}")))
         assert job.last_execution.state == pb.EXECUTION_STATE_QUEUED
     # Within the grace (2 s) and interval (1 s) of the session's reconciler, plus the call.
-    done = await _wait_via_session_api(settings, job.last_execution.id, timeout=15)
+    done = await wait_terminal(stub, job.last_execution.id, timeout=15)
     assert done.state == pb.EXECUTION_STATE_SUCCEEDED
     assert len(target.received(f"/ok/{key}")) == 1
 
@@ -179,11 +179,3 @@ async def _pings(client: Redis) -> bool:
         return bool(await client.ping())
     except (OSError, RedisError):  # refused while the server starts
         return False
-
-
-async def _wait_via_session_api(settings, execution_id: str, timeout: float) -> pb.Execution:
-    async with private_api(settings.model_copy(update={"scheduler_enabled": False, "reconciler_enabled": False})) as (
-        stub,
-        _,
-    ):
-        return await wait_terminal(stub, execution_id, timeout=timeout)
