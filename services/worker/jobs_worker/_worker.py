@@ -31,7 +31,6 @@ __all__ = ["JobsWorker", "build_worker", "worker_id"]
 logger = logging.getLogger(__name__)
 
 
-
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
