@@ -123,7 +123,8 @@ async def measure_scheduler_cost(engine: AsyncEngine, stored: int, batch: int, u
         async with engine.begin() as conn:
             await conn.execute(
                 text(
-                    "UPDATE jobs SET next_run_time = now() - interval '1 second', state = 'ACTIVE'"
+                    "UPDATE jobs SET start_time = now() - interval '1 second',"
+                    " next_run_time = now() - interval '1 second', state = 'ACTIVE'"
                     ' WHERE labels @> \'{"bench": "due"}\''
                 )
             )
@@ -174,9 +175,10 @@ async def _insert_jobs(engine: AsyncEngine, count: int, url: str, label: str, ne
                 """
 INSERT INTO jobs (id, method, url, headers, body, timeout_ms, max_attempts, min_backoff_ms, max_backoff_ms,
                   multiplier, retry_status_codes, queue, labels, state, create_time, update_time,
-                  schedule_kind, interval_ms, next_run_time)
+                  schedule_kind, interval_ms, start_time, next_run_time)
 SELECT gen_random_uuid(), 'POST', :url, '{}', '', 90000, 4, 1000, 600000, 2, '{}', 'default',
        CAST(:labels AS jsonb), 'ACTIVE', now(), now(), 'INTERVAL', 86400000,
+       now() + make_interval(secs => CAST(:ahead AS double precision) + g),
        now() + make_interval(secs => CAST(:ahead AS double precision) + g)
 FROM generate_series(1, :count) AS g
 """

@@ -85,14 +85,14 @@ class SchedulerLoop(BackgroundLoop):
         """One pass: commit the due ticks' executions, then enqueue them and abort the ones a
         CANCEL_PREVIOUS tick cancelled. An enqueue lost here is re-dispatched by the reconciler."""
         fired = await self._ticks.fire_due(now or datetime.now(UTC), self._batch_size)
-        if fired.jobs:
+        if fired.queued or fired.skipped or fired.buffered or fired.cancelled:
             try:
                 await self._dispatcher.dispatch_many([(e, q) for e, q in fired.queued])
                 await self._dispatcher.abort_many(list(fired.cancelled))
             except (RedisError, OSError) as exc:
                 logger.warning("scheduler: %d executions committed but not enqueued: %s", len(fired.queued), exc)
             logger.info(
-                "scheduler: %d jobs → %d queued, %d skipped, %d buffered, %d cancelled, %d missed ticks dropped",
+                "scheduler: %d due jobs → %d queued, %d skipped, %d buffered, %d cancelled, %d missed ticks dropped",
                 fired.jobs,
                 len(fired.queued),
                 fired.skipped,

@@ -30,6 +30,7 @@ __all__ = ["FiredTicks", "RunNow", "TickStore"]
 class FiredTicks:
     """What a pass committed and what to tell Redis after the commit."""
 
+    # Jobs that had a due tick (a full batch means more may be due).
     jobs: int = 0
     # (execution id, queue) of new QUEUED executions, to enqueue.
     queued: list[tuple[uuid.UUID, str]] = field(default_factory=list)
@@ -78,12 +79,16 @@ class TickStore:
             unfinished = await _unfinished_executions(session, [j.id for j in jobs])
             for job in jobs:
                 firing = _JobFiring(job, unfinished[job.id], now)
+                is_due = job.next_run_time is not None and job.next_run_time <= now
+                if not is_due and firing.unfinished:
+                    continue  # a buffered run still waiting for the unfinished execution
                 if job.buffered_tick is not None and not firing.unfinished:
                     tick, job.buffered_tick = job.buffered_tick, None
                     firing.fire(tick)
                 schedule = schedule_from_row(job)
                 assert schedule is not None
-                if job.next_run_time is not None and job.next_run_time <= now:
+                if is_due:
+                    assert job.next_run_time is not None
                     plan = plan_due_ticks(schedule, job.next_run_time, now, job.create_time, job.run_count)
                     for tick in plan.due:
                         firing.tick(tick)
@@ -95,7 +100,7 @@ class TickStore:
                 if job.next_run_time is None and job.buffered_tick is None:
                     job.state = JobState.COMPLETED.value
                 job.update_time = now
-            fired.jobs = len(jobs)
+            fired.jobs = len(due)
             await _cancel(session, fired.cancelled, now)
         return fired
 
