@@ -288,15 +288,13 @@ async def _measure_fire_times(
     results: dict[str, Any] = {}
     for recurring in (False, True):
         due = time.time() + 10
-        name = "same_second_recurring" if recurring else "same_second_one_off"
-        results[name] = await measure_fire_accuracy(stub, engine, target_url, [due] * count, recurring)
+        measured = await measure_fire_accuracy(stub, engine, target_url, [(due, recurring)] * count)
+        for kind, figures in measured.items():
+            results[f"same_second_{kind}"] = figures
     start = time.time() + 10
-    times = [start + 60 * i / count for i in range(count)]
-    spread = await asyncio.gather(
-        measure_fire_accuracy(stub, engine, target_url, times[0::2], recurring=False, concurrency=16),
-        measure_fire_accuracy(stub, engine, target_url, times[1::2], recurring=True, concurrency=16),
-    )
-    results["spread_over_a_minute_one_off"], results["spread_over_a_minute_recurring"] = spread
+    spread = [(start + 60 * i / count, i % 2 == 1) for i in range(count)]
+    for kind, figures in (await measure_fire_accuracy(stub, engine, target_url, spread)).items():
+        results[f"spread_over_a_minute_{kind}"] = figures
     return results
 
 
