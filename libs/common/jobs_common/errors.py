@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+
 __all__ = [
+    "DEPENDENCY_ERRORS",
     "AlreadyExistsError",
     "FailedPreconditionError",
     "FieldViolation",
@@ -70,3 +74,8 @@ class AlreadyExistsError(JobSchedulerError):
 
 class UnavailableError(JobSchedulerError):
     reason = "DEPENDENCY_UNAVAILABLE"
+
+
+# What an unreachable PostgreSQL or Redis raises (SQLAlchemy's OperationalError and
+# InterfaceError are DBAPIErrors): a background loop or a worker write retries after these.
+DEPENDENCY_ERRORS = (DBAPIError, RedisError, OSError)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeAlias
 
@@ -136,7 +137,7 @@ class Dispatcher:
         keys, args = _enqueue_arguments(execution_id, queue, run_at)
         return bool(await self._enqueue(keys=keys, args=args))
 
-    async def dispatch_many(self, executions: list[tuple[object, str]]) -> int:
+    async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
         """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
         were new to arq."""
         if not executions:
@@ -169,7 +170,7 @@ class Dispatcher:
                 )
             return [int(answer) for answer in await pipe.execute()]
 
-    async def abort_many(self, execution_ids: list[object]) -> None:
+    async def abort_many(self, execution_ids: Sequence[object]) -> None:
         if execution_ids:
             now_ms = int(time.time() * 1000)
             await self._redis.zadd(abort_jobs_ss, {arq_job_id(e): now_ms for e in execution_ids})

@@ -67,7 +67,7 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
         violations.append(FieldViolation(f"{prefix}.schedule.interval", "is not a valid duration"))
     draft = JobDraft(
         url=request.url,
-        method=_method_name(request.method),
+        method=_enum_name(pb.HttpMethod, request.method, _METHOD_PREFIX),
         headers=dict(request.headers),
         body=request.body,
         timeout=duration(job, "timeout", "timeout"),
@@ -92,10 +92,9 @@ def job_state_from_proto(value: int) -> JobState | None:
     Raises:
         InvalidArgumentError: an unknown enum number.
     """
-    if value == pb.JOB_STATE_UNSPECIFIED:
-        return None
+    name = _enum_name(pb.JobState, value, "JOB_STATE_")
     try:
-        return JobState(pb.JobState.Name(pb.JobState.ValueType(value)).removeprefix("JOB_STATE_"))
+        return JobState(name) if name is not None else None
     except ValueError:
         raise InvalidArgumentError([FieldViolation("state", f"unknown job state {value}")]) from None
 
@@ -106,10 +105,9 @@ def job_kind_from_proto(value: int) -> JobKind | None:
     Raises:
         InvalidArgumentError: an unknown enum number.
     """
-    if value == pb.JOB_KIND_UNSPECIFIED:
-        return None
+    name = _enum_name(pb.JobKind, value, "JOB_KIND_")
     try:
-        return JobKind(pb.JobKind.Name(pb.JobKind.ValueType(value)).removeprefix("JOB_KIND_"))
+        return JobKind(name) if name is not None else None
     except ValueError:
         raise InvalidArgumentError([FieldViolation("kind", f"unknown job kind {value}")]) from None
 
@@ -214,15 +212,6 @@ def _enum_name(enum: Any, value: int, prefix: str) -> str | None:
         return None
     try:
         return str(enum.Name(value)).removeprefix(prefix)
-    except ValueError:
-        return str(value)
-
-
-def _method_name(value: int) -> str | None:
-    if value == pb.HTTP_METHOD_UNSPECIFIED:
-        return None
-    try:
-        return pb.HttpMethod.Name(pb.HttpMethod.ValueType(value)).removeprefix(_METHOD_PREFIX)
     except ValueError:
         return str(value)
 

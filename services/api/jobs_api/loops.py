@@ -10,17 +10,14 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.queue import Dispatcher
 from jobs_common.store import FiredTicks, Reconciliation, TickStore
 
 __all__ = ["BackgroundLoop", "ReconcilerLoop", "SchedulerLoop"]
 
 logger = logging.getLogger(__name__)
-
-# Errors of an unreachable dependency: the loop logs them and tries again next round.
-DEPENDENCY_ERRORS = (OperationalError, InterfaceError, DBAPIError, RedisError, OSError)
 
 
 class BackgroundLoop(ABC):
@@ -87,8 +84,8 @@ class SchedulerLoop(BackgroundLoop):
         fired = await self._ticks.fire_due(now or datetime.now(UTC), self._batch_size)
         if fired.queued or fired.skipped or fired.buffered or fired.cancelled:
             try:
-                await self._dispatcher.dispatch_many([(e, q) for e, q in fired.queued])
-                await self._dispatcher.abort_many(list(fired.cancelled))
+                await self._dispatcher.dispatch_many(fired.queued)
+                await self._dispatcher.abort_many(fired.cancelled)
             except (RedisError, OSError) as exc:
                 logger.warning("scheduler: %d executions committed but not enqueued: %s", len(fired.queued), exc)
             logger.info(

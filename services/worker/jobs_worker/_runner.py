@@ -16,10 +16,9 @@ from typing import TypeVar
 
 import httpx
 from arq import Retry
-from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from jobs_common.domain import ErrorKind, ExecutionState
+from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
 from jobs_worker._http import perform
 from jobs_worker._outcome import decide
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Errors after which PostgreSQL may answer again: retry the write, or redeliver the job.
-STORAGE_ERRORS = (OperationalError, InterfaceError, DBAPIError, OSError, RedisError)
+STORAGE_ERRORS = DEPENDENCY_ERRORS
 # Redelivery delay when PostgreSQL did not answer during a claim.
 STORAGE_RETRY_DELAY = timedelta(seconds=2)
 
