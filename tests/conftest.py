@@ -60,7 +60,8 @@ def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
         # Fast background loops, so lost work is found within a test's patience.
         reconcile_interval=timedelta(seconds=1),
         reconcile_grace=timedelta(seconds=2),
-        worker_lease_grace=timedelta(seconds=2),
+        worker_lease_ttl=timedelta(seconds=3),
+        worker_heartbeat_interval=timedelta(milliseconds=500),
         worker_health_file=str(logs_dir / "worker.health"),
     )
 

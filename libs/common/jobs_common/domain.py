@@ -125,6 +125,7 @@ class Attempt:
     response_body_truncated: bool
     error_kind: ErrorKind | None
     error_message: str
+    superseded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

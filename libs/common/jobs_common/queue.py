@@ -101,18 +101,14 @@ return 1
 
 
 # The reconciler's re-dispatch of an execution PostgreSQL says is unfinished. KEYS: job, result,
-# retry, in-progress keys, queue. ARGV: job key TTL, payload, score, job id, lease expired (1/0).
-# Returns 1 when it enqueued the job again, 2 when it freed a dead worker's job for the next
-# poll, 3 when it put a held job back in the queue, 0 when arq holds the job as it should.
+# retry, in-progress keys, queue. ARGV: job key TTL, payload, score, job id. Returns 1 when it
+# enqueued the job again, 2 when it put a held job back in the queue, 0 when arq holds the job as
+# it should. A job whose in-progress key exists is left alone: its worker renews that key with
+# its heartbeat, so the key outlives the worker by one WORKER_LEASE_TTL at most.
 _REDISPATCH_SCRIPT = """
-if ARGV[5] == '1' then redis.call('DEL', KEYS[4]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-    if ARGV[5] == '1' then
-        redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
-        return 2
-    end
     if redis.call('EXISTS', KEYS[4]) == 0 and redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 1 then
-        return 3
+        return 2
     end
     return 0
 end
@@ -149,23 +145,21 @@ class Dispatcher:
             results = await pipe.execute()
         return sum(1 for added in results if added)
 
-    async def redispatch(self, executions: list[tuple[object, str, datetime, bool]]) -> list[int]:
-        """Makes arq hold each (id, queue, schedule time, lease expired) again; one pipelined
-        round trip. Returns the script's answer per execution (see ``_REDISPATCH_SCRIPT``).
+    async def redispatch(self, executions: Sequence[tuple[object, str, datetime]]) -> list[int]:
+        """Makes arq hold each (id, queue, schedule time) again; one pipelined round trip.
+        Returns the script's answer per execution (see ``_REDISPATCH_SCRIPT``).
 
-        A waiting execution that arq still holds is left alone. One it lost is enqueued afresh,
-        after its result and retry keys are removed (arq refuses an id with a result). A RUNNING
-        one whose lease expired has its dead worker's in-progress key removed, so the next poll
-        of any worker takes it instead of waiting for arq's own expiry."""
+        An execution that arq still holds is left alone. One it lost is enqueued afresh, after
+        its result and retry keys are removed (arq refuses an id with a result)."""
         if not executions:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for execution_id, queue, schedule_time, lease_expired in executions:
+            for execution_id, queue, schedule_time in executions:
                 keys, args = _enqueue_arguments(execution_id, queue, schedule_time)
                 job_id = arq_job_id(execution_id)
                 await self._redispatch(
                     keys=[keys[0], keys[1], retry_key_prefix + job_id, in_progress_key_prefix + job_id, keys[2]],
-                    args=[*args, "1" if lease_expired else "0"],
+                    args=args,
                     client=pipe,
                 )
             return [int(answer) for answer in await pipe.execute()]

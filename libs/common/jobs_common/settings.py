@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     worker_pool_size: int = Field(default=1, ge=1)
     worker_max_concurrent_jobs: int = Field(default=500, ge=1)
     worker_http_timeout: Duration = timedelta(seconds=90)
-    worker_retry_count: int = Field(default=3, ge=0)
+    # A worker that cannot record an outcome (PostgreSQL down) keeps it and retries this long
+    # before it gives the execution back to be called again.
+    worker_record_deadline: Duration = timedelta(minutes=10)
     worker_queue: str = "default"
     worker_drain_timeout: Duration = timedelta(seconds=95)
     worker_health_file: str = "/tmp/jobs-worker.health"
@@ -58,8 +60,10 @@ class Settings(BaseSettings):
     reconcile_interval: Duration = timedelta(seconds=10)
     reconcile_grace: Duration = timedelta(seconds=10)
     reconcile_batch_size: int = Field(default=1000, ge=1)
-    # A worker's lease on an execution lasts the call's timeout plus this.
-    worker_lease_grace: Duration = timedelta(seconds=15)
+    # A worker holds each execution it runs under a lease of WORKER_LEASE_TTL, renewed every
+    # WORKER_HEARTBEAT_INTERVAL; a dead worker's executions run elsewhere once it lapses.
+    worker_lease_ttl: Duration = timedelta(seconds=10)
+    worker_heartbeat_interval: Duration = timedelta(seconds=2)
 
     job_max_timeout: Duration = timedelta(seconds=300)
     job_max_attempts: int = Field(default=100, ge=1)
@@ -78,6 +82,8 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_HTTP_TIMEOUT must not exceed JOB_MAX_TIMEOUT")
         if self.worker_http_timeout <= timedelta(0):
             raise ValueError("WORKER_HTTP_TIMEOUT must be positive")
+        if not timedelta(0) < self.worker_heartbeat_interval * 2 <= self.worker_lease_ttl:
+            raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
         return self
 
     @property

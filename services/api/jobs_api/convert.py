@@ -182,6 +182,7 @@ def attempt_to_proto(attempt: Attempt) -> pb.Attempt:
         response_body_truncated=attempt.response_body_truncated,
         error_kind=_error_kind(attempt.error_kind),
         error_message=attempt.error_message,
+        superseded=attempt.superseded,
     )
     if attempt.end_time is not None:
         message.end_time.CopyFrom(_timestamp(attempt.end_time))

@@ -121,27 +121,18 @@ class ReconcilerLoop(BackgroundLoop):
 
     async def reconcile(self) -> dict[str, int] | None:
         """One pass; None when another replica holds the reconciler lock. Returns counts:
-        checked, enqueued (lost by Redis), freed (dead worker), requeued (queue entry lost)."""
+        checked, enqueued (lost by Redis), requeued (queue entry lost)."""
         async with self._reconciliation.leadership() as leader:
             if not leader:
                 return None
             lost = await self._reconciliation.find(self._grace, self._batch)
-            answers = await self._dispatcher.redispatch(
-                [(e.id, e.queue, e.schedule_time, e.lease_expired) for e in lost]
-            )
-        counts = {
-            "checked": len(lost),
-            "enqueued": answers.count(1),
-            "freed": answers.count(2),
-            "requeued": answers.count(3),
-        }
-        if counts["enqueued"] or counts["freed"] or counts["requeued"]:
+            answers = await self._dispatcher.redispatch([(e.id, e.queue, e.schedule_time) for e in lost])
+        counts = {"checked": len(lost), "enqueued": answers.count(1), "requeued": answers.count(2)}
+        if counts["enqueued"] or counts["requeued"]:
             redispatched = [str(e.id) for e, a in zip(lost, answers, strict=True) if a][:10]
             logger.warning(
-                "reconciler: re-dispatched %d executions arq had lost, freed %d of dead workers, requeued %d "
-                "(of %d checked), e.g. %s",
+                "reconciler: re-dispatched %d executions arq had lost, requeued %d (of %d checked), e.g. %s",
                 counts["enqueued"],
-                counts["freed"],
                 counts["requeued"],
                 counts["checked"],
                 ", ".join(redispatched),

@@ -6,8 +6,9 @@ few hundred long calls in flight, each poll re-checks all of them: measured with
 the worker burnt 65 % of a core doing nothing, and new jobs waited p50 343 ms instead of 9 ms.
 
 This script does the same checks server-side: read the due window, skip ids whose in-progress
-key exists (running here or elsewhere), set the in-progress key of the ones it takes, exactly as
-arq does, and return at most ``wanted`` of them with their scores.
+key exists (running here or elsewhere), set the in-progress key of the ones it takes as arq does
+(but for WORKER_LEASE_TTL, renewed by the worker's heartbeat, instead of the longest job timeout),
+and return at most ``wanted`` of them with their scores.
 """
 
 from __future__ import annotations

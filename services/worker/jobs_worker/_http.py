@@ -25,9 +25,12 @@ import httpx
 from jobs_common.backoff import parse_retry_after
 from jobs_common.domain import ErrorKind, HttpRequestSpec
 
-__all__ = ["USER_AGENT", "HttpOutcome", "perform"]
+__all__ = ["ATTEMPT_HEADER", "USER_AGENT", "HttpOutcome", "perform"]
 
 USER_AGENT = "job-scheduler/0.1 (+https://github.com/job-scheduler)"
+# The attempt number (1 for the first) of this request; with Idempotency-Key (the execution id)
+# it names one delivery, as Cloud Tasks' X-CloudTasks-TaskExecutionCount does.
+ATTEMPT_HEADER = "X-Job-Attempt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,18 @@ async def perform(
     client: httpx.AsyncClient,
     request: HttpRequestSpec,
     idempotency_key: str,
+    attempt: int,
     timeout: timedelta,
     capture_bytes: int,
 ) -> HttpOutcome:
     """Makes the call within ``timeout`` (connect, send, answer and body read together)."""
     seconds = timeout.total_seconds()
-    headers = {**request.headers, "Idempotency-Key": idempotency_key, "User-Agent": USER_AGENT}
+    headers = {
+        **request.headers,
+        "Idempotency-Key": idempotency_key,
+        ATTEMPT_HEADER: str(attempt),
+        "User-Agent": USER_AGENT,
+    }
     try:
         built = client.build_request(
             request.method.value,

@@ -3,12 +3,17 @@
 Delivery is at least once; this function makes duplicates harmless. A delivery that finds the
 execution finished returns at once; one that finds it not yet due or leased to another worker
 defers itself with arq's ``Retry`` until then.
+
+While a call runs, the worker's heartbeat (:meth:`ExecutionRunner.renew_leases`) keeps its lease.
+An outcome PostgreSQL cannot take (it is down) is kept in memory and written when it answers
+again, for up to WORKER_RECORD_DEADLINE: the call is not made a second time for an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -33,6 +38,14 @@ T = TypeVar("T")
 STORAGE_ERRORS = DEPENDENCY_ERRORS
 # Redelivery delay when PostgreSQL did not answer during a claim.
 STORAGE_RETRY_DELAY = timedelta(seconds=2)
+# How long a release (the worker stopping) keeps trying: the process is about to exit.
+RELEASE_DEADLINE = timedelta(seconds=5)
+# Backoff between write retries: doubling from the first, capped so a write lands within about
+# this long of PostgreSQL answering again (before a lapsed lease can be taken over).
+WRITE_BACKOFF_FIRST = 0.1
+WRITE_BACKOFF_CAP = 1.0
+# A delivery that finds another worker's lease waits this long past its expiry before retrying.
+LEASE_EXPIRY_MARGIN = timedelta(milliseconds=200)
 
 
 class ExecutionRunner:
@@ -41,12 +54,29 @@ class ExecutionRunner:
         leases: ExecutionLeases,
         client: httpx.AsyncClient,
         capture_bytes: int,
-        write_retries: int,
+        record_deadline: timedelta,
     ) -> None:
         self._leases = leases
         self._client = client
         self._capture_bytes = capture_bytes
-        self._write_retries = write_retries
+        self._record_deadline = record_deadline
+        # Executions this process holds a lease on, from the claim until the outcome is written.
+        self._held: dict[uuid.UUID, Claim] = {}
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    async def renew_leases(self) -> None:
+        """The heartbeat: extends the lease of every execution this process holds."""
+        held = list(self._held)
+        lost = await self._leases.renew(held)
+        for execution_id in lost.intersection(self._held):
+            logger.warning(
+                "lease on execution %s was lost (this worker missed its heartbeats); its result will be "
+                "kept as a superseded attempt",
+                execution_id,
+            )
 
     async def run(self, execution_id: str) -> str:
         """Runs one delivery of an execution; returns a short outcome for arq's result key."""
@@ -57,8 +87,17 @@ class ExecutionRunner:
             raise Retry(defer=STORAGE_RETRY_DELAY) from exc
         if isinstance(claimed, NotClaimed):
             return self._not_claimed(execution_id, claimed)
+        self._held[claimed.execution_id] = claimed
+        try:
+            return await self._run_claimed(claimed)
+        finally:
+            del self._held[claimed.execution_id]
+
+    async def _run_claimed(self, claimed: Claim) -> str:
+        execution_id = str(claimed.execution_id)
         if claimed.counted_before >= claimed.retry_policy.max_attempts:
-            # Earlier attempts died with their worker and used up the budget: no call.
+            # Earlier attempts died with their workers and used up the budget: no call. A job
+            # that kills its worker every time (a poison job) ends here.
             result = AttemptResult(
                 ExecutionState.DEAD,
                 error_kind=ErrorKind.INTERRUPTED,
@@ -67,7 +106,12 @@ class ExecutionRunner:
         else:
             try:
                 outcome = await perform(
-                    self._client, claimed.request, execution_id, claimed.timeout, self._capture_bytes
+                    self._client,
+                    claimed.request,
+                    execution_id,
+                    claimed.number,
+                    claimed.timeout,
+                    self._capture_bytes,
                 )
             except asyncio.CancelledError:
                 # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
@@ -75,11 +119,12 @@ class ExecutionRunner:
                 raise
             result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
         try:
-            moved = await self._record(claimed, result)
+            moved = await self._with_retries(lambda: self._leases.finish(claimed, result), self._record_deadline)
         except STORAGE_ERRORS as exc:
-            # The outcome is lost with this process; the lease lapses and the call is made again.
+            # Kept as long as WORKER_RECORD_DEADLINE allows; now the outcome is given up and the
+            # call is made again once the lease lapses.
             logger.error("could not record execution %s attempt %d: %s", execution_id, claimed.number, exc)
-            raise Retry(defer=claimed.timeout + STORAGE_RETRY_DELAY) from exc
+            raise Retry(defer=STORAGE_RETRY_DELAY) from exc
         if not moved:
             logger.info("execution %s attempt %d superseded (cancelled or re-leased)", execution_id, claimed.number)
             return "SUPERSEDED"
@@ -101,25 +146,34 @@ class ExecutionRunner:
             return f"SKIPPED:{found.state or 'MISSING'}"
         if found.until_lease_expiry is not None and found.state is ExecutionState.RUNNING:
             # Another worker holds it; come back when its lease lapses, in case that worker died.
-            raise Retry(defer=found.until_lease_expiry + timedelta(seconds=1))
+            raise Retry(defer=found.until_lease_expiry + LEASE_EXPIRY_MARGIN)
         raise Retry(defer=max(found.until_due, timedelta(milliseconds=10)))
-
-    async def _record(self, claim: Claim, result: AttemptResult) -> bool:
-        return await self._with_retries(lambda: self._leases.finish(claim, result))
 
     async def _release(self, claim: Claim) -> None:
         try:
-            await self._with_retries(lambda: self._leases.release(claim, "worker stopped during the call"))
+            await self._with_retries(
+                lambda: self._leases.release(claim, "worker stopped during the call"), RELEASE_DEADLINE
+            )
         except STORAGE_ERRORS:
             logger.exception("could not release execution %s; its lease will lapse", claim.execution_id)
 
-    async def _with_retries(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Runs a PostgreSQL write, retrying WORKER_RETRY_COUNT times with backoff."""
-        for retry in range(self._write_retries + 1):
+    async def _with_retries(self, write: Callable[[], Awaitable[T]], deadline: timedelta) -> T:
+        """Runs a PostgreSQL write, retrying with capped backoff until ``deadline`` has passed."""
+        give_up_at = time.monotonic() + deadline.total_seconds()
+        backoff = WRITE_BACKOFF_FIRST
+        failures = 0
+        while True:
             try:
-                return await write()
-            except STORAGE_ERRORS:
-                if retry == self._write_retries:
+                result = await write()
+            except STORAGE_ERRORS as exc:
+                failures += 1
+                if time.monotonic() + backoff > give_up_at:
                     raise
-                await asyncio.sleep(min(0.2 * 2**retry, 5.0))
-        raise AssertionError("unreachable")
+                if failures == 1:
+                    logger.warning("PostgreSQL write failed (%s); keeping the outcome and retrying", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, WRITE_BACKOFF_CAP)
+            else:
+                if failures:
+                    logger.info("PostgreSQL write succeeded after %d failures", failures)
+                return result

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -11,9 +14,12 @@ from typing import Any
 
 import httpx
 from arq import Worker
+from arq.constants import in_progress_key_prefix
 from arq.worker import func
+from redis.exceptions import RedisError
 
 from jobs_common.db import create_engine
+from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.queue import (
     ARQ_MAX_TRIES,
     RUN_EXECUTION,
@@ -54,11 +60,10 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
     ctx["engine"], ctx["http"] = engine, client
     ctx["runner"] = ExecutionRunner(
-        # A lease lasts the call's timeout plus WORKER_LEASE_GRACE: a live worker never loses it mid-call.
-        ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_grace),
+        ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl),
         client,
         capture_bytes=settings.response_body_capture_bytes,
-        write_retries=settings.worker_retry_count,
+        record_deadline=settings.worker_record_deadline,
     )
     logger.info(
         "worker %s ready on queue %r: %d concurrent calls, poll every %.0f ms",
@@ -77,6 +82,13 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     logger.info("worker %s stopped", ctx["worker_id"])
 
 
+# Errors of a Redis that went away: the worker waits for it instead of exiting.
+REDIS_ERRORS = (RedisError, OSError)
+# Backoff between poll iterations while Redis does not answer.
+REDIS_BACKOFF_FIRST = 0.2
+REDIS_BACKOFF_CAP = 5.0
+
+
 class JobsWorker(Worker):
     """arq's Worker plus what job-scheduler adds on top of it, kept in this one class.
 
@@ -84,17 +96,76 @@ class JobsWorker(Worker):
       job in the read window, running ones included. It replaces arq's private
       ``_poll_iteration``; arq is pinned (0.28.0, maintenance-only), and the rest of the
       iteration is arq's own.
-    * A heartbeat file refreshed from the poll loop (at most once a second), so a container
+    * A heartbeat every WORKER_HEARTBEAT_INTERVAL that renews, for every job this process runs,
+      arq's in-progress key in Redis and the execution's lease in PostgreSQL, both to
+      WORKER_LEASE_TTL. arq sets that key for its longest job timeout + 10 s with no renewal;
+      ours lapses one TTL after the worker dies, and arq's next poll anywhere takes the job.
+    * Redis going away does not end the process: the poll loop backs off and tries again, and a
+      job whose arq bookkeeping failed is left for its in-progress key to lapse.
+    * SIGTERM drains (arq's ``job_completion_wait``); a second SIGTERM is logged, not obeyed.
+    * A health file refreshed from the poll loop (at most once a second), so a container
       health check proves the loop runs, not only that the process exists.
     """
 
     def __init__(self, *args: Any, health_file: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        settings: Settings = self.ctx["settings"]
         self._health_file = Path(health_file)
-        self._last_heartbeat = 0.0
+        self._last_health_write = 0.0
         self._claimer: DueJobClaimer | None = None
+        self._lease_ttl_ms = int(settings.worker_lease_ttl.total_seconds() * 1000)
+        self._heartbeat_s = settings.worker_heartbeat_interval.total_seconds()
+        self._redis_failures = 0
+        self._draining = False
+
+    async def main(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
+        try:
+            await super().main()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            await self.renew_leases()
+
+    async def renew_leases(self) -> None:
+        """Renews, in Redis and in PostgreSQL, the hold on every job this process runs."""
+        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        if running:
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        # PEXPIRE, not SET: a key arq deleted as the job ended stays deleted.
+                        pipe.pexpire(in_progress_key_prefix + job_id, self._lease_ttl_ms)
+                    await pipe.execute()
+            except REDIS_ERRORS as exc:
+                logger.warning("heartbeat: Redis did not answer (%s)", exc)
+        runner: ExecutionRunner | None = self.ctx.get("runner")
+        if runner is not None and runner.held:
+            try:
+                await runner.renew_leases()
+            except DEPENDENCY_ERRORS as exc:
+                logger.warning("heartbeat: PostgreSQL did not answer (%s)", exc)
 
     async def _poll_iteration(self) -> None:
+        try:
+            await self._poll_once()
+        except REDIS_ERRORS as exc:
+            backoff = min(REDIS_BACKOFF_FIRST * 2**self._redis_failures, REDIS_BACKOFF_CAP)
+            self._redis_failures += 1
+            if self._redis_failures == 1:
+                logger.warning("Redis did not answer (%s); retrying with backoff up to %.0fs", exc, REDIS_BACKOFF_CAP)
+            await asyncio.sleep(backoff)
+        else:
+            if self._redis_failures:
+                logger.info("Redis answers again after %d failed polls", self._redis_failures)
+                self._redis_failures = 0
+
+    async def _poll_once(self) -> None:
         count = self.queue_read_limit
         if self.burst and self.max_burst_jobs >= 0:
             remaining = self.max_burst_jobs - self._jobs_started()
@@ -108,8 +179,21 @@ class JobsWorker(Worker):
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
-                task.result()  # propagate errors of run_job, as arq does
+                self._check_finished(job_id, task)
         await self.heart_beat()
+
+    @staticmethod
+    def _check_finished(job_id: str, task: asyncio.Task[None]) -> None:
+        """Propagates errors of run_job as arq does, except Redis failing in arq's bookkeeping
+        around a job: PostgreSQL has the outcome, and the job's in-progress key lapses so a
+        later delivery finds the execution settled (or due) and acts on that."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, REDIS_ERRORS):
+            logger.warning("job %s: arq could not update Redis (%s); it will be redelivered and settled", job_id, exc)
+        elif exc is not None:
+            raise exc
 
     async def _start_claimed_jobs(self, read_limit: int) -> None:
         if self._claimer is None:  # the pool exists only once main() has started
@@ -118,7 +202,7 @@ class JobsWorker(Worker):
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,
             wanted=min(self.max_jobs - self.job_counter, read_limit),
-            in_progress_ms=int(self.in_progress_timeout_s * 1000),
+            in_progress_ms=self._lease_ttl_ms,
         )
         for job_id, score in claimed:
             await self.sem.acquire()
@@ -127,11 +211,25 @@ class JobsWorker(Worker):
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        if self._draining:
+            logger.warning("%s again: already draining, %d calls in flight", signal.Signals(signum).name, len(self.tasks))
+            return
+        self._draining = True
+        super().handle_sig_wait_for_completion(signum)
+
+    async def close(self) -> None:
+        if self._handle_signals:
+            # The drain is over; a signal now would only cut short the clean-up.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
+        await super().close()
+
     async def record_health(self) -> None:
         await super().record_health()
         now = time.monotonic()
-        if now - self._last_heartbeat >= 1.0:
-            self._last_heartbeat = now
+        if now - self._last_health_write >= 1.0:
+            self._last_health_write = now
             self._health_file.touch()
 
 

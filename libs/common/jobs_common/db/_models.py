@@ -171,3 +171,6 @@ class AttemptRow(Base):
     response_body_truncated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     error_kind: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str] = mapped_column(Text, server_default="")
+    # The worker's lease was taken over before it recorded this result: the result is kept
+    # here for the record and did not move the execution.
+    superseded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

@@ -2,12 +2,18 @@
 
 Each is one statement (one round trip): data-modifying CTEs update the execution, its attempt and
 its job together. Every write after the claim is fenced by (state RUNNING, attempt number, lease
-owner), so a worker that lost its lease cannot move the execution.
+owner): the attempt number is the fencing token. A worker whose lease lapsed and was taken over
+cannot move the execution; its late result is kept on its own attempt, marked superseded.
+
+A lease lasts WORKER_LEASE_TTL and the worker renews the leases of everything it runs every
+WORKER_HEARTBEAT_INTERVAL (:meth:`ExecutionLeases.renew`), so a dead worker's executions are
+free again seconds after it died, whatever their timeout.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,8 +34,7 @@ WITH claimed AS (
         attempt_count = e.attempt_count + 1,
         start_time = coalesce(e.start_time, now()),
         lease_owner = :worker_id,
-        lease_expires_at = now()
-            + make_interval(secs => e.timeout_ms / 1000.0 + CAST(:lease_grace_s AS double precision)),
+        lease_expires_at = now() + make_interval(secs => CAST(:lease_ttl_s AS double precision)),
         update_time = now()
     WHERE e.id = :execution_id
       AND e.schedule_time <= now()
@@ -61,15 +66,18 @@ FROM executions WHERE id = :execution_id
 """
 )
 
+_RENEW = text(
+    """
+UPDATE executions
+SET lease_expires_at = now() + make_interval(secs => CAST(:lease_ttl_s AS double precision))
+WHERE id = ANY(:execution_ids) AND state = 'RUNNING' AND lease_owner = :worker_id
+RETURNING id
+"""
+)
+
 _FINISH = text(
     """
-WITH attempt AS (
-    UPDATE attempts
-    SET end_time = now(), response_status_code = :status_code, response_headers = :response_headers,
-        response_body = :response_body, response_body_truncated = :truncated,
-        error_kind = :error_kind, error_message = :error_message
-    WHERE execution_id = :execution_id AND number = :number
-), execution AS (
+WITH execution AS (
     UPDATE executions
     SET state = :state,
         schedule_time = coalesce(now() + make_interval(secs => CAST(:retry_delay_s AS double precision)),
@@ -84,6 +92,14 @@ WITH attempt AS (
     -- A one-off job ends with its execution; a recurring one with its schedule.
     WHERE CAST(:terminal AS boolean) AND id IN (SELECT job_id FROM execution)
       AND schedule_kind = 'ONE_OFF' AND state = 'ACTIVE' AND last_execution_id = :execution_id
+), attempt AS (
+    -- Recorded even when the lease was lost: then it is a superseded attempt, kept for the record.
+    UPDATE attempts
+    SET end_time = now(), response_status_code = :status_code, response_headers = :response_headers,
+        response_body = :response_body, response_body_truncated = :truncated,
+        error_kind = :error_kind, error_message = :error_message,
+        superseded = NOT EXISTS (SELECT 1 FROM execution)
+    WHERE execution_id = :execution_id AND number = :number
 )
 SELECT count(*) FROM execution
 """
@@ -152,11 +168,11 @@ class AttemptResult:
 
 
 class ExecutionLeases:
-    def __init__(self, engine: AsyncEngine, worker_id: str, lease_grace: timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, worker_id: str, lease_ttl: timedelta) -> None:
         # Single statements in autocommit: one round trip each, no BEGIN/COMMIT.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.worker_id = worker_id
-        self._lease_grace_s = lease_grace.total_seconds()
+        self._lease_ttl_s = lease_ttl.total_seconds()
 
     async def claim(self, execution_id: uuid.UUID) -> Claim | NotClaimed:
         async with self._engine.connect() as conn:
@@ -166,7 +182,7 @@ class ExecutionLeases:
                     {
                         "execution_id": execution_id,
                         "worker_id": self.worker_id,
-                        "lease_grace_s": self._lease_grace_s,
+                        "lease_ttl_s": self._lease_ttl_s,
                     },
                 )
             ).first()
@@ -184,9 +200,21 @@ class ExecutionLeases:
             retry_policy=retry_policy_from(row),
         )
 
+    async def renew(self, execution_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Extends this worker's leases on ``execution_ids`` by WORKER_LEASE_TTL from now; returns
+        the ids it no longer holds (finished, cancelled, or taken over after a lapse)."""
+        if not execution_ids:
+            return set()
+        async with self._engine.connect() as conn:
+            held = await conn.scalars(
+                _RENEW,
+                {"execution_ids": list(execution_ids), "worker_id": self.worker_id, "lease_ttl_s": self._lease_ttl_s},
+            )
+            return set(execution_ids) - set(held)
+
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Records the attempt and moves the execution; False when the lease was lost meanwhile
-        (the attempt is still recorded, the execution is left to whoever holds it)."""
+        (the attempt is still recorded, as superseded; the execution is left to whoever holds it)."""
         terminal = result.state in TERMINAL_EXECUTION_STATES
         async with self._engine.connect() as conn:
             moved = await conn.scalar(

@@ -5,7 +5,9 @@ Two kinds, chosen by state and age (never by id ranges):
 * waiting (QUEUED, SCHEDULED, RETRY_SCHEDULED) and due for longer than the grace period: a
   worker should have started them; if arq does not hold them, Redis lost them (a flush, a
   restart without persistence, an enqueue that failed after the commit);
-* RUNNING with an expired lease: the worker died mid-call.
+* RUNNING with an expired lease: the worker stopped heartbeating. If it died, arq's in-progress
+  key lapses with it and arq redelivers the job by itself; the reconciler covers the case where
+  Redis lost the job too.
 
 One replica reconciles at a time (a transaction-scoped advisory lock held through the pass),
 so two replicas never re-dispatch the same execution against each other's stale reads.
@@ -57,8 +59,6 @@ class LostExecution:
     id: uuid.UUID
     queue: str
     schedule_time: datetime
-    # True: RUNNING whose lease expired (its worker is gone); False: waiting and overdue.
-    lease_expired: bool
 
 
 class Reconciliation:
@@ -87,6 +87,4 @@ class Reconciliation:
             ).all()
             expired = (await conn.execute(_LEASE_EXPIRED, {"limit": limit})).all()
         self._cursor = (waiting[-1].schedule_time, waiting[-1].id) if len(waiting) == limit else _EPOCH_CURSOR
-        return [LostExecution(r.id, r.queue, r.schedule_time, lease_expired=False) for r in waiting] + [
-            LostExecution(r.id, r.queue, r.schedule_time, lease_expired=True) for r in expired
-        ]
+        return [LostExecution(r.id, r.queue, r.schedule_time) for r in [*waiting, *expired]]

@@ -185,6 +185,7 @@ def attempt_from_row(row: AttemptRow) -> Attempt:
         response_body_truncated=row.response_body_truncated,
         error_kind=ErrorKind(row.error_kind) if row.error_kind else None,
         error_message=row.error_message,
+        superseded=row.superseded,
     )
 
 

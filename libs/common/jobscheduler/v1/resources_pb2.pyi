@@ -708,6 +708,7 @@ class Attempt(_message.Message):
     RESPONSE_BODY_TRUNCATED_FIELD_NUMBER: _builtins.int
     ERROR_KIND_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    SUPERSEDED_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     """Output only. 1 for the first attempt."""
     worker_id: _builtins.str
@@ -722,6 +723,11 @@ class Attempt(_message.Message):
     """Output only. Why the attempt failed."""
     error_message: _builtins.str
     """Output only. Human-readable error."""
+    superseded: _builtins.bool
+    """Output only. True when this attempt's worker lost its lease (it stopped heartbeating) and
+    another attempt took over before this one's result came in: the result is kept here for the
+    record but did not change the execution.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the attempt started."""
@@ -752,10 +758,11 @@ class Attempt(_message.Message):
         response_body_truncated: _builtins.bool = ...,
         error_kind: Global___ErrorKind.ValueType = ...,
         error_message: _builtins.str = ...,
+        superseded: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "end_time", b"end_time", "error_kind", b"error_kind", "error_message", b"error_message", "number", b"number", "response_body", b"response_body", "response_body_truncated", b"response_body_truncated", "response_headers", b"response_headers", "response_status_code", b"response_status_code", "start_time", b"start_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "end_time", b"end_time", "error_kind", b"error_kind", "error_message", b"error_message", "number", b"number", "response_body", b"response_body", "response_body_truncated", b"response_body_truncated", "response_headers", b"response_headers", "response_status_code", b"response_status_code", "start_time", b"start_time", "superseded", b"superseded", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
