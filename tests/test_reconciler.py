@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from collections import Counter
@@ -18,7 +16,7 @@ from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support import services
 from tests.support.apis import private_api
-from tests.support.jobs import create, eventually, every, executions_of, http_job, seconds, wait_terminal
+from tests.support.jobs import create, eventually, every, executions_of, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
 from tests.support.services import free_port, start_private_redis
 

@@ -67,7 +67,12 @@ async def test_a_request_httpx_cannot_build_is_a_final_protocol_error():
     )
     async with httpx.AsyncClient() as client:
         outcome = await perform(
-            client, HttpRequestSpec(HttpMethod.GET, "http://xn--zz.com/", {}, b""), "exec-1", 1, timedelta(seconds=5), 1024
+            client,
+            HttpRequestSpec(HttpMethod.GET, "http://xn--zz.com/", {}, b""),
+            "exec-1",
+            1,
+            timedelta(seconds=5),
+            1024,
         )
     assert outcome.error_kind is ErrorKind.PROTOCOL
     assert outcome.error_message.startswith("invalid request:")

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Fault injection for `make chaos`, never for production: the probability that the api kills
+    # itself (SIGKILL) after committing a CreateJob and before enqueueing it.
+    fault_crash_after_commit: float = Field(default=0.0, ge=0.0, le=1.0)
+
     @model_validator(mode="after")
     def _check_timeouts(self) -> Settings:
         if self.worker_http_timeout > self.job_max_timeout:

@@ -14,6 +14,7 @@ import grpc
 from redis.exceptions import RedisError
 
 from jobs_api import convert
+from jobs_api.faults import crash_after_commit
 from jobs_api.masks import apply_update_mask
 from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
 from jobs_common.errors import FieldViolation, InvalidArgumentError
@@ -56,6 +57,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         spec = validate_job(convert.job_draft(request.job), self._settings)
         created = await self._store.create_job(spec, request_id)
+        crash_after_commit(self._settings.fault_crash_after_commit)
         if spec.schedule is not None:
             self._wake_scheduler()
         # Also for a repeated request_id: if the first dispatch was lost, this one makes up for it

@@ -213,7 +213,9 @@ class JobsWorker(Worker):
 
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         if self._draining:
-            logger.warning("%s again: already draining, %d calls in flight", signal.Signals(signum).name, len(self.tasks))
+            logger.warning(
+                "%s again: already draining, %d calls in flight", signal.Signals(signum).name, len(self.tasks)
+            )
             return
         self._draining = True
         super().handle_sig_wait_for_completion(signum)

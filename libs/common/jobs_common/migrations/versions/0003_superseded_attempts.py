@@ -17,9 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "attempts", sa.Column("superseded", sa.Boolean(), server_default=sa.text("false"), nullable=False)
-    )
+    op.add_column("attempts", sa.Column("superseded", sa.Boolean(), server_default=sa.text("false"), nullable=False))
 
 
 def downgrade() -> None:

@@ -1,0 +1,188 @@
+"""The system under test, entirely private: a PostgreSQL cluster and a Redis server of its own
+(so a scenario may stop, flush or restart them without touching anything else on the machine),
+one api process and N worker processes, each started as its container starts it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from jobs_common.settings import Settings
+from tests.support.processes import ChildProcess, settings_env
+from tests.support.services import free_port, start_private_redis
+
+__all__ = ["Cluster", "PrivatePostgres", "PrivateRedis", "postgres_bin"]
+
+
+def postgres_bin() -> Path | None:
+    """PG_BIN, or the newest server installed the Debian way (/usr/lib/postgresql/N/bin)."""
+    if configured := os.environ.get("PG_BIN"):
+        return Path(configured)
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    return versions[-1].parent if versions else None
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on its own port. PostgreSQL refuses to run as root, so
+    under root it runs as the ``postgres`` user."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        found = postgres_bin()
+        if found is None:
+            raise RuntimeError("no PostgreSQL server binaries found; set PG_BIN to their directory")
+        self._bin = found
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/jobscheduler"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, stdout=subprocess.DEVNULL)
+
+    def init(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres")
+        self._run(str(self._bin / "initdb"), "-D", str(self.directory / "data"), "-U", "postgres", "--auth=trust")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        self._run(
+            str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"), "-o", options,
+            "-l", str(self.directory / "postgres.log"), "-w", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate`` is a crash as far as clients can tell: every connection drops at once."""
+        self._run(str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+
+class PrivateRedis:
+    """A Redis server of the cluster's own, without persistence: a restart loses everything."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._process = start_private_redis(self.port, self.directory, "--maxmemory-policy", "noeviction")
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    async def wait_ready(self, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                client = Redis(host="127.0.0.1", port=self.port)
+                try:
+                    if await client.ping():
+                        return
+                except (RedisError, OSError):
+                    await asyncio.sleep(0.05)
+                finally:
+                    await client.aclose()
+
+    async def flushall(self) -> None:
+        client = Redis(host="127.0.0.1", port=self.port)
+        try:
+            await client.flushall()
+        finally:
+            await client.aclose()
+
+
+@dataclass
+class Cluster:
+    """api + workers on private PostgreSQL and Redis. ``settings`` are what every process reads;
+    the cluster fills in the database, Redis and gRPC addresses."""
+
+    workdir: Path
+    settings: Settings
+    worker_count: int
+    api_env: dict[str, str] = field(default_factory=dict)
+    postgres: PrivatePostgres = field(init=False)
+    redis: PrivateRedis = field(init=False)
+    api: ChildProcess | None = field(default=None, init=False)
+    workers: list[ChildProcess | None] = field(default_factory=list, init=False)
+    _starts: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.postgres = PrivatePostgres(self.workdir / "postgres")
+        self.redis = PrivateRedis(self.workdir / "redis")
+        self.settings = self.settings.model_copy(
+            update={
+                "database_url": self.postgres.url,
+                "database_auto_create": True,
+                "redis_host": "127.0.0.1",
+                "redis_port": self.redis.port,
+                "redis_db": 0,
+                "grpc_host": "127.0.0.1",
+                "grpc_port": free_port(),
+            }
+        )
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.settings.grpc_port}"
+
+    async def start(self) -> None:
+        self.postgres.init()
+        self.postgres.start()
+        self.redis.start()
+        await self.redis.wait_ready()
+        await self.start_api()
+        self.workers = [None] * self.worker_count
+        await asyncio.gather(*(self.start_worker(i) for i in range(self.worker_count)))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop(timeout=120) for w in self.workers if w is not None))
+        if self.api is not None:
+            await self.api.stop()
+        self.redis.kill()
+        self.postgres.stop("fast")
+
+    def _process(self, module: str, name: str, extra: dict[str, str]) -> ChildProcess:
+        self._starts += 1
+        env = settings_env(self.settings, **extra)
+        return ChildProcess(module, env, self.workdir / f"{self._starts:04d}-{name}.log")
+
+    async def start_api(self) -> None:
+        self.api = self._process("jobs_api", "api", self.api_env)
+        await self.api.wait_for_log("api listening", timeout=60)
+
+    async def start_worker(self, index: int) -> ChildProcess:
+        health = str(self.workdir / f"worker-{index}.health")
+        worker = self._process("jobs_worker", f"worker-{index}", {"WORKER_HEALTH_FILE": health})
+        self.workers[index] = worker
+        await worker.wait_for_log("ready on queue", timeout=60)
+        return worker
+
+    def worker(self, index: int) -> ChildProcess:
+        worker = self.workers[index]
+        assert worker is not None
+        return worker
+
+    async def kill_worker(self, index: int) -> int:
+        """SIGKILL; returns the dead worker's pid (its worker id is ``host:pid``)."""
+        worker = self.worker(index)
+        worker.process.send_signal(signal.SIGKILL)
+        await worker.wait()
+        return worker.pid
+
+    def api_died(self) -> bool:
+        return self.api is None or self.api.process.poll() is not None

@@ -1,0 +1,377 @@
+"""The six faults of the suite. Each runs on a fresh private cluster, prints its figures and
+returns an :class:`Outcome` whose ``failures`` name every pass condition that did not hold.
+
+Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all six), FULL is
+``make chaos`` (10,000 jobs, 30-second outages, 90-second calls; tens of minutes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from chaos.checker import Report, check, percentiles, recovery_times, wait_settled
+from chaos.cluster import Cluster
+from chaos.load import JobPlan, Load
+from chaos.target import RecordingTarget
+from jobs_common.settings import Settings
+
+__all__ = ["FULL", "SCENARIOS", "SHORT", "Outcome", "Scale"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    # Process settings. FULL keeps the production defaults that set recovery times.
+    lease_ttl: timedelta
+    heartbeat: timedelta
+    reconcile_interval: timedelta
+    reconcile_grace: timedelta
+    # 1. SIGKILL workers
+    kill_jobs: int
+    long_fraction: float
+    long_sleep: tuple[float, float]
+    kill_every: tuple[float, float]
+    kill_window: float
+    # 2. api killed between commit and enqueue
+    crash_jobs: int
+    crash_probability: float
+    # 3. Redis flushed, then restarted empty
+    redis_jobs: int
+    redis_rate: float
+    # 4. PostgreSQL stopped
+    pg_jobs: int
+    pg_rate: float
+    pg_outage: float
+    # 5. rolling SIGTERM
+    rolling_sleep: float
+    rolling_drain: timedelta
+    rolling_rate: float
+    # 6. always 500
+    dead_jobs: int
+    settle_timeout: float = 600.0
+
+
+SHORT = Scale(
+    name="short",
+    lease_ttl=timedelta(seconds=3),
+    heartbeat=timedelta(milliseconds=500),
+    reconcile_interval=timedelta(seconds=1),
+    reconcile_grace=timedelta(seconds=2),
+    kill_jobs=300,
+    long_fraction=0.05,
+    long_sleep=(3, 8),
+    kill_every=(2, 3),
+    kill_window=10,
+    crash_jobs=200,
+    crash_probability=0.03,
+    redis_jobs=300,
+    redis_rate=50,
+    pg_jobs=400,
+    pg_rate=25,
+    pg_outage=6,
+    rolling_sleep=4,
+    rolling_drain=timedelta(seconds=8),
+    rolling_rate=4,
+    dead_jobs=30,
+    settle_timeout=120,
+)
+
+FULL = Scale(
+    name="full",
+    lease_ttl=timedelta(seconds=10),
+    heartbeat=timedelta(seconds=2),
+    reconcile_interval=timedelta(seconds=10),
+    reconcile_grace=timedelta(seconds=10),
+    kill_jobs=10_000,
+    long_fraction=0.02,
+    long_sleep=(30, 90),
+    kill_every=(5, 10),
+    kill_window=120,
+    crash_jobs=2_000,
+    crash_probability=0.01,
+    redis_jobs=3_000,
+    redis_rate=100,
+    pg_jobs=2_400,
+    pg_rate=40,
+    pg_outage=30,
+    rolling_sleep=90,
+    rolling_drain=timedelta(seconds=95),
+    rolling_rate=1,
+    dead_jobs=200,
+)
+
+
+@dataclass
+class Outcome:
+    name: str
+    report: Report
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scenario": self.name, "passed": self.passed, "failures": self.failures, **self.report.as_dict()}
+
+
+def _require(report: Report, **expected: int) -> list[str]:
+    return [
+        f"{name} = {got}, expected {want}" for name, want in expected.items() if (got := getattr(report, name)) != want
+    ]
+
+
+# Every scenario demands these: nothing acknowledged is lost or missing, everything settles, and
+# fencing holds (one request per attempt, each with its attempt row).
+_ALWAYS = {
+    "lost": 0,
+    "acknowledged_without_row": 0,
+    "unexpected": 0,
+    "not_terminal": 0,
+    "committed_never_delivered": 0,
+    "same_attempt_delivered_twice": 0,
+    "delivery_without_attempt_row": 0,
+}
+
+
+class Stack:
+    """One scenario's cluster, target and client."""
+
+    def __init__(self, cluster: Cluster, target: RecordingTarget, load: Load) -> None:
+        self.cluster = cluster
+        self.target = target
+        self.load = load
+        self.settled_at = 0.0
+
+    async def settle_and_check(self, timeout: float) -> Report:
+        settle = await wait_settled(self.cluster.settings.database_url, self.load.run, timeout)
+        self.settled_at = time.time()
+        report = await check(self.cluster.settings.database_url, self.load, self.target.deliveries)
+        report.figures["settle_s"] = settle
+        return report
+
+
+@contextlib.asynccontextmanager
+async def _stack(
+    name: str, scale: Scale, workdir: Path, workers: int, api_env: dict[str, str] | None = None, **settings: Any
+) -> AsyncIterator[Stack]:
+    base = Settings(
+        worker_lease_ttl=scale.lease_ttl,
+        worker_heartbeat_interval=scale.heartbeat,
+        reconcile_interval=scale.reconcile_interval,
+        reconcile_grace=scale.reconcile_grace,
+        health_check_interval=timedelta(seconds=1),
+        **settings,
+    )
+    target = RecordingTarget()
+    await target.start()
+    cluster = Cluster(workdir / name, base, workers, api_env or {})
+    try:
+        await cluster.start()
+        load = Load(cluster.address, run=name)
+        try:
+            yield Stack(cluster, target, load)
+        finally:
+            await load.close()
+    finally:
+        await cluster.stop()
+        await target.stop()
+
+
+async def kill_workers(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """3 workers; most jobs answer at once, some take long_sleep; a random worker is SIGKILLed
+    every kill_every seconds for kill_window seconds and restarted at once."""
+    async with _stack("kill-workers", scale, workdir, workers=3) as stack:
+        plans = []
+        for n in range(scale.kill_jobs):
+            sleep = rng.uniform(*scale.long_sleep) if rng.random() < scale.long_fraction else 0.0
+            plans.append(JobPlan(n, stack.target.url(n, sleep=sleep), sleep, timeout=sleep + 15))
+        kills: list[tuple[float, int]] = []
+
+        async def killer() -> None:
+            stop_at = time.monotonic() + scale.kill_window
+            while time.monotonic() < stop_at:
+                await asyncio.sleep(rng.uniform(*scale.kill_every))
+                index = rng.randrange(3)
+                killed_at = time.time()
+                kills.append((killed_at, await stack.cluster.kill_worker(index)))
+                await stack.cluster.start_worker(index)
+
+        await asyncio.gather(stack.load.create_all(plans, concurrency=16), killer())
+        report = await stack.settle_and_check(scale.settle_timeout)
+        recoveries = await recovery_times(stack.cluster.settings.database_url, stack.load.run, kills)
+        report.figures.update(kills=len(kills), recovery_s=percentiles(recoveries))
+    return Outcome("kill-workers", report, _require(report, **_ALWAYS, attempted=report.acknowledged))
+
+
+async def crash_api(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """The api SIGKILLs itself after a commit and before the enqueue (FAULT_CRASH_AFTER_COMMIT),
+    over and over; a supervisor restarts it. Unanswered CreateJobs that did commit must run."""
+    api_env = {"FAULT_CRASH_AFTER_COMMIT": str(scale.crash_probability)}
+    async with _stack("crash-api", scale, workdir, workers=2, api_env=api_env) as stack:
+        crashes = 0
+        creating = asyncio.ensure_future(
+            stack.load.create_all((JobPlan(n, stack.target.url(n)) for n in range(scale.crash_jobs)), concurrency=4)
+        )
+        while not creating.done():
+            if stack.cluster.api_died():
+                crashes += 1
+                await stack.cluster.start_api()
+            await asyncio.sleep(0.05)
+        await creating
+        # The last crash may have come with the last job; the restarted api reconciles.
+        if stack.cluster.api_died():
+            crashes += 1
+            await stack.cluster.start_api()
+        report = await stack.settle_and_check(scale.settle_timeout)
+        report.figures["api_crashes"] = crashes
+    failures = _require(report, **_ALWAYS)
+    if crashes == 0:
+        failures.append("the fault hook never fired")
+    return Outcome("crash-api", report, failures)
+
+
+def _mixed_plans(target: RecordingTarget, count: int, rng: random.Random, max_sleep: float) -> list[JobPlan]:
+    plans = []
+    for n in range(count):
+        sleep = rng.uniform(0, max_sleep) if rng.random() < 0.3 else 0.0
+        plans.append(JobPlan(n, target.url(n, sleep=sleep), sleep, timeout=sleep + 15))
+    return plans
+
+
+async def _at(delay: float, action: Callable[[], Awaitable[None]]) -> None:
+    await asyncio.sleep(delay)
+    await action()
+
+
+async def lose_redis(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """A stream of jobs; a third of the way in, FLUSHALL; two thirds in, Redis is killed and
+    started again empty (no persistence)."""
+    async with _stack("lose-redis", scale, workdir, workers=2) as stack:
+        duration = scale.redis_jobs / scale.redis_rate
+        restart_s = 1.0
+
+        async def restart() -> None:
+            stack.cluster.redis.kill()
+            await asyncio.sleep(restart_s)
+            stack.cluster.redis.start()
+            await stack.cluster.redis.wait_ready()
+
+        await asyncio.gather(
+            stack.load.create_all(
+                _mixed_plans(stack.target, scale.redis_jobs, rng, 2.0), concurrency=8, per_second=scale.redis_rate
+            ),
+            _at(duration / 3, stack.cluster.redis.flushall),
+            _at(duration * 2 / 3, restart),
+        )
+        report = await stack.settle_and_check(scale.settle_timeout)
+        report.figures.update(faults="FLUSHALL, then kill -9 and restart without persistence")
+    return Outcome("lose-redis", report, _require(report, **_ALWAYS))
+
+
+async def stop_postgres(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """A stream of jobs (some calls of up to 3 s, so outcomes come back during the outage);
+    PostgreSQL is stopped (immediate mode: every connection drops) for pg_outage seconds."""
+    async with _stack("stop-postgres", scale, workdir, workers=2) as stack:
+        duration = scale.pg_jobs / scale.pg_rate
+        outage: dict[str, float] = {}
+
+        async def outage_window() -> None:
+            await asyncio.to_thread(stack.cluster.postgres.stop)
+            outage["start"] = time.time()
+            await asyncio.sleep(scale.pg_outage)
+            await asyncio.to_thread(stack.cluster.postgres.start)
+            outage["end"] = time.time()
+
+        await asyncio.gather(
+            stack.load.create_all(
+                _mixed_plans(stack.target, scale.pg_jobs, rng, 3.0), concurrency=8, per_second=scale.pg_rate
+            ),
+            _at(duration / 4, outage_window),
+        )
+        report = await stack.settle_and_check(scale.settle_timeout)
+        in_outage = [a for a in stack.load.answers.values() if outage["start"] <= a.at <= outage["end"]]
+        report.figures.update(
+            outage_s=round(outage["end"] - outage["start"], 1),
+            answers_during_outage=dict(Counter(a.code for a in in_outage)),
+            settled_after_restart_s=round(stack.settled_at - outage["end"], 1),
+            # Calls whose answer came while PostgreSQL was down: each outcome must have been kept
+            # and recorded afterwards, not paid for with a second call (duplicated counts those).
+            calls_answered_during_outage=sum(
+                1 for d in stack.target.deliveries if outage["start"] <= d.end <= outage["end"]
+            ),
+        )
+    failures = _require(report, **_ALWAYS)
+    if any(a.acknowledged for a in in_outage):
+        failures.append("CreateJob answered OK while PostgreSQL was down")
+    return Outcome("stop-postgres", report, failures)
+
+
+async def rolling_restart(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """3 workers with drain deadline rolling_drain; a stream of rolling_sleep-second calls; each
+    worker in turn gets SIGTERM, drains, exits and is replaced before the next one is stopped."""
+    async with _stack("rolling-restart", scale, workdir, workers=3, worker_drain_timeout=scale.rolling_drain) as stack:
+        sleep = scale.rolling_sleep
+        exit_codes: list[int] = []
+        rolled = asyncio.Event()
+
+        def plans() -> Any:
+            n = 0
+            while not rolled.is_set():
+                yield JobPlan(n, stack.target.url(n, sleep=sleep), sleep, timeout=sleep + 5)
+                n += 1
+
+        async def roll() -> None:
+            await asyncio.sleep(sleep / 2)  # calls are in flight on every worker
+            for index in range(3):
+                exit_codes.append(
+                    await stack.cluster.worker(index).stop(timeout=scale.rolling_drain.total_seconds() + 30)
+                )
+                await stack.cluster.start_worker(index)
+            rolled.set()
+
+        await asyncio.gather(stack.load.create_all(plans(), concurrency=2, per_second=scale.rolling_rate), roll())
+        report = await stack.settle_and_check(scale.settle_timeout)
+        report.figures["worker_exit_codes"] = exit_codes
+    failures = _require(report, **_ALWAYS, cut=0, duplicated=0, interrupted_attempts=0, succeeded=report.committed)
+    if exit_codes != [0, 0, 0]:
+        failures.append(f"worker exit codes {exit_codes}, expected [0, 0, 0]")
+    return Outcome("rolling-restart", report, failures)
+
+
+async def always_500(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """Every call answers 500: each job gets exactly max_attempts (3) deliveries, then is DEAD."""
+    async with _stack("always-500", scale, workdir, workers=2) as stack:
+        plans = [
+            JobPlan(n, stack.target.url(n, status=500), status=500, max_attempts=3) for n in range(scale.dead_jobs)
+        ]
+        await stack.load.create_all(plans, concurrency=8)
+        report = await stack.settle_and_check(scale.settle_timeout)
+        attempts = sorted(
+            {tuple(sorted(d.attempt for d in stack.target.deliveries if d.n == n)) for n in range(scale.dead_jobs)}
+        )
+        report.figures["attempt_numbers_seen"] = [list(a) for a in attempts]
+    failures = _require(report, **_ALWAYS, dead=report.committed, duplicated=0, short_of_attempts=0)
+    if attempts != [(1, 2, 3)]:
+        failures.append(f"attempt numbers delivered per job: {attempts}, expected only (1, 2, 3)")
+    return Outcome("always-500", report, failures)
+
+
+Scenario = Callable[[Scale, Path, random.Random], Awaitable[Outcome]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "kill-workers": kill_workers,
+    "crash-api": crash_api,
+    "lose-redis": lose_redis,
+    "stop-postgres": stop_postgres,
+    "rolling-restart": rolling_restart,
+    "always-500": always_500,
+}
