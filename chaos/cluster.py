@@ -162,6 +162,9 @@ class Cluster:
         return ChildProcess(module, env, self.workdir / f"{self._starts:04d}-{name}.log")
 
     async def start_api(self) -> None:
+        """Starts the api; one that is still there (dead or alive) is stopped and reaped first."""
+        if self.api is not None:
+            await self.api.stop()
         self.api = self._process("jobs_api", "api", self.api_env)
         await self.api.wait_for_log("api listening", timeout=60)
 

@@ -17,7 +17,6 @@ def test_the_plans_variable_names_are_read(monkeypatch):
         "WORKER_POOL_SIZE": "10",
         "WORKER_MAX_CONCURRENT_JOBS": "5",
         "WORKER_HTTP_TIMEOUT": "90s",
-        "WORKER_RETRY_COUNT": "3",
         "QUEUE_BATCH_SIZE": "100",
         "QUEUE_POLL_INTERVAL": "1s",
         "QUEUE_MAX_RETRIES": "3",
@@ -48,7 +47,14 @@ def test_redis_url_wins_over_parts(monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("WORKER_HTTP_TIMEOUT", "soon"), ("WORKER_HTTP_TIMEOUT", "400s"), ("QUEUE_POLL_INTERVAL", "-1s")],
+    [
+        ("WORKER_HTTP_TIMEOUT", "soon"),
+        ("WORKER_HTTP_TIMEOUT", "400s"),
+        ("QUEUE_POLL_INTERVAL", "-1s"),
+        # A heartbeat must fit twice in a lease, or one late heartbeat loses it.
+        ("WORKER_HEARTBEAT_INTERVAL", "6s"),
+        ("WORKER_HEARTBEAT_INTERVAL", "0s"),
+    ],
 )
 def test_bad_values_fail_at_start(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
