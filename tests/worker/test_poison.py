@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,13 @@ from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, eventually, http_job, seconds, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
+from tests.support.target import TargetServer
 
 pytestmark = pytest.mark.usefixtures("api")
+
+
+def _received(target: TargetServer, path: str, count: int) -> Callable[[], bool]:
+    return lambda: len(target.received(path)) == count
 
 
 async def test_a_job_that_kills_every_worker_ends_dead_after_max_attempts(settings, stub, target, tmp_path: Path):
@@ -33,7 +39,7 @@ async def test_a_job_that_kills_every_worker_ends_dead_after_max_attempts(settin
             "jobs_worker", {**env, "WORKER_HEALTH_FILE": str(tmp_path / "w")}, tmp_path / f"w{delivery}.log"
         )
         try:
-            await eventually(lambda n=delivery: len(target.received(path)) == n, timeout=20)
+            await eventually(_received(target, path, delivery), timeout=20)
         finally:
             await worker.stop(signal.SIGKILL)
     survivor = ChildProcess("jobs_worker", {**env, "WORKER_HEALTH_FILE": str(tmp_path / "w")}, tmp_path / "w3.log")
