@@ -20,8 +20,8 @@ from chaos.scenarios import FULL, SCENARIOS, SHORT, Outcome, Scale
 
 RESULTS_DIR = Path("chaos-results")
 # What the summary table shows of each report (the JSON has everything).
-COLUMNS = ("attempted", "acknowledged", "recovered", "delivered", "lost", "unexpected", "duplicated",
-           "extra_deliveries", "not_terminal", "cut", "superseded_attempts")  # fmt: skip
+COLUMNS = ("attempted", "acknowledged", "recovered", "delivered", "succeeded", "dead", "lost", "unexpected",
+           "duplicated", "extra_deliveries", "not_terminal", "cut", "superseded_attempts")  # fmt: skip
 
 
 def _print_outcome(outcome: Outcome, seconds: float) -> None:

@@ -36,7 +36,7 @@ _TERMINAL = ("SUCCEEDED", "DEAD", "CANCELLED", "SKIPPED")
 
 _EXECUTIONS = text(
     """
-SELECT CAST(j.labels->>'n' AS integer) AS n, e.id, e.state, e.attempt_count
+SELECT CAST(j.labels->>'n' AS integer) AS n, e.id, e.state, e.attempt_count, e.last_error
 FROM jobs j JOIN executions e ON e.job_id = j.id
 WHERE j.labels->>:label = :run
 """
@@ -117,6 +117,8 @@ async def check(database_url: str, load: Load, deliveries: list[Delivery]) -> Re
     report.committed = len(state_of)
     report.succeeded = sum(1 for s in state_of.values() if s == "SUCCEEDED")
     report.dead = sum(1 for s in state_of.values() if s == "DEAD")
+    if report.dead:
+        report.figures["dead_reasons"] = dict(Counter(row.last_error for row in executions if row.state == "DEAD"))
     report.not_terminal = sum(1 for s in state_of.values() if s not in _TERMINAL)
     report.acknowledged_without_row = len(acknowledged - state_of.keys())
 

@@ -38,6 +38,7 @@ class JobPlan:
 class Answer:
     n: int
     code: str  # "OK" or the gRPC status code's name
+    sent: float
     at: float
     job_id: str = ""
     execution_id: str = ""
@@ -77,12 +78,13 @@ class Load:
             ),
             labels={RUN_LABEL: self.run, "n": str(plan.n)},
         )
+        sent = time.time()
         try:
             response = await self._stub.CreateJob(api.CreateJobRequest(job=job), timeout=10)
         except grpc.aio.AioRpcError as exc:
-            answer = Answer(plan.n, exc.code().name, time.time())
+            answer = Answer(plan.n, exc.code().name, sent, time.time())
         else:
-            answer = Answer(plan.n, "OK", time.time(), response.job.id, response.job.last_execution.id)
+            answer = Answer(plan.n, "OK", sent, time.time(), response.job.id, response.job.last_execution.id)
         self.answers[plan.n] = answer
         return answer
 

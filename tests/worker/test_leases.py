@@ -29,25 +29,29 @@ def _workers(settings, tmp_path: Path, queue: str, count: int) -> list[ChildProc
     ]
 
 
-async def _holder(stub, workers: list[ChildProcess], execution_id: str) -> ChildProcess:
+async def _first_call_held(
+    stub, target, workers: list[ChildProcess], queue: str, path: str
+) -> tuple[str, ChildProcess]:
+    """Once the workers are ready, creates a job calling ``path`` (timeout 30 s) and waits for
+    its first request; returns the execution id and the worker making that call."""
+    for w in workers:
+        await w.wait_for_log("ready on queue")
+    job = http_job(target.url(path), queue=queue, timeout=seconds(30))
+    execution_id = (await create(stub, job)).last_execution.id
+    await eventually(lambda: len(target.received(path)) == 1, timeout=10)
     execution = (await stub.GetExecution(api.GetExecutionRequest(id=execution_id))).execution
-    return next(w for w in workers if execution.attempts[0].worker_id.endswith(f":{w.pid}"))
+    return execution_id, next(w for w in workers if execution.attempts[0].worker_id.endswith(f":{w.pid}"))
 
 
 async def test_a_worker_killed_mid_call_is_replaced_within_one_lease_ttl(settings, stub, target, tmp_path: Path):
-    """SIGKILL the worker holding a 6-second call with a 20-second timeout: attempt 2 starts on
+    """SIGKILL the worker holding a 6-second call with a 30-second timeout: attempt 2 starts on
     the other worker once the dead worker's lease and in-progress key lapse (3 s), not after the
     call's timeout, and no reconciler pass is needed for it."""
     key = uuid.uuid4().hex[:8]
+    path = f"/sleep/6/{key}"
     workers = _workers(settings, tmp_path, f"kill-{key}", 2)
     try:
-        for w in workers:
-            await w.wait_for_log("ready on queue")
-        path = f"/sleep/6/{key}"
-        job = http_job(target.url(path), queue=f"kill-{key}", timeout=seconds(20))
-        execution_id = (await create(stub, job)).last_execution.id
-        await eventually(lambda: len(target.received(path)) == 1, timeout=10)
-        holder = await _holder(stub, workers, execution_id)
+        execution_id, holder = await _first_call_held(stub, target, workers, f"kill-{key}", path)
         os.kill(holder.pid, signal.SIGKILL)
         killed_at = time.time()
         await holder.wait()
@@ -63,7 +67,7 @@ async def test_a_worker_killed_mid_call_is_replaced_within_one_lease_ttl(setting
     assert retried.worker_id != lost.worker_id
     assert retried.response_status_code == 200
     took = retried.start_time.ToNanoseconds() / 1e9 - killed_at
-    # The lease left at the kill (≤ 3 s) plus a poll and a claim; the call's timeout is 20 s.
+    # The lease left at the kill (≤ 3 s) plus a poll and a claim; the call's timeout is 30 s.
     assert took < 3 + 3, f"attempt 2 started {took:.1f}s after the kill"
     assert [r.headers["X-Job-Attempt"] for r in target.received(path)] == ["1", "2"]
 
@@ -75,15 +79,10 @@ async def test_a_stalled_worker_is_fenced_and_its_late_result_kept_as_superseded
     other worker takes over as attempt 2 and finishes. Resumed, the stalled worker gets its answer
     and records it on attempt 1, marked superseded; the execution stays as attempt 2 left it."""
     key = uuid.uuid4().hex[:8]
+    path = f"/sleep/2/{key}"
     workers = _workers(settings, tmp_path, f"stall-{key}", 2)
     try:
-        for w in workers:
-            await w.wait_for_log("ready on queue")
-        path = f"/sleep/2/{key}"
-        job = http_job(target.url(path), queue=f"stall-{key}", timeout=seconds(30))
-        execution_id = (await create(stub, job)).last_execution.id
-        await eventually(lambda: len(target.received(path)) == 1, timeout=10)
-        stalled = await _holder(stub, workers, execution_id)
+        execution_id, stalled = await _first_call_held(stub, target, workers, f"stall-{key}", path)
         os.kill(stalled.pid, signal.SIGSTOP)
         try:
             done = await wait_terminal(stub, execution_id, timeout=20)

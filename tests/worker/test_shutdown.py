@@ -3,6 +3,7 @@ without being marked failed or using up a retry, and another worker runs it."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 
@@ -33,9 +34,12 @@ async def test_sigterm_lets_an_in_flight_call_finish(stub, target, settings, log
         await wait_for_state(stub, job.last_execution.id, {pb.EXECUTION_STATE_RUNNING})
 
         worker.process.send_signal(signal.SIGTERM)
+        # An impatient second SIGTERM (a supervisor, a double Ctrl-C) does not cut the drain short.
+        await asyncio.sleep(0.3)
+        worker.process.send_signal(signal.SIGTERM)
         execution = await wait_terminal(stub, job.last_execution.id, timeout=10)
-        # One SIGTERM, as Docker and Kubernetes send; the worker exits on its own.
         code = await worker.wait(timeout=15)
+        assert "SIGTERM again: already draining" in worker.log()
     finally:
         await worker.stop()
 

@@ -130,7 +130,10 @@ class JobsWorker(Worker):
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            await self.renew_leases()
+            try:
+                await self.renew_leases()
+            except Exception:  # a heartbeat that stopped would hand every call to another worker
+                logger.exception("heartbeat failed; trying again in %.1fs", self._heartbeat_s)
 
     async def renew_leases(self) -> None:
         """Renews, in Redis and in PostgreSQL, the hold on every job this process runs."""
