@@ -158,7 +158,7 @@ class JobsWorker(Worker):
         try:
             await self._poll_once()
         except REDIS_ERRORS as exc:
-            backoff = min(REDIS_BACKOFF_FIRST * 2**self._redis_failures, REDIS_BACKOFF_CAP)
+            backoff = min(REDIS_BACKOFF_FIRST * 2 ** min(self._redis_failures, 8), REDIS_BACKOFF_CAP)
             self._redis_failures += 1
             if self._redis_failures == 1:
                 logger.warning("Redis did not answer (%s); retrying with backoff up to %.0fs", exc, REDIS_BACKOFF_CAP)
