@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     reconcile_interval: Duration = timedelta(seconds=10)
     reconcile_grace: Duration = timedelta(seconds=10)
     reconcile_batch_size: int = Field(default=1000, ge=1)
+    # WatchJob re-reads the job this often besides following notifications (which can be lost).
+    watch_resync_interval: Duration = timedelta(seconds=5)
     # A worker holds each execution it runs under a lease of WORKER_LEASE_TTL, renewed every
     # WORKER_HEARTBEAT_INTERVAL; a dead worker's executions run elsewhere once it lapses.
     worker_lease_ttl: Duration = timedelta(seconds=10)

@@ -8,8 +8,8 @@ does not answer is UNAVAILABLE. Anything else is a bug: INTERNAL, logged with it
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, cast
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -88,34 +88,60 @@ def _database_unavailable(exc: DBAPIError) -> bool:
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
+StreamHandler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps the errors of every unary and server-streaming handler to their gRPC status."""
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        # grpc.aio servicers are coroutines; the stubs type the handler as the sync kind.
-        inner = cast(Handler, handler.unary_unary)
         method = handler_call_details.method
+        if handler.unary_unary is not None:
+            # grpc.aio servicers are coroutines; the stubs type the handler as the sync kind.
+            inner = cast(Handler, handler.unary_unary)
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            try:
-                return await inner(request, context)
-            except Exception as exc:
-                error = _classify(exc)
-                if error is None:
-                    logger.exception("%s failed", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-                if isinstance(error, UnavailableError):
-                    logger.warning("%s: %s (%s)", method, error.message, exc)
-                status = to_status(error)
-                await context.abort(status.code, status.details, status.trailing_metadata)
+            async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    return await inner(request, context)
+                except Exception as exc:
+                    await _abort(method, exc, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(
+                guarded,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = cast(StreamHandler, handler.unary_stream)
+
+            async def guarded_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                try:
+                    async for response in inner_stream(request, context):
+                        yield response
+                except Exception as exc:
+                    await _abort(method, exc, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort(method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    error = _classify(exc)
+    if error is None:
+        logger.exception("%s failed", method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    if isinstance(error, UnavailableError):
+        logger.warning("%s: %s (%s)", method, error.message, exc)
+    status = to_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)

@@ -21,7 +21,7 @@ from jobs_common.db import create_engine
 from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
-from jobs_common.store import JobStore, Reconciliation, TickStore
+from jobs_common.store import JobEvents, JobStore, Reconciliation, TickStore
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc
 
 __all__ = ["RunningApi", "running_api", "serve"]
@@ -48,6 +48,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     engine = create_engine(settings)
     redis = await create_redis_pool(settings)
     store, ticks, dispatcher = JobStore(engine), TickStore(engine), Dispatcher(redis)
+    events = JobEvents(settings.database_url)
     scheduler = SchedulerLoop(ticks, dispatcher, settings.scheduler_interval, settings.scheduler_batch_size)
     reconciler = ReconcilerLoop(
         Reconciliation(engine),
@@ -59,7 +60,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
 
     server = grpc.aio.server(interceptors=[ErrorInterceptor()])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(store, ticks, dispatcher, settings, wake_scheduler=scheduler.wake), server
+        JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -82,6 +83,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     if settings.reconciler_enabled:
         loops.append(reconciler)
     loop_tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in loops]
+    loop_tasks.append(asyncio.create_task(events.run(), name="job-events"))
     await server.start()
     logger.info(
         "api listening on %s:%d (JobService, grpc.health.v1, reflection; background: %s)",
@@ -95,6 +97,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         probe.stop()
         for loop in loops:
             loop.stop()
+        events.stop()
         await asyncio.gather(probe_task, *loop_tasks)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grpc_shutdown_grace.total_seconds())

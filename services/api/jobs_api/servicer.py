@@ -6,7 +6,7 @@ Servicers raise domain errors; :mod:`jobs_api.errors` turns them into statuses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from itertools import islice
 from typing import Any, TypeAlias
 
@@ -16,12 +16,13 @@ from redis.exceptions import RedisError
 from jobs_api import convert
 from jobs_api.faults import crash_after_commit
 from jobs_api.masks import apply_update_mask
+from jobs_api.watch import watch_job
 from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 from jobs_common.queue import Dispatcher
 from jobs_common.schedules import fire_times
 from jobs_common.settings import Settings
-from jobs_common.store import JobStore, TickStore
+from jobs_common.store import JobEvents, JobStore, TickStore
 from jobs_common.validation import validate_id, validate_job, validate_page_size, validate_request_id
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
@@ -43,8 +44,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         ticks: TickStore,
         dispatcher: Dispatcher,
         settings: Settings,
+        events: JobEvents,
         wake_scheduler: Callable[[], None] = lambda: None,
     ) -> None:
+        self._events = events
         self._store = store
         self._ticks = ticks
         self._dispatcher = dispatcher
@@ -155,6 +158,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         replayed = await self._store.replay_execution(validate_id(request.id))
         await self._dispatch(replayed.execution, replayed.queue)
         return api.ReplayExecutionResponse(execution=convert.execution_to_proto(replayed.execution))
+
+    async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:
+        resync = self._settings.watch_resync_interval.total_seconds()
+        async for response in watch_job(self._store, self._events, validate_id(request.id), resync):
+            yield response
 
     async def _dispatch_waiting(self, job: Job) -> None:
         execution = job.last_execution

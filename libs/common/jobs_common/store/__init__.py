@@ -1,17 +1,23 @@
 """PostgreSQL access: :class:`JobStore` for the api, :class:`TickStore` for its scheduler,
-:class:`Reconciliation` for its reconciler, :class:`ExecutionLeases` for the worker."""
+:class:`Reconciliation` for its reconciler, :class:`JobEvents` for WatchJob, :class:`ExecutionLeases` for the worker."""
 
+from jobs_common.store._events import RESYNC, ExecutionChanged, JobChanged, JobEvent, JobEvents
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import AttemptResult, Claim, ExecutionLeases, NotClaimed
 from jobs_common.store._reconcile import LostExecution, Reconciliation
 from jobs_common.store._ticks import FiredTicks, RunNow, TickStore
 
 __all__ = [
+    "RESYNC",
     "AttemptResult",
     "Claim",
     "CreatedJob",
+    "ExecutionChanged",
     "ExecutionLeases",
     "FiredTicks",
+    "JobChanged",
+    "JobEvent",
+    "JobEvents",
     "JobStore",
     "LostExecution",
     "NotClaimed",

@@ -95,6 +95,11 @@ class JobServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.ReplayExecutionRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.ReplayExecutionResponse.FromString,
                 _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/jobscheduler.v1.JobService/WatchJob',
+                request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.WatchJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -187,6 +192,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJob(self, request, context):
+        """Streams a job's progress: first the job with its latest execution, then every execution
+        state change (and every job state change) as it commits, from whichever replica or worker
+        made it. Ends when the client cancels, or, for a one-off job, once its execution is terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +263,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ReplayExecution,
                     request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.ReplayExecutionRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.ReplayExecutionResponse.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.WatchJobRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.WatchJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -576,6 +595,33 @@ class JobService:
             '/jobscheduler.v1.JobService/ReplayExecution',
             jobscheduler_dot_v1_dot_job__service__pb2.ReplayExecutionRequest.SerializeToString,
             jobscheduler_dot_v1_dot_job__service__pb2.ReplayExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobscheduler.v1.JobService/WatchJob',
+            jobscheduler_dot_v1_dot_job__service__pb2.WatchJobRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_job__service__pb2.WatchJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

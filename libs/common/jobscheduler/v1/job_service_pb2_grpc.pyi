@@ -61,6 +61,11 @@ class JobServiceStub:
     """Cancels an unfinished execution: a waiting one never runs, a running call is aborted."""
     ReplayExecution: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ReplayExecutionRequest, _job_service_pb2.ReplayExecutionResponse]
     """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one."""
+    WatchJob: _grpc.UnaryStreamMultiCallable[_job_service_pb2.WatchJobRequest, _job_service_pb2.WatchJobResponse]
+    """Streams a job's progress: first the job with its latest execution, then every execution
+    state change (and every job state change) as it commits, from whichever replica or worker
+    made it. Ends when the client cancels, or, for a one-off job, once its execution is terminal.
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -95,6 +100,11 @@ class JobServiceAsyncStub(JobServiceStub):
     """Cancels an unfinished execution: a waiting one never runs, a running call is aborted."""
     ReplayExecution: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ReplayExecutionRequest, _job_service_pb2.ReplayExecutionResponse]  # type: ignore[assignment]
     """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one."""
+    WatchJob: _aio.UnaryStreamMultiCallable[_job_service_pb2.WatchJobRequest, _job_service_pb2.WatchJobResponse]  # type: ignore[assignment]
+    """Streams a job's progress: first the job with its latest execution, then every execution
+    state change (and every job state change) as it commits, from whichever replica or worker
+    made it. Ends when the client cancels, or, for a one-off job, once its execution is terminal.
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates HTTP jobs and reads their executions and attempts."""
@@ -198,5 +208,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ReplayExecutionResponse, _abc.Awaitable[_job_service_pb2.ReplayExecutionResponse]]:
         """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one."""
+
+    @_abc_1.abstractmethod
+    def WatchJob(
+        self,
+        request: _job_service_pb2.WatchJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_job_service_pb2.WatchJobResponse], _abc.AsyncIterator[_job_service_pb2.WatchJobResponse]]:
+        """Streams a job's progress: first the job with its latest execution, then every execution
+        state change (and every job state change) as it commits, from whichever replica or worker
+        made it. Ends when the client cancels, or, for a one-off job, once its execution is terminal.
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,176 @@
+"""Job events: what migration 0004's triggers NOTIFY on channel ``job_events`` as each execution
+or job state change commits, received over one LISTEN connection per process and handed to the
+subscribers of each job.
+
+Notifications are not durable: one sent while the connection is down is gone. Subscribers are
+therefore told to resync (re-read from the tables) whenever the connection is (re)made, and are
+expected to resync on a timer as well, so a lost notification delays an update but never loses
+the final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from jobs_common.domain import Execution, ExecutionState, JobState
+
+__all__ = ["CHANNEL", "RESYNC", "ExecutionChanged", "JobChanged", "JobEvent", "JobEvents"]
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "job_events"
+# The listening connection's application_name (visible in pg_stat_activity).
+LISTENER_NAME = "job-scheduler-listen"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionChanged:
+    execution: Execution
+    update_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    state: JobState
+
+
+class _Resync:
+    """Sent to every subscriber when notifications may have been missed."""
+
+
+RESYNC = _Resync()
+JobEvent = ExecutionChanged | JobChanged | _Resync
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _required_time(value: Any) -> datetime:
+    if not value:
+        raise ValueError("a required timestamp is missing")
+    return datetime.fromisoformat(value)
+
+
+def parse_event(payload: str) -> tuple[str, ExecutionChanged | JobChanged]:
+    """(job id, event) from a notification payload."""
+    data = json.loads(payload)
+    job_id = str(data["job_id"])
+    if data["kind"] == "job":
+        return job_id, JobChanged(JobState(data["state"]))
+    execution = Execution(
+        id=str(data["id"]),
+        job_id=job_id,
+        state=ExecutionState(data["state"]),
+        attempt_count=int(data["attempt_count"]),
+        schedule_time=_required_time(data["schedule_time"]),
+        start_time=_time(data["start_time"]),
+        end_time=_time(data["end_time"]),
+        last_error=data["last_error"] or "",
+        replay_of=str(data["replay_of"]) if data["replay_of"] else None,
+        create_time=_required_time(data["create_time"]),
+        tick_time=_time(data["tick_time"]),
+    )
+    return job_id, ExecutionChanged(execution, _required_time(data["update_time"]))
+
+
+def _setter(event: asyncio.Event) -> Callable[[object], None]:
+    return lambda _conn: event.set()
+
+
+class JobEvents:
+    """One LISTEN connection, kept open by :meth:`run`; :meth:`subscribe` per watcher."""
+
+    def __init__(self, database_url: str, reconnect_delay: float = 1.0) -> None:
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._reconnect_delay = reconnect_delay
+        self._subscribers: dict[str, set[asyncio.Queue[JobEvent]]] = defaultdict(set)
+        self._stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    @contextlib.contextmanager
+    def subscribe(self, job_id: uuid.UUID) -> Iterator[asyncio.Queue[JobEvent]]:
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        key = str(job_id)
+        self._subscribers[key].add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers[key].discard(queue)
+            if not self._subscribers[key]:
+                del self._subscribers[key]
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Listens until :meth:`stop`, reconnecting after any loss of the connection."""
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=5, server_settings={"application_name": LISTENER_NAME})
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                logger.warning("job events: cannot listen (%s); retrying in %.0fs", exc, self._reconnect_delay)
+                await self._pause(self._reconnect_delay)
+                continue
+            try:
+                conn.add_termination_listener(_setter(lost))
+                await conn.add_listener(CHANNEL, self._on_notification)
+                self.connected.set()
+                self._broadcast(RESYNC)  # whatever happened while not listening
+                await self._until_lost(conn, lost)
+            finally:
+                self.connected.clear()
+                if not conn.is_closed():
+                    await conn.close(timeout=2)
+            if not self._stopping.is_set():
+                logger.warning("job events: listening connection lost; reconnecting")
+                self._broadcast(RESYNC)
+
+    async def _until_lost(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Waits for stop or loss; a ping every few seconds finds a connection that died silently."""
+        while not self._stopping.is_set() and not lost.is_set():
+            await self._pause(5.0, lost)
+            if self._stopping.is_set() or lost.is_set():
+                return
+            try:
+                await conn.fetchval("SELECT 1", timeout=5)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                return
+
+    async def _pause(self, seconds: float, also: asyncio.Event | None = None) -> None:
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if also is not None:
+            waits.append(asyncio.ensure_future(also.wait()))
+        _, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in waits:
+            if task.done() and not task.cancelled():
+                task.result()
+
+    def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            job_id, event = parse_event(str(payload))
+        except (ValueError, KeyError, TypeError):
+            logger.exception("job events: unreadable notification %r", payload)
+            return
+        for queue in self._subscribers.get(job_id, ()):
+            queue.put_nowait(event)
+
+    def _broadcast(self, event: JobEvent) -> None:
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(event)
