@@ -16,6 +16,6 @@ RUN useradd --create-home --uid 10001 jobs
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 GRPC_PORT=50051
 USER jobs
-EXPOSE 50051
+EXPOSE 50051 9100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["python", "-m", "jobs_api.healthcheck"]
 CMD ["jobs-api"]

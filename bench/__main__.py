@@ -225,6 +225,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         grpc_port=services.free_port(),
         worker_health_file=str(logs / "worker.health"),
         worker_drain_timeout=timedelta(seconds=5),
+        # Not measured here; free ports so a running `make run` is not disturbed.
+        metrics_port=services.free_port(),
+        worker_metrics_port=services.free_port(),
     )
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)

@@ -133,6 +133,9 @@ class Cluster:
                 "redis_db": 0,
                 "grpc_host": "127.0.0.1",
                 "grpc_port": free_port(),
+                # Several workers share this host: only the api serves /metrics.
+                "metrics_port": free_port(),
+                "worker_metrics_port": 0,
             }
         )
 

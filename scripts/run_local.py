@@ -6,6 +6,7 @@ SIGTERM stops them all cleanly; if one exits on its own, the others are stopped 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,16 @@ def main() -> int:
     # Children get their own session: a terminal's Ctrl-C reaches only this supervisor, which
     # then stops each child exactly once with SIGTERM.
     modules = ["jobs_api"] + ["jobs_worker"] * settings.worker_pool_size
-    children = [subprocess.Popen([sys.executable, "-m", module], start_new_session=True) for module in modules]
+    # Each worker on this host serves /metrics on its own port: WORKER_METRICS_PORT, +1, +2, ...
+    base_port = settings.worker_metrics_port
+    envs = [dict(os.environ)] + [
+        {**os.environ, "WORKER_METRICS_PORT": str(base_port + i if base_port else 0)}
+        for i in range(settings.worker_pool_size)
+    ]
+    children = [
+        subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
+        for module, env in zip(modules, envs, strict=True)
+    ]
     print(
         f"job-scheduler: api on {settings.grpc_host}:{settings.grpc_port} (pid {children[0].pid}), "
         f"{settings.worker_pool_size} worker(s) (pids {', '.join(str(c.pid) for c in children[1:])}); "

@@ -63,6 +63,9 @@ def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
         worker_lease_ttl=timedelta(seconds=3),
         worker_heartbeat_interval=timedelta(milliseconds=500),
         worker_health_file=str(logs_dir / "worker.health"),
+        # Many apis and workers share this host: /metrics only where a test asks for it.
+        metrics_port=0,
+        worker_metrics_port=0,
     )
 
 

@@ -52,6 +52,10 @@ def test_compose_has_every_service_wired_to_healthy_dependencies():
     assert set(worker["deploy"]["resources"]["limits"]) == {"cpus", "memory"}
     drain = parse_duration(worker["environment"]["WORKER_DRAIN_TIMEOUT"])
     assert parse_duration(worker["stop_grace_period"]) > drain
+    # /metrics: the api's port is published, each worker's is exposed on the compose network.
+    api_metrics = services["api"]["environment"]["METRICS_PORT"]
+    assert f"{api_metrics}:{api_metrics}" in services["api"]["ports"]
+    assert worker["environment"]["WORKER_METRICS_PORT"] in worker["expose"]
 
 
 def test_compose_environment_names_are_settings_the_services_read():

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Prometheus: /metrics of the api on METRICS_PORT, of a worker on WORKER_METRICS_PORT (0: off).
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    metrics_refresh_interval: Duration = timedelta(seconds=5)
+
     # Fault injection for `make chaos`, never for production: the probability that the api kills
     # itself (SIGKILL) after committing a CreateJob and before enqueueing it.
     fault_crash_after_commit: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -25,7 +25,9 @@ class DependencyProbe:
         services: Sequence[str],
         checks: dict[str, Check],
         interval: float,
+        on_check: Callable[[str, bool], None] = lambda _name, _ok: None,
     ) -> None:
+        self._on_check = on_check
         self._servicer = servicer
         self._services = services
         self._checks = checks
@@ -42,6 +44,8 @@ class DependencyProbe:
                 failing.add(name)
                 if name not in self._failing:
                     logger.warning("health: %s is not answering: %s", name, exc or type(exc).__name__)
+        for name in self._checks:
+            self._on_check(name, name not in failing)
         for name in self._failing - failing:
             logger.info("health: %s answers again", name)
         self._failing = failing

@@ -16,12 +16,14 @@ from grpc_reflection.v1alpha import reflection
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
 from jobs_api.loops import BackgroundLoop, ReconcilerLoop, SchedulerLoop
+from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor, QueueGaugesLoop
 from jobs_api.servicer import JobServicer
 from jobs_common.db import create_engine
+from jobs_common.metrics import serve_metrics
 from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
-from jobs_common.store import JobEvents, JobStore, Reconciliation, TickStore
+from jobs_common.store import JobEvents, JobStore, QueueStats, Reconciliation, TickStore
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc
 
 __all__ = ["RunningApi", "running_api", "serve"]
@@ -58,7 +60,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         settings.reconcile_batch_size,
     )
 
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    # The metrics interceptor goes first (outermost), so it sees the status the error one sets.
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorInterceptor()])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )
@@ -74,10 +77,11 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         ["", JOB_SERVICE],
         {"postgresql": store.ping, "redis": redis.ping},
         settings.health_check_interval.total_seconds(),
+        on_check=lambda name, ok: DEPENDENCY_UP.labels(name).set(1 if ok else 0),
     )
     await probe.check_once()
     probe_task = asyncio.create_task(probe.run(), name="health-probe")
-    loops: list[BackgroundLoop] = []
+    loops: list[BackgroundLoop] = [QueueGaugesLoop(QueueStats(engine), settings.metrics_refresh_interval)]
     if settings.scheduler_enabled:
         loops.append(scheduler)
     if settings.reconciler_enabled:
@@ -85,6 +89,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     loop_tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in loops]
     loop_tasks.append(asyncio.create_task(events.run(), name="job-events"))
     await server.start()
+    stop_metrics = serve_metrics(settings.metrics_host, settings.metrics_port)
     logger.info(
         "api listening on %s:%d (JobService, grpc.health.v1, reflection; background: %s)",
         settings.grpc_host,
@@ -94,6 +99,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     try:
         yield RunningApi(server, port, health_servicer, scheduler, reconciler)
     finally:
+        await asyncio.to_thread(stop_metrics)
         probe.stop()
         for loop in loops:
             loop.stop()

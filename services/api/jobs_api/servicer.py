@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from jobs_api import convert
 from jobs_api.faults import crash_after_commit
 from jobs_api.masks import apply_update_mask
+from jobs_api.metrics import JOBS_CREATED
 from jobs_api.watch import watch_job
 from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
 from jobs_common.errors import FieldViolation, InvalidArgumentError
@@ -60,6 +61,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         spec = validate_job(convert.job_draft(request.job), self._settings)
         created = await self._store.create_job(spec, request_id)
+        if created.created:
+            JOBS_CREATED.labels("recurring" if spec.schedule is not None else "one_off").inc()
         crash_after_commit(self._settings.fault_crash_after_commit)
         if spec.schedule is not None:
             self._wake_scheduler()

@@ -25,8 +25,16 @@ from arq import Retry
 from jobs_common.domain import ErrorKind, ExecutionState
 from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
-from jobs_worker._http import perform
+from jobs_worker._http import HttpOutcome, perform
 from jobs_worker._outcome import decide
+from jobs_worker.metrics import (
+    ATTEMPT_SECONDS,
+    ATTEMPTS,
+    DISPATCH_LAG_SECONDS,
+    EXECUTIONS_FINISHED,
+    IN_FLIGHT,
+    LEASES_LOST,
+)
 
 __all__ = ["ExecutionRunner"]
 
@@ -72,6 +80,7 @@ class ExecutionRunner:
         held = list(self._held)
         lost = await self._leases.renew(held)
         for execution_id in lost.intersection(self._held):
+            LEASES_LOST.inc()
             logger.warning(
                 "lease on execution %s was lost (this worker missed its heartbeats); its result will be "
                 "kept as a superseded attempt",
@@ -88,6 +97,7 @@ class ExecutionRunner:
         if isinstance(claimed, NotClaimed):
             return self._not_claimed(execution_id, claimed)
         self._held[claimed.execution_id] = claimed
+        DISPATCH_LAG_SECONDS.observe(claimed.due_for.total_seconds())
         try:
             return await self._run_claimed(claimed)
         finally:
@@ -104,19 +114,7 @@ class ExecutionRunner:
                 error_message=f"all {claimed.retry_policy.max_attempts} attempts used (workers lost)",
             )
         else:
-            try:
-                outcome = await perform(
-                    self._client,
-                    claimed.request,
-                    execution_id,
-                    claimed.number,
-                    claimed.timeout,
-                    self._capture_bytes,
-                )
-            except asyncio.CancelledError:
-                # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
-                await asyncio.shield(self._release(claimed))
-                raise
+            outcome = await self._call(claimed)
             result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
         try:
             moved = await self._with_retries(lambda: self._leases.finish(claimed, result), self._record_deadline)
@@ -125,7 +123,9 @@ class ExecutionRunner:
             # call is made again once the lease lapses.
             logger.error("could not record execution %s attempt %d: %s", execution_id, claimed.number, exc)
             raise Retry(defer=STORAGE_RETRY_DELAY) from exc
-        if not moved:
+        if moved:
+            EXECUTIONS_FINISHED.labels(result.state.value).inc()
+        else:
             logger.info("execution %s attempt %d superseded (cancelled or re-leased)", execution_id, claimed.number)
             return "SUPERSEDED"
         logger.info(
@@ -139,6 +139,30 @@ class ExecutionRunner:
             assert result.retry_delay is not None
             raise Retry(defer=result.retry_delay)
         return result.state.value
+
+    async def _call(self, claimed: Claim) -> HttpOutcome:
+        """Makes the attempt's HTTP call, measured; a cancelled call hands the execution back."""
+        started = time.perf_counter()
+        IN_FLIGHT.inc()
+        try:
+            outcome = await perform(
+                self._client,
+                claimed.request,
+                str(claimed.execution_id),
+                claimed.number,
+                claimed.timeout,
+                self._capture_bytes,
+            )
+        except asyncio.CancelledError:
+            # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
+            await asyncio.shield(self._release(claimed))
+            raise
+        finally:
+            IN_FLIGHT.dec()
+        ATTEMPT_SECONDS.observe(time.perf_counter() - started)
+        kind = outcome.error_kind
+        ATTEMPTS.labels("success" if kind is None else "failure", "" if kind is None else kind.value).inc()
+        return outcome
 
     def _not_claimed(self, execution_id: str, found: NotClaimed) -> str:
         if found.finished:

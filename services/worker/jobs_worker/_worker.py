@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from jobs_common.db import create_engine
 from jobs_common.errors import DEPENDENCY_ERRORS
+from jobs_common.metrics import serve_metrics
 from jobs_common.queue import (
     ARQ_MAX_TRIES,
     RUN_EXECUTION,
@@ -59,6 +60,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         trust_env=False,
     )
     ctx["engine"], ctx["http"] = engine, client
+    ctx["stop_metrics"] = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     ctx["runner"] = ExecutionRunner(
         ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl),
         client,
@@ -75,6 +77,8 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "stop_metrics" in ctx:
+        await asyncio.to_thread(ctx["stop_metrics"])
     if "http" in ctx:
         await ctx["http"].aclose()
     if "engine" in ctx:

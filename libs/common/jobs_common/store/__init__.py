@@ -4,6 +4,7 @@
 from jobs_common.store._events import RESYNC, ExecutionChanged, JobChanged, JobEvent, JobEvents
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import AttemptResult, Claim, ExecutionLeases, NotClaimed
+from jobs_common.store._queues import QueueDepth, QueueStats
 from jobs_common.store._reconcile import LostExecution, Reconciliation
 from jobs_common.store._ticks import FiredTicks, RunNow, TickStore
 
@@ -21,6 +22,8 @@ __all__ = [
     "JobStore",
     "LostExecution",
     "NotClaimed",
+    "QueueDepth",
+    "QueueStats",
     "Reconciliation",
     "Replayed",
     "RunNow",

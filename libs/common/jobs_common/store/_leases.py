@@ -41,7 +41,8 @@ WITH claimed AS (
       AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
            OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
     -- The definition the execution was created with (UpdateJob does not change it).
-    RETURNING e.id, e.attempt_count, e.interrupted_attempts, e.method, e.url, e.headers, e.body,
+    RETURNING e.id, e.attempt_count, e.interrupted_attempts, e.schedule_time,
+              extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
               e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
               e.retry_status_codes
 ), lost AS (
@@ -138,6 +139,8 @@ class Claim:
     request: HttpRequestSpec
     timeout: timedelta
     retry_policy: RetryPolicy
+    # How long the attempt had been due when it was claimed (PostgreSQL's clock).
+    due_for: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,7 @@ class ExecutionLeases:
             request=http_request_from(row),
             timeout=timedelta(milliseconds=row.timeout_ms),
             retry_policy=retry_policy_from(row),
+            due_for=timedelta(seconds=float(row.due_for_s)),
         )
 
     async def renew(self, execution_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:

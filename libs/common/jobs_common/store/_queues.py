@@ -1,0 +1,53 @@
+"""Per-queue figures read from PostgreSQL: how many unfinished executions each queue has, by
+state, and how long its oldest due one has waited. One grouped query over the unfinished
+executions (partial index ``ix_executions_unfinished``), so its cost follows the backlog, not
+the history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs_common.domain import ExecutionState
+
+__all__ = ["QueueDepth", "QueueStats"]
+
+_DEPTH = text(
+    """
+SELECT j.queue, e.state, count(*) AS executions,
+       extract(epoch FROM now() - min(e.schedule_time)
+               FILTER (WHERE e.state <> 'RUNNING' AND e.schedule_time <= now())) AS oldest_ready_age
+FROM executions e JOIN jobs j ON j.id = e.job_id
+WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')
+GROUP BY j.queue, e.state
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    queue: str
+    state: ExecutionState
+    count: int
+    # Seconds the oldest due, waiting execution in this state has waited; None if none is due.
+    oldest_ready_age: float | None
+
+
+class QueueStats:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def depth(self) -> list[QueueDepth]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_DEPTH)).all()
+        return [
+            QueueDepth(
+                row.queue,
+                ExecutionState(row.state),
+                row.executions,
+                float(row.oldest_ready_age) if row.oldest_ready_age is not None else None,
+            )
+            for row in rows
+        ]

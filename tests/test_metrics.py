@@ -1,0 +1,93 @@
+"""Prometheus: the api and a worker each serve /metrics, and the values move with the work."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support.apis import private_api
+from tests.support.jobs import create, http_job, wait_terminal
+from tests.support.processes import ChildProcess, settings_env
+from tests.support.services import free_port
+
+pytestmark = pytest.mark.usefixtures("api")
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _scrape(port: int) -> Samples:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{port}/metrics")
+    response.raise_for_status()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_api_and_worker_metrics_follow_the_work(settings, target, tmp_path: Path):
+    key = uuid.uuid4().hex[:8]
+    queue, idle_queue = f"metrics-{key}", f"metrics-idle-{key}"
+    api_port, worker_port = free_port(), free_port()
+    private = settings.model_copy(
+        update={"metrics_port": api_port, "metrics_refresh_interval": timedelta(milliseconds=300)}
+    )
+    worker_env = settings_env(
+        settings.model_copy(update={"worker_queue": queue, "worker_metrics_port": worker_port}),
+        WORKER_HEALTH_FILE=str(tmp_path / "w"),
+    )
+    worker = ChildProcess("jobs_worker", worker_env, tmp_path / "worker.log")
+    try:
+        async with private_api(private) as (stub, _):
+            await worker.wait_for_log("ready on queue")
+            before = await _scrape(api_port)
+            job = await create(stub, http_job(target.url(f"/flaky/{key}?fail=1"), queue=queue))
+            done = await wait_terminal(stub, job.last_execution.id, timeout=20)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.GetJob(api.GetJobRequest(id=str(uuid.uuid4())))
+            # Waits on a queue no worker serves, so the queue gauges have something to show.
+            await create(stub, http_job(target.url(f"/ok/{key}"), queue=idle_queue))
+            await asyncio.sleep(1.0)
+            after = await _scrape(api_port)
+        worker_samples = await _scrape(worker_port)
+    finally:
+        await worker.stop()
+
+    assert done.state == pb.EXECUTION_STATE_SUCCEEDED
+
+    def moved(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    service = "jobscheduler.v1.JobService"
+    assert moved("jobscheduler_jobs_created_total", kind="one_off") == 2
+    assert moved("grpc_server_handled_total", grpc_service=service, grpc_method="CreateJob", grpc_code="OK") == 2
+    assert moved("grpc_server_handled_total", grpc_service=service, grpc_method="GetJob", grpc_code="NOT_FOUND") == 1
+    assert moved("grpc_server_handling_seconds_count", grpc_service=service, grpc_method="CreateJob") == 2
+    assert _value(after, "jobscheduler_dependency_up", dependency="postgresql") == 1
+    assert _value(after, "jobscheduler_dependency_up", dependency="redis") == 1
+    assert _value(after, "jobscheduler_executions", queue=idle_queue, state="QUEUED") == 1
+    assert _value(after, "jobscheduler_oldest_ready_age_seconds", queue=idle_queue) > 0
+
+    assert _value(worker_samples, "jobscheduler_attempts_total", outcome="failure", error_kind="HTTP_STATUS") == 1
+    assert _value(worker_samples, "jobscheduler_attempts_total", outcome="success", error_kind="") == 1
+    assert _value(worker_samples, "jobscheduler_attempt_duration_seconds_count") == 2
+    assert _value(worker_samples, "jobscheduler_executions_finished_total", state="RETRY_SCHEDULED") == 1
+    assert _value(worker_samples, "jobscheduler_executions_finished_total", state="SUCCEEDED") == 1
+    assert _value(worker_samples, "jobscheduler_dispatch_lag_seconds_count") == 2
+    assert _value(worker_samples, "jobscheduler_in_flight_calls") == 0
+    # The client's own process collector comes along.
+    assert _value(worker_samples, "process_resident_memory_bytes") > 0
