@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     response_body_capture_bytes: int = Field(default=64 * 1024, ge=0)
 
     log_level: str = "INFO"
+    # json (one object per line), console, or auto: console in a terminal, JSON otherwise.
+    log_format: Literal["auto", "json", "console"] = "auto"
 
     # Prometheus: /metrics of the api on METRICS_PORT, of a worker on WORKER_METRICS_PORT (0: off).
     metrics_host: str = "0.0.0.0"

@@ -11,7 +11,7 @@ from jobs_common.settings import Settings
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 
 

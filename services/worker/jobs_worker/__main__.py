@@ -9,7 +9,7 @@ from jobs_worker._worker import build_worker
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     build_worker(settings).run()
 
 

@@ -24,6 +24,7 @@ from arq import Retry
 
 from jobs_common.domain import ErrorKind, ExecutionState
 from jobs_common.errors import DEPENDENCY_ERRORS
+from jobs_common.logs import bind
 from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
 from jobs_worker._http import HttpOutcome, perform
 from jobs_worker._outcome import decide
@@ -97,6 +98,8 @@ class ExecutionRunner:
         if isinstance(claimed, NotClaimed):
             return self._not_claimed(execution_id, claimed)
         self._held[claimed.execution_id] = claimed
+        # On every line this delivery logs from here on (JSON logs: fields of their own).
+        bind(job_id=str(claimed.job_id), execution_id=execution_id, attempt=claimed.number)
         DISPATCH_LAG_SECONDS.observe(claimed.due_for.total_seconds())
         try:
             return await self._run_claimed(claimed)

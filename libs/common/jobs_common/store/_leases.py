@@ -41,7 +41,7 @@ WITH claimed AS (
       AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
            OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
     -- The definition the execution was created with (UpdateJob does not change it).
-    RETURNING e.id, e.attempt_count, e.interrupted_attempts, e.schedule_time,
+    RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.schedule_time,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
               e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
               e.retry_status_codes
@@ -133,6 +133,7 @@ class Claim:
     """An execution this worker now runs, as attempt ``number``."""
 
     execution_id: uuid.UUID
+    job_id: uuid.UUID
     number: int
     # Earlier attempts that used up the retry budget (interrupted ones do not).
     counted_before: int
@@ -196,6 +197,7 @@ class ExecutionLeases:
                 return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry)
         return Claim(
             execution_id=row.id,
+            job_id=row.job_id,
             number=row.attempt_count,
             counted_before=row.attempt_count - 1 - row.interrupted_attempts,
             request=http_request_from(row),
