@@ -9,7 +9,8 @@ BUF_VERSION := 1.75.0
 UV := $(TOOLS)/venv/bin/uv
 BUF := $(TOOLS)/node_modules/.bin/buf
 VENV := .venv
-PROTO_FILES := $(wildcard proto/jobscheduler/v1/*.proto)
+PROTO_FILES := $(wildcard proto/jobscheduler/v1/*.proto) proto/externalscaler/externalscaler.proto
+STUB_PACKAGES := jobscheduler externalscaler
 STUBS_DIR := libs/common
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -34,13 +35,14 @@ setup: $(VENV)/.synced $(BUF)  ## Install the Python workspace (uv), buf and grp
 
 proto: $(VENV)/.synced  ## Regenerate the gRPC stubs and .pyi files from proto/.
 	rm -f $(STUBS_DIR)/jobscheduler/v1/*_pb2*.py $(STUBS_DIR)/jobscheduler/v1/*_pb2*.pyi
+	rm -f $(STUBS_DIR)/externalscaler/*_pb2*.py $(STUBS_DIR)/externalscaler/*_pb2*.pyi
 	$(UV) run --frozen python -m grpc_tools.protoc -I proto \
 		--python_out=$(STUBS_DIR) --grpc_python_out=$(STUBS_DIR) \
 		--mypy_out=$(STUBS_DIR) --mypy_grpc_out=$(STUBS_DIR) $(PROTO_FILES)
 
 proto-check: proto  ## Fail if the committed stubs differ from a fresh generation.
-	git diff --exit-code -- $(STUBS_DIR)/jobscheduler
-	@test -z "$$(git status --porcelain -- $(STUBS_DIR)/jobscheduler)" || { echo "untracked stubs"; exit 1; }
+	git diff --exit-code -- $(addprefix $(STUBS_DIR)/,$(STUB_PACKAGES))
+	@test -z "$$(git status --porcelain -- $(addprefix $(STUBS_DIR)/,$(STUB_PACKAGES)))" || { echo "untracked stubs"; exit 1; }
 
 lint: setup  ## ruff, mypy --strict and buf lint (and buf breaking against main when it exists).
 	$(UV) run --frozen ruff check .

@@ -17,6 +17,8 @@ from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
 from jobs_api.loops import BackgroundLoop, ReconcilerLoop, SchedulerLoop
 from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor, QueueGaugesLoop
+from jobs_api.scaler import ExternalScalerServicer
+from jobs_api.scaler import add_to_server as add_scaler
 from jobs_api.servicer import JobServicer
 from jobs_common.db import create_engine
 from jobs_common.metrics import serve_metrics
@@ -65,10 +67,16 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )
+    scaler_service = add_scaler(ExternalScalerServicer(QueueStats(engine)), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [JOB_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            JOB_SERVICE,
+            scaler_service,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")

@@ -1,11 +1,12 @@
 """Per-queue figures read from PostgreSQL: how many unfinished executions each queue has, by
-state, and how long its oldest due one has waited. One grouped query over the unfinished
-executions (partial index ``ix_executions_unfinished``), so its cost follows the backlog, not
+state, how long its oldest due one has waited, and its backlog. The queries read only unfinished
+executions (partial index ``ix_executions_unfinished``), so their cost follows the backlog, not
 the history."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,16 @@ GROUP BY j.queue, e.state
 """
 )
 
+_BACKLOG = text(
+    """
+SELECT count(*) FROM executions e JOIN jobs j ON j.id = e.job_id
+WHERE j.queue = :queue
+  AND (e.state = 'RUNNING'
+       OR (e.state IN ('SCHEDULED', 'QUEUED', 'RETRY_SCHEDULED')
+           AND e.schedule_time <= now() + make_interval(secs => CAST(:due_within_s AS double precision))))
+"""
+)
+
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
@@ -38,6 +49,13 @@ class QueueDepth:
 class QueueStats:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def backlog(self, queue: str, due_within: timedelta) -> int:
+        """Executions of ``queue`` running, or waiting and due within ``due_within``: the work a
+        worker fleet has in hand or soon will (what KEDA scales on)."""
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(_BACKLOG, {"queue": queue, "due_within_s": due_within.total_seconds()})
+        return int(count or 0)
 
     async def depth(self) -> list[QueueDepth]:
         async with self._engine.connect() as conn:

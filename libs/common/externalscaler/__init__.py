@@ -1,0 +1,1 @@
+"""Generated from proto/externalscaler (KEDA's external scaler contract); never edited."""

@@ -1,0 +1,80 @@
+"""KEDA's external scaler on the api: the backlog of a queue as KEDA reads it, through the
+generated client and through grpcurl (a real client that knows only what reflection tells it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from externalscaler import externalscaler_pb2 as keda
+from externalscaler import externalscaler_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support.jobs import create, field_violations, http_job
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+
+
+@pytest.fixture
+def scaler(channel: grpc.aio.Channel) -> externalscaler_pb2_grpc.ExternalScalerAsyncStub:
+    return externalscaler_pb2_grpc.ExternalScalerStub(channel)
+
+
+def _ref(**metadata: str) -> keda.ScaledObjectRef:
+    return keda.ScaledObjectRef(name="workers", namespace="jobs", scalerMetadata=metadata)
+
+
+async def test_the_backlog_counts_what_is_due_and_running_on_the_queue(stub, scaler, target):
+    queue = f"scale-{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        await create(stub, http_job(target.url("/ok/scale"), queue=queue))
+    later = Timestamp()
+    later.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
+    await create(stub, http_job(target.url("/ok/scale"), queue=queue, schedule=pb.Schedule(run_at=later)))
+
+    spec = await scaler.GetMetricSpec(_ref(queue=queue, targetPerWorker="2"))
+    [metric] = spec.metricSpecs
+    assert (metric.metricName, metric.targetSize, metric.targetSizeFloat) == (f"jobscheduler-{queue}-backlog", 2, 2.0)
+
+    metrics = await scaler.GetMetrics(
+        keda.GetMetricsRequest(scaledObjectRef=_ref(queue=queue), metricName=metric.metricName)
+    )
+    [value] = metrics.metricValues
+    # Three due now; the run_at job an hour out is not backlog yet (dueWithinSeconds: 30).
+    assert (value.metricName, value.metricValue, value.metricValueFloat) == (metric.metricName, 3, 3.0)
+    assert (await scaler.IsActive(_ref(queue=queue))).result is True
+    assert (await scaler.IsActive(_ref(queue=f"{queue}-empty"))).result is False
+
+    stream = scaler.StreamIsActive(_ref(queue=queue))
+    first = await asyncio.wait_for(stream.read(), 5)
+    stream.cancel()
+    assert first.result is True
+
+
+async def test_bad_trigger_metadata_is_invalid_argument_naming_the_key(scaler):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await scaler.GetMetricSpec(_ref(targetPerWorker="lots"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "scalerMetadata.targetPerWorker" in field_violations(raised.value)
+
+
+async def test_grpcurl_reads_the_metric_through_reflection(api, stub, target):
+    queue = f"scale-curl-{uuid.uuid4().hex[:8]}"
+    await create(stub, http_job(target.url("/ok/scale"), queue=queue))
+    request = {"scaledObjectRef": {"scalerMetadata": {"queue": queue}}, "metricName": f"jobscheduler-{queue}-backlog"}
+    process = await asyncio.create_subprocess_exec(
+        str(GRPCURL), "-plaintext", "-d", json.dumps(request), f"127.0.0.1:{api.port}",
+        "externalscaler.ExternalScaler/GetMetrics",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, out.decode()
+    [value] = json.loads(out)["metricValues"]
+    assert value["metricValueFloat"] == 1
