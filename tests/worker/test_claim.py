@@ -7,6 +7,7 @@ import uuid
 
 from arq.constants import in_progress_key_prefix
 
+from jobs_common.queue import paused_key
 from jobs_worker._claim import DueJobClaimer
 
 
@@ -16,7 +17,9 @@ async def test_claims_due_jobs_that_are_not_in_progress(arq_redis):
     await arq_redis.zadd(queue, {"old": now - 10, "running": now - 5, "recent": now - 1, "future": now + 60_000})
     await arq_redis.psetex(in_progress_key_prefix + "running", 60_000, b"1")
 
-    claimed = await DueJobClaimer(arq_redis, queue).claim(now, read_limit=100, wanted=10, in_progress_ms=30_000)
+    claimed = await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
+        now, read_limit=100, wanted=10, in_progress_ms=30_000
+    )
 
     assert claimed == [("old", now - 10), ("recent", now - 1)]
     for job_id in ("old", "recent"):
@@ -24,7 +27,12 @@ async def test_claims_due_jobs_that_are_not_in_progress(arq_redis):
     assert await arq_redis.exists(in_progress_key_prefix + "future") == 0
     # Claimed jobs stay in the queue until they finish (arq's contract); a second poll skips them.
     assert await arq_redis.zcard(queue) == 4
-    assert await DueJobClaimer(arq_redis, queue).claim(now, read_limit=100, wanted=10, in_progress_ms=30_000) == []
+    assert (
+        await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
+            now, read_limit=100, wanted=10, in_progress_ms=30_000
+        )
+        == []
+    )
 
 
 async def test_takes_no_more_than_wanted_and_reads_no_further_than_the_window(arq_redis):
@@ -32,11 +40,31 @@ async def test_takes_no_more_than_wanted_and_reads_no_further_than_the_window(ar
     now = int(time.time() * 1000)
     await arq_redis.zadd(queue, {f"job-{i}": now - 100 + i for i in range(5)})
 
-    assert [j for j, _ in await DueJobClaimer(arq_redis, queue).claim(now, 100, wanted=2, in_progress_ms=1000)] == [
+    assert [
+        j
+        for j, _ in await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
+            now, 100, wanted=2, in_progress_ms=1000
+        )
+    ] == [
         "job-0",
         "job-1",
     ]
     assert [
-        j for j, _ in await DueJobClaimer(arq_redis, queue).claim(now, read_limit=3, wanted=10, in_progress_ms=1000)
+        j
+        for j, _ in await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
+            now, read_limit=3, wanted=10, in_progress_ms=1000
+        )
     ] == ["job-2"]
-    assert await DueJobClaimer(arq_redis, queue).claim(now, 100, wanted=0, in_progress_ms=1000) == []
+    assert await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(now, 100, wanted=0, in_progress_ms=1000) == []
+
+
+async def test_claims_nothing_while_the_queue_is_paused(arq_redis):
+    queue = f"claim-paused-{uuid.uuid4().hex[:8]}"
+    now = int(time.time() * 1000)
+    await arq_redis.zadd(queue, {"due": now - 10})
+    claimer = DueJobClaimer(arq_redis, queue, paused_key(queue))
+    await arq_redis.set(paused_key(queue), b"1")
+    assert await claimer.claim(now, read_limit=100, wanted=10, in_progress_ms=1000) == []
+    assert not await arq_redis.exists(in_progress_key_prefix + "due")
+    await arq_redis.delete(paused_key(queue))
+    assert [j for j, _ in await claimer.claim(now, read_limit=100, wanted=10, in_progress_ms=1000)] == ["due"]

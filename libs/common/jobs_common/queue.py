@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
@@ -36,6 +36,7 @@ __all__ = [
     "arq_job_id",
     "arq_queue_name",
     "create_redis_pool",
+    "paused_key",
     "redis_settings",
     "warn_if_redis_can_evict",
 ]
@@ -55,6 +56,12 @@ def arq_job_id(execution_id: object) -> str:
 
 def arq_queue_name(queue: str) -> str:
     return f"jobs:queue:{queue}"
+
+
+def paused_key(queue: str) -> str:
+    """Exists while the queue is paused (QueueService.PauseQueue); its workers then claim nothing.
+    PostgreSQL's queue_settings is the record; the reconciler sets this key again after a loss."""
+    return f"jobs:paused:{queue}"
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -163,6 +170,24 @@ class Dispatcher:
                     client=pipe,
                 )
             return [int(answer) for answer in await pipe.execute()]
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        if paused:
+            await self._redis.set(paused_key(queue), b"1")
+        else:
+            await self._redis.delete(paused_key(queue))
+
+    async def sync_paused(self, paused_flags: Mapping[str, bool]) -> None:
+        """Makes each queue's paused key say what ``paused_flags`` (PostgreSQL) says; one
+        pipelined round trip."""
+        if paused_flags:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue, paused in paused_flags.items():
+                    if paused:
+                        pipe.set(paused_key(queue), b"1")
+                    else:
+                        pipe.delete(paused_key(queue))
+                await pipe.execute()
 
     async def abort_many(self, execution_ids: Sequence[object]) -> None:
         if execution_ids:

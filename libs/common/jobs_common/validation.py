@@ -37,6 +37,7 @@ __all__ = [
     "validate_id",
     "validate_job",
     "validate_page_size",
+    "validate_queue_name",
     "validate_request_id",
 ]
 
@@ -70,6 +71,7 @@ RESERVED_HEADERS = frozenset(
 )
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_QUEUE_NAME_RULE = "must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -154,7 +156,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
 
     queue = draft.queue or DEFAULT_QUEUE
     if not _QUEUE_NAME.match(queue):
-        bad("queue", "must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit")
+        bad("queue", _QUEUE_NAME_RULE)
     _check_labels(draft.labels, settings.job_max_labels, bad)
 
     if violations:
@@ -180,6 +182,15 @@ def validate_request_id(request_id: str, field_name: str = "request_id") -> uuid
     if not request_id:
         return None
     return _parse_uuid(request_id, field_name)
+
+
+def validate_queue_name(value: str, field_name: str = "name") -> str:
+    """A queue name as jobs name it: required here (no default)."""
+    if not value:
+        raise InvalidArgumentError([FieldViolation(field_name, "is required")])
+    if not _QUEUE_NAME.match(value):
+        raise InvalidArgumentError([FieldViolation(field_name, _QUEUE_NAME_RULE)])
+    return value
 
 
 def validate_id(value: str, field_name: str = "id") -> uuid.UUID:

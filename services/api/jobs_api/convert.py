@@ -17,11 +17,13 @@ from jobscheduler.v1 import resources_pb2 as pb
 
 __all__ = [
     "attempt_to_proto",
+    "duration_proto",
     "execution_to_proto",
     "job_draft",
     "job_kind_from_proto",
     "job_state_from_proto",
     "job_to_proto",
+    "timestamp_proto",
 ]
 
 _METHOD_PREFIX = "HTTP_METHOD_"
@@ -122,29 +124,29 @@ def job_to_proto(job: Job, upcoming: list[datetime] | None = None) -> pb.Job:
             headers=spec.http_request.headers,
             body=spec.http_request.body,
         ),
-        timeout=_duration(spec.timeout),
+        timeout=duration_proto(spec.timeout),
         retry_policy=pb.RetryPolicy(
             max_attempts=policy.max_attempts,
-            min_backoff=_duration(policy.min_backoff),
-            max_backoff=_duration(policy.max_backoff),
+            min_backoff=duration_proto(policy.min_backoff),
+            max_backoff=duration_proto(policy.max_backoff),
             multiplier=policy.multiplier,
             retry_status_codes=policy.retry_status_codes,
         ),
         queue=spec.queue,
         labels=spec.labels,
         state=pb.JobState.Value("JOB_STATE_" + job.state.value),
-        create_time=_timestamp(job.create_time),
-        update_time=_timestamp(job.update_time),
+        create_time=timestamp_proto(job.create_time),
+        update_time=timestamp_proto(job.update_time),
         kind=pb.JobKind.Value("JOB_KIND_" + spec.kind.value),
         run_count=job.run_count,
-        upcoming_run_times=[_timestamp(t) for t in upcoming or ()],
+        upcoming_run_times=[timestamp_proto(t) for t in upcoming or ()],
     )
     if spec.run_at is not None:
-        message.schedule.run_at.CopyFrom(_timestamp(spec.run_at))
+        message.schedule.run_at.CopyFrom(timestamp_proto(spec.run_at))
     if spec.schedule is not None:
         _schedule_to_proto(spec.schedule, message.schedule)
     if job.next_run_time is not None:
-        message.next_run_time.CopyFrom(_timestamp(job.next_run_time))
+        message.next_run_time.CopyFrom(timestamp_proto(job.next_run_time))
     if job.last_execution is not None:
         message.last_execution.CopyFrom(execution_to_proto(job.last_execution))
     return message
@@ -156,18 +158,18 @@ def execution_to_proto(execution: Execution) -> pb.Execution:
         job_id=execution.job_id,
         state=_execution_state(execution.state),
         attempt_count=execution.attempt_count,
-        schedule_time=_timestamp(execution.schedule_time),
+        schedule_time=timestamp_proto(execution.schedule_time),
         last_error=execution.last_error,
         replay_of=execution.replay_of or "",
-        create_time=_timestamp(execution.create_time),
+        create_time=timestamp_proto(execution.create_time),
         attempts=[attempt_to_proto(a) for a in execution.attempts],
     )
     if execution.start_time is not None:
-        message.start_time.CopyFrom(_timestamp(execution.start_time))
+        message.start_time.CopyFrom(timestamp_proto(execution.start_time))
     if execution.end_time is not None:
-        message.end_time.CopyFrom(_timestamp(execution.end_time))
+        message.end_time.CopyFrom(timestamp_proto(execution.end_time))
     if execution.tick_time is not None:
-        message.tick_time.CopyFrom(_timestamp(execution.tick_time))
+        message.tick_time.CopyFrom(timestamp_proto(execution.tick_time))
     return message
 
 
@@ -175,7 +177,7 @@ def attempt_to_proto(attempt: Attempt) -> pb.Attempt:
     message = pb.Attempt(
         number=attempt.number,
         worker_id=attempt.worker_id,
-        start_time=_timestamp(attempt.start_time),
+        start_time=timestamp_proto(attempt.start_time),
         response_status_code=attempt.response_status_code or 0,
         response_headers=attempt.response_headers,
         response_body=attempt.response_body,
@@ -185,8 +187,8 @@ def attempt_to_proto(attempt: Attempt) -> pb.Attempt:
         superseded=attempt.superseded,
     )
     if attempt.end_time is not None:
-        message.end_time.CopyFrom(_timestamp(attempt.end_time))
-        message.duration.CopyFrom(_duration(attempt.end_time - attempt.start_time))
+        message.end_time.CopyFrom(timestamp_proto(attempt.end_time))
+        message.duration.CopyFrom(duration_proto(attempt.end_time - attempt.start_time))
     return message
 
 
@@ -195,15 +197,15 @@ def _schedule_to_proto(schedule: RecurringSchedule, message: pb.Schedule) -> Non
         message.cron.expression = schedule.cron.expression
         message.cron.time_zone = schedule.cron.time_zone
     if schedule.interval is not None:
-        message.interval.CopyFrom(_duration(schedule.interval))
+        message.interval.CopyFrom(duration_proto(schedule.interval))
     message.overlap_policy = pb.OverlapPolicy.Value("OVERLAP_POLICY_" + schedule.overlap.value)
     message.catch_up_policy = pb.CatchUpPolicy.Value("CATCH_UP_POLICY_" + schedule.catch_up.value)
     if schedule.catch_up.value == "RUN_ALL":
         message.catch_up_limit = schedule.catch_up_limit
     if schedule.start_time is not None:
-        message.start_time.CopyFrom(_timestamp(schedule.start_time))
+        message.start_time.CopyFrom(timestamp_proto(schedule.start_time))
     if schedule.end_time is not None:
-        message.end_time.CopyFrom(_timestamp(schedule.end_time))
+        message.end_time.CopyFrom(timestamp_proto(schedule.end_time))
     message.max_runs = schedule.max_runs or 0
 
 
@@ -225,13 +227,13 @@ def _error_kind(kind: ErrorKind | None) -> pb.ErrorKind.ValueType:
     return pb.ErrorKind.Value("ERROR_KIND_" + kind.value) if kind else pb.ERROR_KIND_UNSPECIFIED
 
 
-def _timestamp(value: datetime) -> Timestamp:
+def timestamp_proto(value: datetime) -> Timestamp:
     message = Timestamp()
     message.FromDatetime(value)
     return message
 
 
-def _duration(value: timedelta) -> Duration:
+def duration_proto(value: timedelta) -> Duration:
     message = Duration()
     message.FromTimedelta(value)
     return message

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.queue import Dispatcher
-from jobs_common.store import FiredTicks, Reconciliation, TickStore
+from jobs_common.store import FiredTicks, QueueStats, Reconciliation, TickStore
 
 __all__ = ["BackgroundLoop", "ReconcilerLoop", "SchedulerLoop"]
 
@@ -107,10 +107,17 @@ class ReconcilerLoop(BackgroundLoop):
     name = "reconciler"
 
     def __init__(
-        self, reconciliation: Reconciliation, dispatcher: Dispatcher, interval: timedelta, grace: timedelta, batch: int
+        self,
+        reconciliation: Reconciliation,
+        queues: QueueStats,
+        dispatcher: Dispatcher,
+        interval: timedelta,
+        grace: timedelta,
+        batch: int,
     ) -> None:
         super().__init__(interval)
         self._reconciliation = reconciliation
+        self._queues = queues
         self._dispatcher = dispatcher
         self._grace = grace
         self._batch = batch
@@ -127,6 +134,8 @@ class ReconcilerLoop(BackgroundLoop):
                 return None
             lost = await self._reconciliation.find(self._grace, self._batch)
             answers = await self._dispatcher.redispatch([(e.id, e.queue, e.schedule_time) for e in lost])
+            # Paused queues stay paused after Redis lost its data, and a resume Redis missed lands.
+            await self._dispatcher.sync_paused(await self._queues.paused_flags())
         counts = {"checked": len(lost), "enqueued": answers.count(1), "requeued": answers.count(2)}
         if counts["enqueued"] or counts["requeued"]:
             redispatched = [str(e.id) for e, a in zip(lost, answers, strict=True) if a][:10]

@@ -17,6 +17,7 @@ from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
 from jobs_api.loops import BackgroundLoop, ReconcilerLoop, SchedulerLoop
 from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor, QueueGaugesLoop
+from jobs_api.queues import QueueServicer
 from jobs_api.scaler import ExternalScalerServicer
 from jobs_api.scaler import add_to_server as add_scaler
 from jobs_api.servicer import JobServicer
@@ -26,13 +27,14 @@ from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
 from jobs_common.store import JobEvents, JobStore, QueueStats, Reconciliation, TickStore
-from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc
+from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 
 __all__ = ["RunningApi", "running_api", "serve"]
 
 logger = logging.getLogger(__name__)
 
 JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+QUEUE_SERVICE = queue_service_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,10 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     store, ticks, dispatcher = JobStore(engine), TickStore(engine), Dispatcher(redis)
     events = JobEvents(settings.database_url)
     scheduler = SchedulerLoop(ticks, dispatcher, settings.scheduler_interval, settings.scheduler_batch_size)
+    queues = QueueStats(engine)
     reconciler = ReconcilerLoop(
         Reconciliation(engine),
+        queues,
         dispatcher,
         settings.reconcile_interval,
         settings.reconcile_grace,
@@ -67,12 +71,14 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )
-    scaler_service = add_scaler(ExternalScalerServicer(QueueStats(engine)), server)
+    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queues, dispatcher), server)
+    scaler_service = add_scaler(ExternalScalerServicer(queues), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [
             JOB_SERVICE,
+            QUEUE_SERVICE,
             scaler_service,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
@@ -82,14 +88,14 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     probe = DependencyProbe(
         health_servicer,
-        ["", JOB_SERVICE],
+        ["", JOB_SERVICE, QUEUE_SERVICE],
         {"postgresql": store.ping, "redis": redis.ping},
         settings.health_check_interval.total_seconds(),
         on_check=lambda name, ok: DEPENDENCY_UP.labels(name).set(1 if ok else 0),
     )
     await probe.check_once()
     probe_task = asyncio.create_task(probe.run(), name="health-probe")
-    loops: list[BackgroundLoop] = [QueueGaugesLoop(QueueStats(engine), settings.metrics_refresh_interval)]
+    loops: list[BackgroundLoop] = [QueueGaugesLoop(queues, settings.metrics_refresh_interval)]
     if settings.scheduler_enabled:
         loops.append(scheduler)
     if settings.reconciler_enabled:

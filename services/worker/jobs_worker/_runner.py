@@ -53,6 +53,8 @@ RELEASE_DEADLINE = timedelta(seconds=5)
 # this long of PostgreSQL answering again (before a lapsed lease can be taken over).
 WRITE_BACKOFF_FIRST = 0.1
 WRITE_BACKOFF_CAP = 1.0
+# A delivery of an execution whose queue is paused comes back after this long.
+PAUSED_RECHECK_DELAY = timedelta(seconds=5)
 # A delivery that finds another worker's lease waits this long past its expiry before retrying.
 LEASE_EXPIRY_MARGIN = timedelta(milliseconds=200)
 
@@ -171,6 +173,10 @@ class ExecutionRunner:
         if found.finished:
             logger.info("execution %s is %s; duplicate delivery ignored", execution_id, found.state or "missing")
             return f"SKIPPED:{found.state or 'MISSING'}"
+        if found.paused:
+            # The queue's Redis pause key was missing (lost with Redis's data); PostgreSQL still
+            # says paused. Look again later; the reconciler puts the key back meanwhile.
+            raise Retry(defer=PAUSED_RECHECK_DELAY)
         if found.until_lease_expiry is not None and found.state is ExecutionState.RUNNING:
             # Another worker holds it; come back when its lease lapses, in case that worker died.
             raise Retry(defer=found.until_lease_expiry + LEASE_EXPIRY_MARGIN)

@@ -25,6 +25,7 @@ from jobs_common.queue import (
     ARQ_MAX_TRIES,
     RUN_EXECUTION,
     arq_queue_name,
+    paused_key,
     redis_settings,
     warn_if_redis_can_evict,
 )
@@ -204,7 +205,7 @@ class JobsWorker(Worker):
 
     async def _start_claimed_jobs(self, read_limit: int) -> None:
         if self._claimer is None:  # the pool exists only once main() has started
-            self._claimer = DueJobClaimer(self.pool, self.queue_name)
+            self._claimer = DueJobClaimer(self.pool, self.queue_name, paused_key(self.ctx["settings"].worker_queue))
         claimed = await self._claimer.claim(
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,

@@ -9,6 +9,7 @@ from jobs_common.db._models import (
     CallDefinition,
     ExecutionRow,
     JobRow,
+    QueueSettingsRow,
 )
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "CallDefinition",
     "ExecutionRow",
     "JobRow",
+    "QueueSettingsRow",
     "create_engine",
 ]

@@ -117,6 +117,8 @@ class JobRow(CallDefinition, Base):
         # The scheduler reads only the next due jobs, whatever the table's size.
         Index("ix_jobs_next_run_time", "next_run_time", postgresql_where=text("state = 'ACTIVE'")),
         Index("ix_jobs_buffered_tick", "buffered_tick", postgresql_where=text("buffered_tick IS NOT NULL")),
+        # ListQueues: the distinct queue names, by skipping through this index.
+        Index("ix_jobs_queue", "queue"),
     )
 
 
@@ -174,3 +176,14 @@ class AttemptRow(Base):
     # The worker's lease was taken over before it recorded this result: the result is kept
     # here for the record and did not move the execution.
     superseded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class QueueSettingsRow(Base):
+    """What is set on a queue itself (for now: paused). A queue needs no row to exist."""
+
+    __tablename__ = "queue_settings"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    pause_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))

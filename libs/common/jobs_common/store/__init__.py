@@ -4,7 +4,7 @@
 from jobs_common.store._events import RESYNC, ExecutionChanged, JobChanged, JobEvent, JobEvents
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import AttemptResult, Claim, ExecutionLeases, NotClaimed
-from jobs_common.store._queues import QueueDepth, QueueStats
+from jobs_common.store._queues import QueueDepth, QueueInfo, QueueStats
 from jobs_common.store._reconcile import LostExecution, Reconciliation
 from jobs_common.store._ticks import FiredTicks, RunNow, TickStore
 
@@ -23,6 +23,7 @@ __all__ = [
     "LostExecution",
     "NotClaimed",
     "QueueDepth",
+    "QueueInfo",
     "QueueStats",
     "Reconciliation",
     "Replayed",

@@ -40,6 +40,9 @@ WITH claimed AS (
       AND e.schedule_time <= now()
       AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
            OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
+      -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
+      AND NOT EXISTS (SELECT 1 FROM jobs j JOIN queue_settings q ON q.name = j.queue
+                      WHERE j.id = e.job_id AND q.paused)
     -- The definition the execution was created with (UpdateJob does not change it).
     RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.schedule_time,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
@@ -61,9 +64,11 @@ SELECT * FROM claimed
 
 _INSPECT = text(
     """
-SELECT state, greatest(schedule_time - now(), interval '0') AS until_due,
-       greatest(lease_expires_at - now(), interval '0') AS until_lease_expiry
-FROM executions WHERE id = :execution_id
+SELECT e.state, greatest(e.schedule_time - now(), interval '0') AS until_due,
+       greatest(e.lease_expires_at - now(), interval '0') AS until_lease_expiry,
+       EXISTS (SELECT 1 FROM jobs j JOIN queue_settings q ON q.name = j.queue
+               WHERE j.id = e.job_id AND q.paused) AS paused
+FROM executions e WHERE e.id = :execution_id
 """
 )
 
@@ -146,11 +151,14 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class NotClaimed:
-    """Why a delivery did not claim: the execution is missing, finished, not yet due, or leased."""
+    """Why a delivery did not claim: the execution is missing, finished, not yet due, leased, or
+    its queue is paused."""
 
     state: ExecutionState | None
     until_due: timedelta
     until_lease_expiry: timedelta | None
+    # Its queue is paused (QueueService.PauseQueue).
+    paused: bool = False
 
     @property
     def finished(self) -> bool:
@@ -194,7 +202,7 @@ class ExecutionLeases:
                 found = (await conn.execute(_INSPECT, {"execution_id": execution_id})).first()
                 if found is None:
                     return NotClaimed(None, timedelta(0), None)
-                return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry)
+                return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry, found.paused)
         return Claim(
             execution_id=row.id,
             job_id=row.job_id,

@@ -6,14 +6,16 @@ the history."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs_common.domain import ExecutionState
+from jobs_common.errors import NotFoundError
 
-__all__ = ["QueueDepth", "QueueStats"]
+__all__ = ["QueueDepth", "QueueInfo", "QueueStats"]
 
 _DEPTH = text(
     """
@@ -25,6 +27,58 @@ WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')
 GROUP BY j.queue, e.state
 """
 )
+
+# The same, for one queue.
+_DEPTH_OF = text(
+    """
+SELECT e.state, count(*) AS executions,
+       extract(epoch FROM now() - min(e.schedule_time)
+               FILTER (WHERE e.state <> 'RUNNING' AND e.schedule_time <= now())) AS oldest_ready_age
+FROM executions e JOIN jobs j ON j.id = e.job_id
+WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED') AND j.queue = :queue
+GROUP BY e.state
+"""
+)
+
+# Every queue a job names (distinct values read by skipping through ix_jobs_queue, one index
+# probe per queue, however many jobs there are), plus the ones only settings name.
+_LIST = text(
+    """
+WITH RECURSIVE named(queue) AS (
+    (SELECT queue FROM jobs ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs j WHERE j.queue > named.queue ORDER BY j.queue LIMIT 1)
+    FROM named WHERE named.queue IS NOT NULL
+)
+SELECT q.name, coalesce(s.paused, false) AS paused, s.pause_time
+FROM (SELECT queue AS name FROM named WHERE queue IS NOT NULL UNION SELECT name FROM queue_settings) q
+LEFT JOIN queue_settings s ON s.name = q.name
+ORDER BY q.name
+"""
+)
+
+_GET = text(
+    """
+SELECT :name AS name, coalesce(s.paused, false) AS paused, s.pause_time
+FROM (SELECT 1) one LEFT JOIN queue_settings s ON s.name = :name
+WHERE s.name IS NOT NULL OR EXISTS (SELECT 1 FROM jobs WHERE queue = :name)
+"""
+)
+
+_SET_PAUSED = text(
+    """
+INSERT INTO queue_settings AS s (name, paused, pause_time, update_time)
+VALUES (:name, :paused, CASE WHEN CAST(:paused AS boolean) THEN now() END, now())
+ON CONFLICT (name) DO UPDATE
+SET paused = excluded.paused,
+    -- Pausing a paused queue keeps its pause time.
+    pause_time = CASE WHEN excluded.paused THEN coalesce(s.pause_time, excluded.pause_time) END,
+    update_time = now()
+RETURNING name, paused, pause_time
+"""
+)
+
+_SETTINGS = text("SELECT name, paused FROM queue_settings")
 
 _BACKLOG = text(
     """
@@ -46,6 +100,13 @@ class QueueDepth:
     oldest_ready_age: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    pause_time: datetime | None
+
+
 class QueueStats:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -57,15 +118,39 @@ class QueueStats:
             count = await conn.scalar(_BACKLOG, {"queue": queue, "due_within_s": due_within.total_seconds()})
         return int(count or 0)
 
+    async def all_queues(self) -> list[QueueInfo]:
+        async with self._engine.connect() as conn:
+            return [QueueInfo(r.name, r.paused, r.pause_time) for r in (await conn.execute(_LIST)).all()]
+
+    async def get(self, name: str) -> QueueInfo:
+        """NotFoundError unless a job names the queue or it has settings."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_GET, {"name": name})).first()
+        if row is None:
+            raise NotFoundError(f"queue {name!r} not found: no job names it")
+        return QueueInfo(row.name, row.paused, row.pause_time)
+
+    async def set_paused(self, name: str, paused: bool) -> QueueInfo:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_SET_PAUSED, {"name": name, "paused": paused})).one()
+        return QueueInfo(row.name, row.paused, row.pause_time)
+
+    async def paused_flags(self) -> dict[str, bool]:
+        """Every queue with settings: paused or not (the rows are few: one per queue ever paused)."""
+        async with self._engine.connect() as conn:
+            return {row.name: row.paused for row in (await conn.execute(_SETTINGS)).all()}
+
+    async def depth_of(self, queue: str) -> list[QueueDepth]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_DEPTH_OF, {"queue": queue})).all()
+        return [_depth(queue, row) for row in rows]
+
     async def depth(self) -> list[QueueDepth]:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_DEPTH)).all()
-        return [
-            QueueDepth(
-                row.queue,
-                ExecutionState(row.state),
-                row.executions,
-                float(row.oldest_ready_age) if row.oldest_ready_age is not None else None,
-            )
-            for row in rows
-        ]
+        return [_depth(row.queue, row) for row in rows]
+
+
+def _depth(queue: str, row: Any) -> QueueDepth:
+    age = row.oldest_ready_age
+    return QueueDepth(queue, ExecutionState(row.state), row.executions, float(age) if age is not None else None)
