@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     reconcile_interval: Duration = timedelta(seconds=10)
     reconcile_grace: Duration = timedelta(seconds=10)
     reconcile_batch_size: int = Field(default=1000, ge=1)
+    # QueueService.GetScalingRecommendation (see the README's formula).
+    scaling_target_utilization: float = Field(default=0.7, gt=0, le=1)
+    scaling_min_workers: int = Field(default=1, ge=0)
+    scaling_max_workers: int = Field(default=20, ge=1)
+    scaling_scale_down_cooldown: Duration = timedelta(minutes=5)
+    scaling_due_within: Duration = timedelta(seconds=30)
     # WatchJob re-reads the job this often besides following notifications (which can be lost).
     watch_resync_interval: Duration = timedelta(seconds=5)
     # A worker holds each execution it runs under a lease of WORKER_LEASE_TTL, renewed every

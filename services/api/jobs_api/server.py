@@ -20,6 +20,7 @@ from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor, QueueGaugesLoop
 from jobs_api.queues import QueueServicer
 from jobs_api.scaler import ExternalScalerServicer
 from jobs_api.scaler import add_to_server as add_scaler
+from jobs_api.scaling import IdleClock
 from jobs_api.servicer import JobServicer
 from jobs_common.db import create_engine
 from jobs_common.metrics import serve_metrics
@@ -27,6 +28,7 @@ from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
 from jobs_common.store import JobEvents, JobStore, QueueStats, Reconciliation, TickStore
+from jobs_common.workers import WorkerRegistry
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 
 __all__ = ["RunningApi", "running_api", "serve"]
@@ -71,7 +73,9 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )
-    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queues, dispatcher), server)
+    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
+        QueueServicer(queues, dispatcher, WorkerRegistry(redis), IdleClock(redis), settings), server
+    )
     scaler_service = add_scaler(ExternalScalerServicer(queues), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

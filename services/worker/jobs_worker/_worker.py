@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import time
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from jobs_common.queue import (
 )
 from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
+from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobs_worker._claim import DueJobClaimer
 from jobs_worker._runner import ExecutionRunner
 
@@ -87,6 +90,11 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     logger.info("worker %s stopped", ctx["worker_id"])
 
 
+try:
+    VERSION = version("jobs-worker")
+except PackageNotFoundError:  # run from a source tree without the package installed
+    VERSION = "unknown"
+
 # Errors of a Redis that went away: the worker waits for it instead of exiting.
 REDIS_ERRORS = (RedisError, OSError)
 # Backoff between poll iterations while Redis does not answer.
@@ -122,6 +130,7 @@ class JobsWorker(Worker):
         self._heartbeat_s = settings.worker_heartbeat_interval.total_seconds()
         self._redis_failures = 0
         self._draining = False
+        self._started = datetime.now(UTC)
 
     async def main(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
@@ -134,30 +143,49 @@ class JobsWorker(Worker):
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_s)
             try:
                 await self.renew_leases()
             except Exception:  # a heartbeat that stopped would hand every call to another worker
                 logger.exception("heartbeat failed; trying again in %.1fs", self._heartbeat_s)
+            await asyncio.sleep(self._heartbeat_s)
 
     async def renew_leases(self) -> None:
         """Renews, in Redis and in PostgreSQL, the hold on every job this process runs."""
+        if self._pool is None:  # main() has not connected yet
+            return
         running = [job_id for job_id, task in self.tasks.items() if not task.done()]
-        if running:
-            try:
+        try:
+            if running:
                 async with self.pool.pipeline(transaction=False) as pipe:
                     for job_id in running:
                         # PEXPIRE, not SET: a key arq deleted as the job ended stays deleted.
                         pipe.pexpire(in_progress_key_prefix + job_id, self._lease_ttl_ms)
                     await pipe.execute()
-            except REDIS_ERRORS as exc:
-                logger.warning("heartbeat: Redis did not answer (%s)", exc)
+            await WorkerRegistry(self.pool).beat(self._describe(len(running)))
+        except REDIS_ERRORS as exc:
+            logger.warning("heartbeat: Redis did not answer (%s)", exc)
         runner: ExecutionRunner | None = self.ctx.get("runner")
         if runner is not None and runner.held:
             try:
                 await runner.renew_leases()
             except DEPENDENCY_ERRORS as exc:
                 logger.warning("heartbeat: PostgreSQL did not answer (%s)", exc)
+
+    def _describe(self, in_flight: int) -> WorkerInfo:
+        """This worker as QueueService.ListWorkers shows it."""
+        settings: Settings = self.ctx["settings"]
+        host, _, pid = str(self.ctx["worker_id"]).rpartition(":")
+        return WorkerInfo(
+            id=self.ctx["worker_id"],
+            host=host,
+            pid=int(pid),
+            queue=settings.worker_queue,
+            start_time=self._started,
+            last_heartbeat=datetime.now(UTC),
+            in_flight=in_flight,
+            capacity=self.max_jobs,
+            version=VERSION,
+        )
 
     async def _poll_iteration(self) -> None:
         try:
@@ -229,6 +257,9 @@ class JobsWorker(Worker):
         super().handle_sig_wait_for_completion(signum)
 
     async def close(self) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await WorkerRegistry(self.pool).leave(self.ctx["worker_id"])
         if self._handle_signals:
             # The drain is over; a signal now would only cut short the clean-up.
             for sig in (signal.SIGTERM, signal.SIGINT):

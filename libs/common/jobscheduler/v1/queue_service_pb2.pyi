@@ -230,3 +230,182 @@ class ResumeQueueResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeQueueResponse: _TypeAlias = ResumeQueueResponse  # noqa: Y015
+
+@_typing.final
+class Worker(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    QUEUE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    LAST_HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """`host:pid`, as attempts name their worker."""
+    host: _builtins.str
+    pid: _builtins.int
+    queue: _builtins.str
+    """The queue it serves."""
+    in_flight: _builtins.int
+    """HTTP calls running now."""
+    capacity: _builtins.int
+    """Calls it runs at once at most (WORKER_MAX_CONCURRENT_JOBS)."""
+    version: _builtins.str
+    """The worker's package version."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_heartbeat_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        host: _builtins.str = ...,
+        pid: _builtins.int = ...,
+        queue: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        last_heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+        in_flight: _builtins.int = ...,
+        capacity: _builtins.int = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_heartbeat_time", b"last_heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "host", b"host", "id", b"id", "in_flight", b"in_flight", "last_heartbeat_time", b"last_heartbeat_time", "pid", b"pid", "queue", b"queue", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Worker: _TypeAlias = Worker  # noqa: Y015
+
+@_typing.final
+class ListWorkersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Optional. Only the workers of this queue."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Worker]:
+        """Live workers, by id."""
+
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[Global___Worker] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
+class GetScalingRecommendationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Required. The queue's name."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScalingRecommendationRequest: _TypeAlias = GetScalingRecommendationRequest  # noqa: Y015
+
+@_typing.final
+class GetScalingRecommendationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    DESIRED_WORKERS_FIELD_NUMBER: _builtins.int
+    CURRENT_WORKERS_FIELD_NUMBER: _builtins.int
+    BACKLOG_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    PER_WORKER_CAPACITY_FIELD_NUMBER: _builtins.int
+    TARGET_UTILIZATION_FIELD_NUMBER: _builtins.int
+    MIN_WORKERS_FIELD_NUMBER: _builtins.int
+    MAX_WORKERS_FIELD_NUMBER: _builtins.int
+    SCALE_DOWN_COOLDOWN_FIELD_NUMBER: _builtins.int
+    IDLE_FOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """The queue."""
+    desired_workers: _builtins.int
+    """Workers the queue should have now."""
+    current_workers: _builtins.int
+    """Live workers serving the queue."""
+    backlog: _builtins.int
+    """Executions running, or waiting and due within SCALING_DUE_WITHIN."""
+    in_flight: _builtins.int
+    """Executions running."""
+    per_worker_capacity: _builtins.int
+    """Calls one worker runs at once (the live workers' average; WORKER_MAX_CONCURRENT_JOBS if none)."""
+    target_utilization: _builtins.float
+    """The share of a worker's capacity the backlog should fill (SCALING_TARGET_UTILIZATION)."""
+    min_workers: _builtins.int
+    """Bounds of desired_workers (SCALING_MIN_WORKERS, SCALING_MAX_WORKERS)."""
+    max_workers: _builtins.int
+    reason: _builtins.str
+    """Why, in words."""
+    @_builtins.property
+    def scale_down_cooldown(self) -> _duration_pb2.Duration:
+        """How long the queue must be idle (backlog 0) before fewer workers are recommended."""
+
+    @_builtins.property
+    def idle_for(self) -> _duration_pb2.Duration:
+        """How long the backlog has been 0, as far as the api has seen; zero while busy."""
+
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        desired_workers: _builtins.int = ...,
+        current_workers: _builtins.int = ...,
+        backlog: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        per_worker_capacity: _builtins.int = ...,
+        target_utilization: _builtins.float = ...,
+        min_workers: _builtins.int = ...,
+        max_workers: _builtins.int = ...,
+        scale_down_cooldown: _duration_pb2.Duration | None = ...,
+        idle_for: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_for", b"idle_for", "scale_down_cooldown", b"scale_down_cooldown"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backlog", b"backlog", "current_workers", b"current_workers", "desired_workers", b"desired_workers", "idle_for", b"idle_for", "in_flight", b"in_flight", "max_workers", b"max_workers", "min_workers", b"min_workers", "per_worker_capacity", b"per_worker_capacity", "queue", b"queue", "reason", b"reason", "scale_down_cooldown", b"scale_down_cooldown", "target_utilization", b"target_utilization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScalingRecommendationResponse: _TypeAlias = GetScalingRecommendationResponse  # noqa: Y015

@@ -55,6 +55,16 @@ class QueueServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/ListWorkers',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.GetScalingRecommendation = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/GetScalingRecommendation',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -91,6 +101,22 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
+        heartbeating drops out after that long; one that stops cleanly drops out at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetScalingRecommendation(self, request, context):
+        """How many workers a queue needs now, with every input of the decision (the README has the
+        formula): scale up on backlog, scale down only when idle past the cooldown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +139,16 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.ResumeQueue,
                     request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'GetScalingRecommendation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetScalingRecommendation,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +260,60 @@ class QueueService:
             '/jobscheduler.v1.QueueService/ResumeQueue',
             jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
             jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/ListWorkers',
+            jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetScalingRecommendation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/GetScalingRecommendation',
+            jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationResponse.FromString,
             options,
             channel_credentials,
             insecure,

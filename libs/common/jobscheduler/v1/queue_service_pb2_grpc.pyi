@@ -44,6 +44,14 @@ class QueueServiceStub:
     """
     ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
     """Resumes a paused queue: its workers take what is due on their next poll."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListWorkersRequest, _queue_service_pb2.ListWorkersResponse]
+    """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
+    heartbeating drops out after that long; one that stops cleanly drops out at once.
+    """
+    GetScalingRecommendation: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetScalingRecommendationRequest, _queue_service_pb2.GetScalingRecommendationResponse]
+    """How many workers a queue needs now, with every input of the decision (the README has the
+    formula): scale up on backlog, scale down only when idle past the cooldown.
+    """
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -61,6 +69,14 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
     """Resumes a paused queue: its workers take what is due on their next poll."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListWorkersRequest, _queue_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
+    heartbeating drops out after that long; one that stops cleanly drops out at once.
+    """
+    GetScalingRecommendation: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetScalingRecommendationRequest, _queue_service_pb2.GetScalingRecommendationResponse]  # type: ignore[assignment]
+    """How many workers a queue needs now, with every input of the decision (the README has the
+    formula): scale up on backlog, scale down only when idle past the cooldown.
+    """
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads and controls the queues jobs run on (a job's `queue`; a worker serves one queue)."""
@@ -99,5 +115,25 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.ResumeQueueResponse, _abc.Awaitable[_queue_service_pb2.ResumeQueueResponse]]:
         """Resumes a paused queue: its workers take what is due on their next poll."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _queue_service_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ListWorkersResponse, _abc.Awaitable[_queue_service_pb2.ListWorkersResponse]]:
+        """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
+        heartbeating drops out after that long; one that stops cleanly drops out at once.
+        """
+
+    @_abc_1.abstractmethod
+    def GetScalingRecommendation(
+        self,
+        request: _queue_service_pb2.GetScalingRecommendationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.GetScalingRecommendationResponse, _abc.Awaitable[_queue_service_pb2.GetScalingRecommendationResponse]]:
+        """How many workers a queue needs now, with every input of the decision (the README has the
+        formula): scale up on backlog, scale down only when idle past the cooldown.
+        """
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
