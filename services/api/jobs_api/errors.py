@@ -7,9 +7,10 @@ does not answer is UNAVAILABLE. Anything else is a bug: INTERNAL, logged with it
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn, cast
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
 
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -18,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from jobs_api.interceptors import Context, Continuation, wrap_handler
 from jobs_common.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -85,55 +87,21 @@ def _database_unavailable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-
-
-StreamHandler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
-
-
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps the errors of every unary and server-streaming handler to their gRPC status."""
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            # grpc.aio servicers are coroutines; the stubs type the handler as the sync kind.
-            inner = cast(Handler, handler.unary_unary)
+        return wrap_handler(await continuation(handler_call_details), handler_call_details.method, _errors_mapped)
 
-            async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await inner(request, context)
-                except Exception as exc:
-                    await _abort(method, exc, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                guarded,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = cast(StreamHandler, handler.unary_stream)
-
-            async def guarded_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                try:
-                    async for response in inner_stream(request, context):
-                        yield response
-                except Exception as exc:
-                    await _abort(method, exc, context)
-
-            return grpc.unary_stream_rpc_method_handler(
-                guarded_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+@contextlib.asynccontextmanager
+async def _errors_mapped(method: str, context: Context) -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        await _abort(method, exc, context)
 
 
 async def _abort(method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:

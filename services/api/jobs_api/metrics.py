@@ -3,14 +3,16 @@ queue gauges from PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
+from jobs_api.interceptors import Context, Continuation, wrap_handler
 from jobs_api.loops import BackgroundLoop
 from jobs_common.store import QueueStats
 
@@ -37,63 +39,28 @@ GRPC_HANDLING_SECONDS = Histogram(
     "grpc_server_handling_seconds", "Time to handle an RPC (a stream: until it ends).", ["grpc_service", "grpc_method"]
 )
 
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamHandler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
-
-
-def _observe(full_method: str, context: grpc.aio.ServicerContext[Any, Any], started: float) -> None:
-    service, _, method = full_method.lstrip("/").rpartition("/")
-    code = context.code() or grpc.StatusCode.OK
-    name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-    GRPC_HANDLED.labels(service, method, name).inc()
-    GRPC_HANDLING_SECONDS.labels(service, method).observe(time.perf_counter() - started)
-
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary and server-streaming RPC. Put it first (outermost), so it
     sees the status the error interceptor sets."""
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None:
-            return handler
-        if handler.unary_unary is not None:
-            inner = cast(Handler, handler.unary_unary)
+        return wrap_handler(await continuation(handler_call_details), handler_call_details.method, _observed)
 
-            async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await inner(request, context)
-                finally:
-                    _observe(method, context, started)
 
-            return grpc.unary_unary_rpc_method_handler(
-                timed,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = cast(StreamHandler, handler.unary_stream)
-
-            async def timed_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                try:
-                    async for response in inner_stream(request, context):
-                        yield response
-                finally:
-                    _observe(method, context, started)
-
-            return grpc.unary_stream_rpc_method_handler(
-                timed_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+@contextlib.asynccontextmanager
+async def _observed(full_method: str, context: Context) -> AsyncIterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        code = context.code() or grpc.StatusCode.OK
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        GRPC_HANDLED.labels(service, method, name).inc()
+        GRPC_HANDLING_SECONDS.labels(service, method).observe(time.perf_counter() - started)
 
 
 class QueueGaugesLoop(BackgroundLoop):
