@@ -54,6 +54,8 @@ def test_redis_url_wins_over_parts(monkeypatch):
         # A heartbeat must fit twice in a lease, or one late heartbeat loses it.
         ("WORKER_HEARTBEAT_INTERVAL", "6s"),
         ("WORKER_HEARTBEAT_INTERVAL", "0s"),
+        ("SCALING_MIN_WORKERS", "50"),
+        ("SCALING_TARGET_UTILIZATION", "0"),
     ],
 )
 def test_bad_values_fail_at_start(monkeypatch, name, value):

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_HTTP_TIMEOUT must not exceed JOB_MAX_TIMEOUT")
         if self.worker_http_timeout <= timedelta(0):
             raise ValueError("WORKER_HTTP_TIMEOUT must be positive")
+        if self.scaling_min_workers > self.scaling_max_workers:
+            raise ValueError("SCALING_MIN_WORKERS must not exceed SCALING_MAX_WORKERS")
         if not timedelta(0) < self.worker_heartbeat_interval * 2 <= self.worker_lease_ttl:
             raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
         return self
