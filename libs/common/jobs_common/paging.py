@@ -17,7 +17,8 @@ __all__ = ["PagePosition", "decode_page_token", "encode_page_token", "filter_fin
 
 @dataclass(frozen=True, slots=True)
 class PagePosition:
-    """The last item of the previous page, in (create_time, id) order."""
+    """The last item of the previous page, in (time, id) order: its create_time for most
+    listings, its end_time for dead letters."""
 
     create_time: datetime
     id: uuid.UUID

@@ -18,6 +18,7 @@ from jobscheduler.v1 import resources_pb2 as pb
 __all__ = [
     "attempt_to_proto",
     "duration_proto",
+    "error_kind_from_proto",
     "execution_to_proto",
     "job_draft",
     "job_kind_from_proto",
@@ -112,6 +113,19 @@ def job_kind_from_proto(value: int) -> JobKind | None:
         return JobKind(name) if name is not None else None
     except ValueError:
         raise InvalidArgumentError([FieldViolation("kind", f"unknown job kind {value}")]) from None
+
+
+def error_kind_from_proto(value: int, field_name: str) -> ErrorKind | None:
+    """None for ERROR_KIND_UNSPECIFIED.
+
+    Raises:
+        InvalidArgumentError: an unknown enum number.
+    """
+    name = _enum_name(pb.ErrorKind, value, "ERROR_KIND_")
+    try:
+        return ErrorKind(name) if name is not None else None
+    except ValueError:
+        raise InvalidArgumentError([FieldViolation(field_name, f"unknown error kind {value}")]) from None
 
 
 def job_to_proto(job: Job, upcoming: list[datetime] | None = None) -> pb.Job:

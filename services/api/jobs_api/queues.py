@@ -1,5 +1,6 @@
 """QueueService: list queues, read a queue's figures, pause and resume a queue, list the live
-workers, and recommend a worker count (:mod:`jobs_api.scaling`).
+workers, recommend a worker count (:mod:`jobs_api.scaling`), and list, replay and purge dead
+letters.
 
 A pause is written to PostgreSQL (``queue_settings``, the record) and then to Redis (the key the
 workers' claim script checks); the reconciler sets the Redis key again each pass, so a pause
@@ -8,23 +9,28 @@ outlives the loss of Redis's data.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import UTC, timedelta
 from typing import Any, TypeAlias
 
 import grpc
+from redis.exceptions import RedisError
 
-from jobs_api.convert import duration_proto, timestamp_proto
+from jobs_api.convert import duration_proto, error_kind_from_proto, execution_to_proto, timestamp_proto
 from jobs_api.scaling import IdleClock, ScalingInputs, recommend
 from jobs_common.domain import ExecutionState
+from jobs_common.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, NotFoundError
 from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
-from jobs_common.store import QueueInfo, QueueStats
-from jobs_common.validation import validate_queue_name
+from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStats
+from jobs_common.validation import validate_id, validate_page_size, validate_queue_name
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobscheduler.v1 import queue_service_pb2 as api
 from jobscheduler.v1 import queue_service_pb2_grpc
 
 __all__ = ["QueueServicer"]
+
+logger = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -52,8 +58,17 @@ def _worker(info: WorkerInfo) -> api.Worker:
 
 class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     def __init__(
-        self, queues: QueueStats, dispatcher: Dispatcher, workers: WorkerRegistry, idle: IdleClock, settings: Settings
+        self,
+        queues: QueueStats,
+        dispatcher: Dispatcher,
+        workers: WorkerRegistry,
+        idle: IdleClock,
+        dead_letters: DeadLetters,
+        jobs: JobStore,
+        settings: Settings,
     ) -> None:
+        self._dead_letters = dead_letters
+        self._jobs = jobs
         self._queues = queues
         self._dispatcher = dispatcher
         self._workers = workers
@@ -131,3 +146,63 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             idle_for=duration_proto(inputs.idle_for),
             reason=reason,
         )
+
+    async def ListDeadLetters(
+        self, request: api.ListDeadLettersRequest, context: Context
+    ) -> api.ListDeadLettersResponse:
+        page = await self._dead_letters.page(
+            _dead_letter_filter(request.filter), validate_page_size(request.page_size), request.page_token
+        )
+        return api.ListDeadLettersResponse(
+            executions=[execution_to_proto(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ReplayDeadLetters(
+        self, request: api.ReplayDeadLettersRequest, context: Context
+    ) -> api.ReplayDeadLettersResponse:
+        limit = _limit(request.limit, default=100, maximum=1000)
+        if request.ids:
+            if len(request.ids) > limit:
+                raise InvalidArgumentError([FieldViolation("ids", f"at most {limit} ids per call")])
+            ids = [validate_id(value, f"ids[{i}]") for i, value in enumerate(request.ids)]
+        else:
+            ids = await self._dead_letters.ids(_dead_letter_filter(request.filter), limit)
+        response = api.ReplayDeadLettersResponse()
+        queued: list[tuple[object, str]] = []
+        for execution_id in ids:
+            try:
+                replayed = await self._jobs.replay_execution(execution_id, dead_only=True)
+            except (NotFoundError, FailedPreconditionError):
+                response.skipped_ids.append(str(execution_id))
+                continue
+            queued.append((replayed.execution.id, replayed.queue))
+            response.executions.append(execution_to_proto(replayed.execution))
+        try:
+            await self._dispatcher.dispatch_many(queued)
+        except (RedisError, OSError) as exc:  # committed: the reconciler dispatches them
+            logger.warning("%d replayed executions committed but not enqueued: %s", len(queued), exc)
+        return response
+
+    async def PurgeDeadLetters(
+        self, request: api.PurgeDeadLettersRequest, context: Context
+    ) -> api.PurgeDeadLettersResponse:
+        limit = _limit(request.limit, default=1000, maximum=10_000)
+        return api.PurgeDeadLettersResponse(
+            purged=await self._dead_letters.purge(_dead_letter_filter(request.filter), limit)
+        )
+
+
+def _limit(value: int, default: int, maximum: int) -> int:
+    if value < 0:
+        raise InvalidArgumentError([FieldViolation("limit", "must not be negative")])
+    return min(value or default, maximum)
+
+
+def _dead_letter_filter(message: api.DeadLetterFilter) -> DeadLetterFilter:
+    return DeadLetterFilter(
+        queue=validate_queue_name(message.queue, "filter.queue") if message.queue else None,
+        job_id=validate_id(message.job_id, "filter.job_id") if message.job_id else None,
+        ended_after=message.end_time_after.ToDatetime(UTC) if message.HasField("end_time_after") else None,
+        ended_before=message.end_time_before.ToDatetime(UTC) if message.HasField("end_time_before") else None,
+        error_kind=error_kind_from_proto(message.error_kind, "filter.error_kind"),
+    )

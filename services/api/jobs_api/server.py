@@ -27,7 +27,7 @@ from jobs_common.metrics import serve_metrics
 from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
-from jobs_common.store import JobEvents, JobStore, QueueStats, Reconciliation, TickStore
+from jobs_common.store import DeadLetters, JobEvents, JobStore, QueueStats, Reconciliation, TickStore
 from jobs_common.workers import WorkerRegistry
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 
@@ -74,7 +74,10 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )
     queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
-        QueueServicer(queues, dispatcher, WorkerRegistry(redis), IdleClock(redis), settings), server
+        QueueServicer(
+            queues, dispatcher, WorkerRegistry(redis), IdleClock(redis), DeadLetters(engine), store, settings
+        ),
+        server,
     )
     scaler_service = add_scaler(ExternalScalerServicer(queues), server)
     health_servicer = health.aio.HealthServicer()

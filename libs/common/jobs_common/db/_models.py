@@ -156,6 +156,9 @@ class ExecutionRow(CallDefinition, Base):
         ),
         # Overlap policies: a job's unfinished executions.
         Index("ix_executions_job_id_unfinished", "job_id", postgresql_where=text(_in("state", UNFINISHED_STATES))),
+        # Dead letters, newest first; and whether one was replayed already.
+        Index("ix_executions_dead", text("end_time DESC"), text("id DESC"), postgresql_where=text("state = 'DEAD'")),
+        Index("ix_executions_replay_of", "replay_of", postgresql_where=text("replay_of IS NOT NULL")),
     )
 
 

@@ -1,6 +1,7 @@
 """PostgreSQL access: :class:`JobStore` for the api, :class:`TickStore` for its scheduler,
 :class:`Reconciliation` for its reconciler, :class:`JobEvents` for WatchJob, :class:`ExecutionLeases` for the worker."""
 
+from jobs_common.store._dead_letters import DeadLetterFilter, DeadLetters
 from jobs_common.store._events import RESYNC, ExecutionChanged, JobChanged, JobEvent, JobEvents
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import AttemptResult, Claim, ExecutionLeases, NotClaimed
@@ -13,6 +14,8 @@ __all__ = [
     "AttemptResult",
     "Claim",
     "CreatedJob",
+    "DeadLetterFilter",
+    "DeadLetters",
     "ExecutionChanged",
     "ExecutionLeases",
     "FiredTicks",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Update,
     Uuid,
     bindparam,
+    exists,
     func,
     select,
     text,
@@ -338,8 +339,9 @@ class JobStore:
             await session.execute(_complete_one_off_job(row.job_id, execution_id, now))
             return execution_from_row(row)
 
-    async def replay_execution(self, execution_id: uuid.UUID) -> Replayed:
-        """Creates a QUEUED execution that replays a DEAD or CANCELLED one."""
+    async def replay_execution(self, execution_id: uuid.UUID, *, dead_only: bool = False) -> Replayed:
+        """Creates a QUEUED execution that replays a DEAD or CANCELLED one. ``dead_only``: only a
+        dead letter, a DEAD execution not replayed yet (the job's row lock serializes replays)."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             found = (
@@ -353,13 +355,17 @@ class JobStore:
             if found is None:
                 raise NotFoundError(f"execution {execution_id} not found")
             old, job = found
-            if old.state not in _REPLAYABLE:
+            if old.state not in ((ExecutionState.DEAD.value,) if dead_only else _REPLAYABLE):
                 raise FailedPreconditionError(
                     f"execution {execution_id} is {old.state}; only DEAD or CANCELLED executions can be replayed",
                     reason="EXECUTION_NOT_REPLAYABLE",
                 )
             if job.state == JobState.DELETED.value:
                 raise FailedPreconditionError(f"job {job.id} is deleted", reason="JOB_DELETED")
+            if dead_only and await session.scalar(select(exists().where(ExecutionRow.replay_of == old.id))):
+                raise FailedPreconditionError(
+                    f"execution {execution_id} was replayed already", reason="EXECUTION_ALREADY_REPLAYED"
+                )
             new = ExecutionRow(
                 id=uuid.uuid4(),
                 job_id=job.id,

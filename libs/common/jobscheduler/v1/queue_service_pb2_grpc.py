@@ -65,6 +65,21 @@ class QueueServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/ListDeadLetters',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/ReplayDeadLetters',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetters = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/PurgeDeadLetters',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.PurgeDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -117,6 +132,28 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Lists dead letters (DEAD executions not replayed yet), newest first (AIP-158 paging).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Replays dead letters, by ids or by filter (at most `limit`): each runs again as a new
+        execution linked to the old one (as ReplayExecution), and stops being a dead letter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetters(self, request, context):
+        """Deletes dead letters matching a filter (at most `limit`, oldest first) with their attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +186,21 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.GetScalingRecommendation,
                     request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetters,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.PurgeDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +366,87 @@ class QueueService:
             '/jobscheduler.v1.QueueService/GetScalingRecommendation',
             jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationRequest.SerializeToString,
             jobscheduler_dot_v1_dot_queue__service__pb2.GetScalingRecommendationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/ListDeadLetters',
+            jobscheduler_dot_v1_dot_queue__service__pb2.ListDeadLettersRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/ReplayDeadLetters',
+            jobscheduler_dot_v1_dot_queue__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/PurgeDeadLetters',
+            jobscheduler_dot_v1_dot_queue__service__pb2.PurgeDeadLettersRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.PurgeDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

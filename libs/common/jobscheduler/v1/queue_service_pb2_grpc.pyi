@@ -52,6 +52,14 @@ class QueueServiceStub:
     """How many workers a queue needs now, with every input of the decision (the README has the
     formula): scale up on backlog, scale down only when idle past the cooldown.
     """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListDeadLettersRequest, _queue_service_pb2.ListDeadLettersResponse]
+    """Lists dead letters (DEAD executions not replayed yet), newest first (AIP-158 paging)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ReplayDeadLettersRequest, _queue_service_pb2.ReplayDeadLettersResponse]
+    """Replays dead letters, by ids or by filter (at most `limit`): each runs again as a new
+    execution linked to the old one (as ReplayExecution), and stops being a dead letter.
+    """
+    PurgeDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.PurgeDeadLettersRequest, _queue_service_pb2.PurgeDeadLettersResponse]
+    """Deletes dead letters matching a filter (at most `limit`, oldest first) with their attempts."""
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -77,6 +85,14 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """How many workers a queue needs now, with every input of the decision (the README has the
     formula): scale up on backlog, scale down only when idle past the cooldown.
     """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListDeadLettersRequest, _queue_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Lists dead letters (DEAD executions not replayed yet), newest first (AIP-158 paging)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ReplayDeadLettersRequest, _queue_service_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Replays dead letters, by ids or by filter (at most `limit`): each runs again as a new
+    execution linked to the old one (as ReplayExecution), and stops being a dead letter.
+    """
+    PurgeDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.PurgeDeadLettersRequest, _queue_service_pb2.PurgeDeadLettersResponse]  # type: ignore[assignment]
+    """Deletes dead letters matching a filter (at most `limit`, oldest first) with their attempts."""
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reads and controls the queues jobs run on (a job's `queue`; a worker serves one queue)."""
@@ -135,5 +151,31 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         """How many workers a queue needs now, with every input of the decision (the README has the
         formula): scale up on backlog, scale down only when idle past the cooldown.
         """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _queue_service_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ListDeadLettersResponse, _abc.Awaitable[_queue_service_pb2.ListDeadLettersResponse]]:
+        """Lists dead letters (DEAD executions not replayed yet), newest first (AIP-158 paging)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _queue_service_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_queue_service_pb2.ReplayDeadLettersResponse]]:
+        """Replays dead letters, by ids or by filter (at most `limit`): each runs again as a new
+        execution linked to the old one (as ReplayExecution), and stops being a dead letter.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeDeadLetters(
+        self,
+        request: _queue_service_pb2.PurgeDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.PurgeDeadLettersResponse, _abc.Awaitable[_queue_service_pb2.PurgeDeadLettersResponse]]:
+        """Deletes dead letters matching a filter (at most `limit`, oldest first) with their attempts."""
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,118 @@
+"""Dead letters: DEAD executions not replayed yet, newest first (partial index
+``ix_executions_dead``), filtered by queue, job, end time and the last attempt's error kind."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from jobs_common.db import ExecutionRow
+from jobs_common.domain import ErrorKind, Execution, Page
+from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
+from jobs_common.store._rows import execution_from_row
+
+__all__ = ["DeadLetterFilter", "DeadLetters"]
+
+_MATCHING = """
+e.state = 'DEAD'
+AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.replay_of = e.id)
+AND (CAST(:queue AS text) IS NULL OR j.queue = CAST(:queue AS text))
+AND (CAST(:job_id AS uuid) IS NULL OR e.job_id = CAST(:job_id AS uuid))
+AND (CAST(:ended_after AS timestamptz) IS NULL OR e.end_time >= CAST(:ended_after AS timestamptz))
+AND (CAST(:ended_before AS timestamptz) IS NULL OR e.end_time < CAST(:ended_before AS timestamptz))
+AND (CAST(:error_kind AS text) IS NULL OR EXISTS (
+    SELECT 1 FROM attempts a
+    WHERE a.execution_id = e.id AND a.number = e.attempt_count AND a.error_kind = CAST(:error_kind AS text)))
+"""
+
+_PAGE = text(
+    f"""
+SELECT e.id, e.end_time FROM executions e JOIN jobs j ON j.id = e.job_id
+WHERE {_MATCHING}
+  AND (CAST(:after_time AS timestamptz) IS NULL
+       OR (e.end_time, e.id) < (CAST(:after_time AS timestamptz), CAST(:after_id AS uuid)))
+ORDER BY e.end_time DESC, e.id DESC
+LIMIT :limit
+"""
+)
+
+# Attempts first, then their executions, in one statement (the foreign key is checked at its end).
+_PURGE = text(
+    f"""
+WITH doomed AS (
+    SELECT e.id FROM executions e JOIN jobs j ON j.id = e.job_id
+    WHERE {_MATCHING}
+    ORDER BY e.end_time, e.id
+    LIMIT :limit
+), attempts_gone AS (
+    DELETE FROM attempts WHERE execution_id IN (SELECT id FROM doomed)
+), gone AS (
+    DELETE FROM executions WHERE id IN (SELECT id FROM doomed) RETURNING id
+)
+SELECT count(*) FROM gone
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    queue: str | None = None
+    job_id: uuid.UUID | None = None
+    ended_after: datetime | None = None
+    ended_before: datetime | None = None
+    error_kind: ErrorKind | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "job_id": self.job_id,
+            "ended_after": self.ended_after,
+            "ended_before": self.ended_before,
+            "error_kind": self.error_kind.value if self.error_kind else None,
+        }
+
+
+class DeadLetters:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def ids(self, matching: DeadLetterFilter, limit: int) -> list[uuid.UUID]:
+        """Up to ``limit`` matching dead letters, newest first."""
+        page = await self._page(matching, limit, None)
+        return [row.id for row in page]
+
+    async def page(self, matching: DeadLetterFilter, page_size: int, page_token: str) -> Page[Execution]:
+        fingerprint = filter_fingerprint(**matching.params())
+        position = decode_page_token(page_token, fingerprint)
+        rows = await self._page(matching, page_size + 1, position)
+        more = len(rows) > page_size
+        rows = rows[:page_size]
+        async with self._sessions() as session:
+            found = {
+                r.id: r
+                for r in await session.scalars(select(ExecutionRow).where(ExecutionRow.id.in_([r.id for r in rows])))
+            }
+        items = [execution_from_row(found[r.id]) for r in rows if r.id in found]
+        token = encode_page_token(PagePosition(rows[-1].end_time, rows[-1].id), fingerprint) if more else ""
+        return Page(items, token)
+
+    async def purge(self, matching: DeadLetterFilter, limit: int) -> int:
+        """Deletes up to ``limit`` matching dead letters (oldest first) with their attempts."""
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(_PURGE, {**matching.params(), "limit": limit}) or 0)
+
+    async def _page(self, matching: DeadLetterFilter, limit: int, after: PagePosition | None) -> list[Any]:
+        params = {
+            **matching.params(),
+            "after_time": after.create_time if after else None,
+            "after_id": after.id if after else None,
+            "limit": limit,
+        }
+        async with self._engine.connect() as conn:
+            return list((await conn.execute(_PAGE, params)).all())
