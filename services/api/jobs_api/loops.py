@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.queue import Dispatcher
-from jobs_common.store import FiredTicks, QueueStats, Reconciliation, TickStore
+from jobs_common.store import FiredTicks, QueueStore, Reconciliation, TickStore
 
 __all__ = ["BackgroundLoop", "ReconcilerLoop", "SchedulerLoop"]
 
@@ -109,7 +109,7 @@ class ReconcilerLoop(BackgroundLoop):
     def __init__(
         self,
         reconciliation: Reconciliation,
-        queues: QueueStats,
+        queues: QueueStore,
         dispatcher: Dispatcher,
         interval: timedelta,
         grace: timedelta,

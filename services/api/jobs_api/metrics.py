@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from jobs_api.interceptors import Context, Continuation, wrap_handler
 from jobs_api.loops import BackgroundLoop
-from jobs_common.store import QueueStats
+from jobs_common.store import QueueStore
 
 __all__ = ["DEPENDENCY_UP", "JOBS_CREATED", "MetricsInterceptor", "QueueGaugesLoop"]
 
@@ -69,7 +69,7 @@ class QueueGaugesLoop(BackgroundLoop):
 
     name = "queue-gauges"
 
-    def __init__(self, stats: QueueStats, interval: timedelta) -> None:
+    def __init__(self, stats: QueueStore, interval: timedelta) -> None:
         super().__init__(interval)
         self._stats = stats
 

@@ -22,7 +22,7 @@ from jobs_common.domain import ExecutionState
 from jobs_common.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, NotFoundError
 from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStats
+from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStore
 from jobs_common.validation import validate_id, validate_page_size, validate_queue_name
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobscheduler.v1 import queue_service_pb2 as api
@@ -59,7 +59,7 @@ def _worker(info: WorkerInfo) -> api.Worker:
 class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     def __init__(
         self,
-        queues: QueueStats,
+        queues: QueueStore,
         dispatcher: Dispatcher,
         workers: WorkerRegistry,
         idle: IdleClock,

@@ -24,7 +24,7 @@ import grpc
 from externalscaler import externalscaler_pb2 as keda
 from externalscaler import externalscaler_pb2_grpc
 from jobs_common.errors import FieldViolation, InvalidArgumentError
-from jobs_common.store import QueueStats
+from jobs_common.store import QueueStore
 
 __all__ = ["ExternalScalerServicer", "Trigger", "add_to_server", "metric_name"]
 
@@ -62,7 +62,7 @@ def _positive(metadata: Mapping[str, str], key: str, default: float) -> float:
 
 
 class ExternalScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
-    def __init__(self, stats: QueueStats, stream_interval: float = STREAM_CHECK_INTERVAL) -> None:
+    def __init__(self, stats: QueueStore, stream_interval: float = STREAM_CHECK_INTERVAL) -> None:
         self._stats = stats
         self._stream_interval = stream_interval
 

@@ -27,7 +27,7 @@ from jobs_common.metrics import serve_metrics
 from jobs_common.migrate import migrate
 from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetters, JobEvents, JobStore, QueueStats, Reconciliation, TickStore
+from jobs_common.store import DeadLetters, JobEvents, JobStore, QueueStore, Reconciliation, TickStore
 from jobs_common.workers import WorkerRegistry
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 
@@ -58,7 +58,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     store, ticks, dispatcher = JobStore(engine), TickStore(engine), Dispatcher(redis)
     events = JobEvents(settings.database_url)
     scheduler = SchedulerLoop(ticks, dispatcher, settings.scheduler_interval, settings.scheduler_batch_size)
-    queues = QueueStats(engine)
+    queues = QueueStore(engine)
     reconciler = ReconcilerLoop(
         Reconciliation(engine),
         queues,

@@ -5,7 +5,7 @@ from jobs_common.store._dead_letters import DeadLetterFilter, DeadLetters
 from jobs_common.store._events import RESYNC, ExecutionChanged, JobChanged, JobEvent, JobEvents
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import AttemptResult, Claim, ExecutionLeases, NotClaimed
-from jobs_common.store._queues import QueueDepth, QueueInfo, QueueStats
+from jobs_common.store._queues import QueueDepth, QueueInfo, QueueStore
 from jobs_common.store._reconcile import LostExecution, Reconciliation
 from jobs_common.store._ticks import FiredTicks, RunNow, TickStore
 
@@ -27,7 +27,7 @@ __all__ = [
     "NotClaimed",
     "QueueDepth",
     "QueueInfo",
-    "QueueStats",
+    "QueueStore",
     "Reconciliation",
     "Replayed",
     "RunNow",

@@ -1,7 +1,7 @@
-"""Per-queue figures read from PostgreSQL: how many unfinished executions each queue has, by
-state, how long its oldest due one has waited, and its backlog. The queries read only unfinished
-executions (partial index ``ix_executions_unfinished``), so their cost follows the backlog, not
-the history."""
+"""Queues in PostgreSQL: which exist (named by a job, or by settings), which are paused, and
+their figures: unfinished executions by state, how long the oldest due one has waited, and the
+backlog. The figures read only unfinished executions (partial index ``ix_executions_unfinished``),
+so their cost follows the backlog, not the history."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobs_common.domain import ExecutionState
 from jobs_common.errors import NotFoundError
 
-__all__ = ["QueueDepth", "QueueInfo", "QueueStats"]
+__all__ = ["QueueDepth", "QueueInfo", "QueueStore"]
 
 _DEPTH = text(
     """
@@ -107,7 +107,7 @@ class QueueInfo:
     pause_time: datetime | None
 
 
-class QueueStats:
+class QueueStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
