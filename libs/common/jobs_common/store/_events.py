@@ -31,6 +31,7 @@ __all__ = ["CHANNEL", "RESYNC", "ExecutionChanged", "JobChanged", "JobEvent", "J
 logger = logging.getLogger(__name__)
 
 CHANNEL = "job_events"
+_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 # The listening connection's application_name (visible in pg_stat_activity).
 LISTENER_NAME = "job-scheduler-listen"
 
@@ -121,7 +122,7 @@ class JobEvents:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5, server_settings={"application_name": LISTENER_NAME})
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except _CONNECTION_ERRORS as exc:
                 logger.warning("job events: cannot listen (%s); retrying in %.0fs", exc, self._reconnect_delay)
                 await self._pause(self._reconnect_delay)
                 continue
@@ -131,10 +132,15 @@ class JobEvents:
                 self.connected.set()
                 self._broadcast(RESYNC)  # whatever happened while not listening
                 await self._until_lost(conn, lost)
+            except _CONNECTION_ERRORS as exc:
+                logger.warning("job events: listening failed (%s)", exc)
             finally:
                 self.connected.clear()
                 if not conn.is_closed():
-                    await conn.close(timeout=2)
+                    try:
+                        await conn.close(timeout=2)
+                    except _CONNECTION_ERRORS:
+                        conn.terminate()
             if not self._stopping.is_set():
                 logger.warning("job events: listening connection lost; reconnecting")
                 self._broadcast(RESYNC)
@@ -147,7 +153,7 @@ class JobEvents:
                 return
             try:
                 await conn.fetchval("SELECT 1", timeout=5)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except _CONNECTION_ERRORS:
                 return
 
     async def _pause(self, seconds: float, also: asyncio.Event | None = None) -> None:
