@@ -70,6 +70,10 @@ async def test_a_paused_queue_accepts_jobs_runs_none_and_survives_losing_redis(
         assert (stats.queue.paused, stats.queued, stats.running, stats.scheduled, stats.retry_scheduled) == (
             True, 1, 0, 0, 0,
         )  # fmt: skip
+        # The call that finished during the pause, as its worker reported it with its heartbeat.
+        assert (stats.started_last_minute, stats.succeeded_last_minute, stats.failed_last_minute) == (1, 1, 0)
+        assert (stats.started_last_hour, stats.attempt_duration_sample) == (1, 1)
+        assert stats.attempt_duration_p50.ToTimedelta().total_seconds() >= 2
         assert stats.oldest_ready_age.ToTimedelta().total_seconds() > 1
         listed = {q.name: q.paused for q in (await queues.ListQueues(qapi.ListQueuesRequest())).queues}
         assert listed[queue] is True

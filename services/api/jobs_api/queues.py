@@ -14,6 +14,7 @@ from datetime import UTC, timedelta
 from typing import Any, TypeAlias
 
 import grpc
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobs_api.convert import duration_proto, error_kind_from_proto, execution_to_proto, timestamp_proto
@@ -23,6 +24,7 @@ from jobs_common.errors import FailedPreconditionError, FieldViolation, InvalidA
 from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
 from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStore
+from jobs_common.throughput import read_throughput
 from jobs_common.validation import validate_id, validate_page_size, validate_queue_name
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobscheduler.v1 import queue_service_pb2 as api
@@ -65,8 +67,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         idle: IdleClock,
         dead_letters: DeadLetters,
         jobs: JobStore,
+        redis: Redis,
         settings: Settings,
     ) -> None:
+        self._redis = redis
         self._dead_letters = dead_letters
         self._jobs = jobs
         self._queues = queues
@@ -85,7 +89,15 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         for row in await self._queues.depth_of(info.name):
             counts[row.state] = row.count
             oldest = max(oldest, row.oldest_ready_age or 0.0)
-        return api.GetQueueStatsResponse(
+        rates = await read_throughput(self._redis, info.name)
+        response = api.GetQueueStatsResponse(
+            started_last_minute=rates.started_last_minute,
+            succeeded_last_minute=rates.succeeded_last_minute,
+            failed_last_minute=rates.failed_last_minute,
+            started_last_hour=rates.started_last_hour,
+            succeeded_last_hour=rates.succeeded_last_hour,
+            failed_last_hour=rates.failed_last_hour,
+            attempt_duration_sample=rates.duration_sample,
             queue=_queue(info),
             scheduled=counts[ExecutionState.SCHEDULED],
             queued=counts[ExecutionState.QUEUED],
@@ -93,6 +105,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             retry_scheduled=counts[ExecutionState.RETRY_SCHEDULED],
             oldest_ready_age=duration_proto(timedelta(seconds=oldest)),
         )
+        if rates.duration_p50 is not None and rates.duration_p95 is not None:
+            response.attempt_duration_p50.CopyFrom(duration_proto(timedelta(seconds=rates.duration_p50)))
+            response.attempt_duration_p95.CopyFrom(duration_proto(timedelta(seconds=rates.duration_p95)))
+        return response
 
     async def PauseQueue(self, request: api.PauseQueueRequest, context: Context) -> api.PauseQueueResponse:
         info = await self._queues.set_paused(validate_queue_name(request.name), True)

@@ -75,7 +75,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     )
     queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
         QueueServicer(
-            queues, dispatcher, WorkerRegistry(redis), IdleClock(redis), DeadLetters(engine), store, settings
+            queues, dispatcher, WorkerRegistry(redis), IdleClock(redis), DeadLetters(engine), store, redis, settings
         ),
         server,
     )

@@ -26,6 +26,7 @@ from jobs_common.domain import ErrorKind, ExecutionState
 from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.logs import bind
 from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
+from jobs_common.throughput import Throughput
 from jobs_worker._http import HttpOutcome, perform
 from jobs_worker._outcome import decide
 from jobs_worker.metrics import (
@@ -66,7 +67,10 @@ class ExecutionRunner:
         client: httpx.AsyncClient,
         capture_bytes: int,
         record_deadline: timedelta,
+        throughput: Throughput,
     ) -> None:
+        # Counts for GetQueueStats, written to Redis by the worker's heartbeat.
+        self.throughput = throughput
         self._leases = leases
         self._client = client
         self._capture_bytes = capture_bytes
@@ -100,6 +104,7 @@ class ExecutionRunner:
         if isinstance(claimed, NotClaimed):
             return self._not_claimed(execution_id, claimed)
         self._held[claimed.execution_id] = claimed
+        self.throughput.count("started")
         # On every line this delivery logs from here on (JSON logs: fields of their own).
         bind(job_id=str(claimed.job_id), execution_id=execution_id, attempt=claimed.number)
         DISPATCH_LAG_SECONDS.observe(claimed.due_for.total_seconds())
@@ -130,6 +135,10 @@ class ExecutionRunner:
             raise Retry(defer=STORAGE_RETRY_DELAY) from exc
         if moved:
             EXECUTIONS_FINISHED.labels(result.state.value).inc()
+            if result.state is ExecutionState.SUCCEEDED:
+                self.throughput.count("succeeded")
+            elif result.state is ExecutionState.DEAD:
+                self.throughput.count("failed")
         else:
             logger.info("execution %s attempt %d superseded (cancelled or re-leased)", execution_id, claimed.number)
             return "SUPERSEDED"
@@ -164,7 +173,9 @@ class ExecutionRunner:
             raise
         finally:
             IN_FLIGHT.dec()
-        ATTEMPT_SECONDS.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        ATTEMPT_SECONDS.observe(elapsed)
+        self.throughput.duration(elapsed)
         kind = outcome.error_kind
         ATTEMPTS.labels("success" if kind is None else "failure", "" if kind is None else kind.value).inc()
         return outcome

@@ -33,6 +33,7 @@ from jobs_common.queue import (
 )
 from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
+from jobs_common.throughput import Throughput
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobs_worker._claim import DueJobClaimer
 from jobs_worker._runner import ExecutionRunner
@@ -70,6 +71,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         client,
         capture_bytes=settings.response_body_capture_bytes,
         record_deadline=settings.worker_record_deadline,
+        throughput=Throughput(settings.worker_queue),
     )
     logger.info(
         "worker %s ready on queue %r: %d concurrent calls, poll every %.0f ms",
@@ -162,6 +164,7 @@ class JobsWorker(Worker):
                         pipe.pexpire(in_progress_key_prefix + job_id, self._lease_ttl_ms)
                     await pipe.execute()
             await WorkerRegistry(self.pool).beat(self._describe(len(running)))
+            await self._flush_throughput()
         except REDIS_ERRORS as exc:
             logger.warning("heartbeat: Redis did not answer (%s)", exc)
         runner: ExecutionRunner | None = self.ctx.get("runner")
@@ -170,6 +173,11 @@ class JobsWorker(Worker):
                 await runner.renew_leases()
             except DEPENDENCY_ERRORS as exc:
                 logger.warning("heartbeat: PostgreSQL did not answer (%s)", exc)
+
+    async def _flush_throughput(self) -> None:
+        runner: ExecutionRunner | None = self.ctx.get("runner")
+        if runner is not None:
+            await runner.throughput.flush(self.pool)
 
     def _describe(self, in_flight: int) -> WorkerInfo:
         """This worker as QueueService.ListWorkers shows it."""
@@ -259,6 +267,7 @@ class JobsWorker(Worker):
     async def close(self) -> None:
         if self._pool is not None:
             with contextlib.suppress(*REDIS_ERRORS):
+                await self._flush_throughput()
                 await WorkerRegistry(self.pool).leave(self.ctx["worker_id"])
         if self._handle_signals:
             # The drain is over; a signal now would only cut short the clean-up.

@@ -118,6 +118,15 @@ class GetQueueStatsResponse(_message.Message):
     RUNNING_FIELD_NUMBER: _builtins.int
     RETRY_SCHEDULED_FIELD_NUMBER: _builtins.int
     OLDEST_READY_AGE_FIELD_NUMBER: _builtins.int
+    STARTED_LAST_MINUTE_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_LAST_MINUTE_FIELD_NUMBER: _builtins.int
+    FAILED_LAST_MINUTE_FIELD_NUMBER: _builtins.int
+    STARTED_LAST_HOUR_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_LAST_HOUR_FIELD_NUMBER: _builtins.int
+    FAILED_LAST_HOUR_FIELD_NUMBER: _builtins.int
+    ATTEMPT_DURATION_P50_FIELD_NUMBER: _builtins.int
+    ATTEMPT_DURATION_P95_FIELD_NUMBER: _builtins.int
+    ATTEMPT_DURATION_SAMPLE_FIELD_NUMBER: _builtins.int
     scheduled: _builtins.int
     """Executions waiting for a future time (a `run_at` or a recurring tick not yet due)."""
     queued: _builtins.int
@@ -126,6 +135,16 @@ class GetQueueStatsResponse(_message.Message):
     """Executions a worker is running."""
     retry_scheduled: _builtins.int
     """Executions waiting for their next attempt after a failed one."""
+    started_last_minute: _builtins.int
+    """Attempts started, executions SUCCEEDED and executions DEAD in the last minute and hour, as
+    the queue's workers reported them (10-second buckets, up to one heartbeat late).
+    """
+    succeeded_last_minute: _builtins.int
+    failed_last_minute: _builtins.int
+    started_last_hour: _builtins.int
+    succeeded_last_hour: _builtins.int
+    failed_last_hour: _builtins.int
+    attempt_duration_sample: _builtins.int
     @_builtins.property
     def queue(self) -> Global___Queue:
         """The queue."""
@@ -134,6 +153,14 @@ class GetQueueStatsResponse(_message.Message):
     def oldest_ready_age(self) -> _duration_pb2.Duration:
         """How long the oldest due, waiting execution has waited; zero when none is due."""
 
+    @_builtins.property
+    def attempt_duration_p50(self) -> _duration_pb2.Duration:
+        """Median and 95th percentile of the last `attempt_duration_sample` attempts' durations
+        (at most 1,000); unset when there are none.
+        """
+
+    @_builtins.property
+    def attempt_duration_p95(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -143,10 +170,19 @@ class GetQueueStatsResponse(_message.Message):
         running: _builtins.int = ...,
         retry_scheduled: _builtins.int = ...,
         oldest_ready_age: _duration_pb2.Duration | None = ...,
+        started_last_minute: _builtins.int = ...,
+        succeeded_last_minute: _builtins.int = ...,
+        failed_last_minute: _builtins.int = ...,
+        started_last_hour: _builtins.int = ...,
+        succeeded_last_hour: _builtins.int = ...,
+        failed_last_hour: _builtins.int = ...,
+        attempt_duration_p50: _duration_pb2.Duration | None = ...,
+        attempt_duration_p95: _duration_pb2.Duration | None = ...,
+        attempt_duration_sample: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_ready_age", b"oldest_ready_age", "queue", b"queue"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "oldest_ready_age", b"oldest_ready_age", "queue", b"queue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["oldest_ready_age", b"oldest_ready_age", "queue", b"queue", "queued", b"queued", "retry_scheduled", b"retry_scheduled", "running", b"running", "scheduled", b"scheduled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "attempt_duration_sample", b"attempt_duration_sample", "failed_last_hour", b"failed_last_hour", "failed_last_minute", b"failed_last_minute", "oldest_ready_age", b"oldest_ready_age", "queue", b"queue", "queued", b"queued", "retry_scheduled", b"retry_scheduled", "running", b"running", "scheduled", b"scheduled", "started_last_hour", b"started_last_hour", "started_last_minute", b"started_last_minute", "succeeded_last_hour", b"succeeded_last_hour", "succeeded_last_minute", b"succeeded_last_minute"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
