@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
@@ -90,42 +91,34 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
 
 
 def job_state_from_proto(value: int) -> JobState | None:
-    """None for JOB_STATE_UNSPECIFIED.
-
-    Raises:
-        InvalidArgumentError: an unknown enum number.
-    """
-    name = _enum_name(pb.JobState, value, "JOB_STATE_")
-    try:
-        return JobState(name) if name is not None else None
-    except ValueError:
-        raise InvalidArgumentError([FieldViolation("state", f"unknown job state {value}")]) from None
+    """None for JOB_STATE_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
+    return _enum_from_proto(pb.JobState, value, "JOB_STATE_", JobState, "state", "job state")
 
 
 def job_kind_from_proto(value: int) -> JobKind | None:
-    """None for JOB_KIND_UNSPECIFIED.
-
-    Raises:
-        InvalidArgumentError: an unknown enum number.
-    """
-    name = _enum_name(pb.JobKind, value, "JOB_KIND_")
-    try:
-        return JobKind(name) if name is not None else None
-    except ValueError:
-        raise InvalidArgumentError([FieldViolation("kind", f"unknown job kind {value}")]) from None
+    """None for JOB_KIND_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
+    return _enum_from_proto(pb.JobKind, value, "JOB_KIND_", JobKind, "kind", "job kind")
 
 
 def error_kind_from_proto(value: int, field_name: str) -> ErrorKind | None:
-    """None for ERROR_KIND_UNSPECIFIED.
+    """None for ERROR_KIND_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
+    return _enum_from_proto(pb.ErrorKind, value, "ERROR_KIND_", ErrorKind, field_name, "error kind")
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _enum_from_proto(proto_enum: Any, value: int, prefix: str, domain: type[E], field_name: str, noun: str) -> E | None:
+    """The domain enum member a proto enum number names; None when unset.
 
     Raises:
-        InvalidArgumentError: an unknown enum number.
+        InvalidArgumentError: an unknown enum number, on ``field_name``.
     """
-    name = _enum_name(pb.ErrorKind, value, "ERROR_KIND_")
+    name = _enum_name(proto_enum, value, prefix)
     try:
-        return ErrorKind(name) if name is not None else None
+        return domain(name) if name is not None else None
     except ValueError:
-        raise InvalidArgumentError([FieldViolation(field_name, f"unknown error kind {value}")]) from None
+        raise InvalidArgumentError([FieldViolation(field_name, f"unknown {noun} {value}")]) from None
 
 
 def job_to_proto(job: Job, upcoming: list[datetime] | None = None) -> pb.Job:

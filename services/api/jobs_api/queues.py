@@ -86,7 +86,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         info = await self._queues.get(validate_queue_name(request.name))
         counts = {state: 0 for state in ExecutionState}
         oldest = 0.0
-        for row in await self._queues.depth_of(info.name):
+        for row in await self._queues.depth(info.name):
             counts[row.state] = row.count
             oldest = max(oldest, row.oldest_ready_age or 0.0)
         rates = await read_throughput(self._redis, info.name)
@@ -132,7 +132,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         settings = self._settings
         queue = validate_queue_name(request.queue, "queue")
         backlog = await self._queues.backlog(queue, settings.scaling_due_within)
-        running = sum(row.count for row in await self._queues.depth_of(queue) if row.state is ExecutionState.RUNNING)
+        running = sum(row.count for row in await self._queues.depth(queue) if row.state is ExecutionState.RUNNING)
         workers = await self._workers.live(settings.worker_lease_ttl, queue)
         capacity = (
             round(sum(w.capacity for w in workers) / len(workers)) if workers else settings.worker_max_concurrent_jobs

@@ -26,8 +26,13 @@ from jobs_common.store._rows import http_request_from, retry_policy_from
 
 __all__ = ["AttemptResult", "Claim", "ExecutionLeases", "NotClaimed"]
 
+# Whether execution ``e``'s queue is paused (QueueService.PauseQueue).
+_QUEUE_PAUSED = (
+    "EXISTS (SELECT 1 FROM jobs j JOIN queue_settings q ON q.name = j.queue WHERE j.id = e.job_id AND q.paused)"
+)
+
 _CLAIM = text(
-    """
+    f"""
 WITH claimed AS (
     UPDATE executions e
     SET state = 'RUNNING',
@@ -41,8 +46,7 @@ WITH claimed AS (
       AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
            OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
       -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
-      AND NOT EXISTS (SELECT 1 FROM jobs j JOIN queue_settings q ON q.name = j.queue
-                      WHERE j.id = e.job_id AND q.paused)
+      AND NOT {_QUEUE_PAUSED}
     -- The definition the execution was created with (UpdateJob does not change it).
     RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.schedule_time,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
@@ -63,11 +67,10 @@ SELECT * FROM claimed
 )
 
 _INSPECT = text(
-    """
+    f"""
 SELECT e.state, greatest(e.schedule_time - now(), interval '0') AS until_due,
        greatest(e.lease_expires_at - now(), interval '0') AS until_lease_expiry,
-       EXISTS (SELECT 1 FROM jobs j JOIN queue_settings q ON q.name = j.queue
-               WHERE j.id = e.job_id AND q.paused) AS paused
+       {_QUEUE_PAUSED} AS paused
 FROM executions e WHERE e.id = :execution_id
 """
 )

@@ -24,19 +24,8 @@ SELECT j.queue, e.state, count(*) AS executions,
                FILTER (WHERE e.state <> 'RUNNING' AND e.schedule_time <= now())) AS oldest_ready_age
 FROM executions e JOIN jobs j ON j.id = e.job_id
 WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')
+  AND (CAST(:queue AS text) IS NULL OR j.queue = CAST(:queue AS text))
 GROUP BY j.queue, e.state
-"""
-)
-
-# The same, for one queue.
-_DEPTH_OF = text(
-    """
-SELECT e.state, count(*) AS executions,
-       extract(epoch FROM now() - min(e.schedule_time)
-               FILTER (WHERE e.state <> 'RUNNING' AND e.schedule_time <= now())) AS oldest_ready_age
-FROM executions e JOIN jobs j ON j.id = e.job_id
-WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED') AND j.queue = :queue
-GROUP BY e.state
 """
 )
 
@@ -140,14 +129,10 @@ class QueueStore:
         async with self._engine.connect() as conn:
             return {row.name: row.paused for row in (await conn.execute(_SETTINGS)).all()}
 
-    async def depth_of(self, queue: str) -> list[QueueDepth]:
+    async def depth(self, queue: str | None = None) -> list[QueueDepth]:
+        """Every queue's unfinished executions by state, or only ``queue``'s."""
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_DEPTH_OF, {"queue": queue})).all()
-        return [_depth(queue, row) for row in rows]
-
-    async def depth(self) -> list[QueueDepth]:
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(_DEPTH)).all()
+            rows = (await conn.execute(_DEPTH, {"queue": queue})).all()
         return [_depth(row.queue, row) for row in rows]
 
 
