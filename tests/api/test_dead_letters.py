@@ -90,3 +90,10 @@ async def test_dead_letter_arguments_are_checked(channel):
     with pytest.raises(grpc.aio.AioRpcError) as bad_filter:
         await queues.ListDeadLetters(qapi.ListDeadLettersRequest(filter=qapi.DeadLetterFilter(job_id="x")))
     assert "filter.job_id" in field_violations(bad_filter.value)
+    # A timestamp protobuf can carry but a clock cannot: INVALID_ARGUMENT, not INTERNAL.
+    out_of_range = qapi.DeadLetterFilter()
+    out_of_range.end_time_after.seconds = 10**15
+    with pytest.raises(grpc.aio.AioRpcError) as bad_time:
+        await queues.ListDeadLetters(qapi.ListDeadLettersRequest(filter=out_of_range))
+    assert bad_time.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "filter.end_time_after" in field_violations(bad_time.value)

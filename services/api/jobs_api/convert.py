@@ -25,6 +25,7 @@ __all__ = [
     "job_kind_from_proto",
     "job_state_from_proto",
     "job_to_proto",
+    "timestamp_field",
     "timestamp_proto",
 ]
 
@@ -45,14 +46,11 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
         return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
 
     def timestamp(message: Message, name: str, path: str) -> datetime | None:
-        if not message.HasField(name):
-            return None
         try:
-            value: datetime = getattr(message, name).ToDatetime(tzinfo=UTC)
-        except (ValueError, OverflowError):
-            violations.append(FieldViolation(f"{prefix}.{path}", "is not a valid timestamp"))
+            return timestamp_field(message, name, f"{prefix}.{path}")
+        except InvalidArgumentError as error:
+            violations.extend(error.violations)
             return None
-        return value
 
     request, policy, schedule = job.http_request, job.retry_policy, job.schedule
     run_at = timestamp(schedule, "run_at", "schedule.run_at")
@@ -88,6 +86,21 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
     if violations:
         raise InvalidArgumentError(violations)
     return draft
+
+
+def timestamp_field(message: Message, name: str, field_path: str) -> datetime | None:
+    """The timestamp field ``name`` of ``message`` in UTC; None when unset.
+
+    Raises:
+        InvalidArgumentError: seconds or nanos out of the Timestamp range, on ``field_path``.
+    """
+    if not message.HasField(name):
+        return None
+    try:
+        value: datetime = getattr(message, name).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgumentError([FieldViolation(field_path, "is not a valid timestamp")]) from None
+    return value
 
 
 def job_state_from_proto(value: int) -> JobState | None:

@@ -10,14 +10,20 @@ outlives the loss of Redis's data.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 import grpc
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from jobs_api.convert import duration_proto, error_kind_from_proto, execution_to_proto, timestamp_proto
+from jobs_api.convert import (
+    duration_proto,
+    error_kind_from_proto,
+    execution_to_proto,
+    timestamp_field,
+    timestamp_proto,
+)
 from jobs_api.scaling import IdleClock, ScalingInputs, recommend
 from jobs_common.domain import ExecutionState
 from jobs_common.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, NotFoundError
@@ -218,7 +224,7 @@ def _dead_letter_filter(message: api.DeadLetterFilter) -> DeadLetterFilter:
     return DeadLetterFilter(
         queue=validate_queue_name(message.queue, "filter.queue") if message.queue else None,
         job_id=validate_id(message.job_id, "filter.job_id") if message.job_id else None,
-        ended_after=message.end_time_after.ToDatetime(UTC) if message.HasField("end_time_after") else None,
-        ended_before=message.end_time_before.ToDatetime(UTC) if message.HasField("end_time_before") else None,
+        ended_after=timestamp_field(message, "end_time_after", "filter.end_time_after"),
+        ended_before=timestamp_field(message, "end_time_before", "filter.end_time_before"),
         error_kind=error_kind_from_proto(message.error_kind, "filter.error_kind"),
     )
