@@ -3,8 +3,9 @@
 Every module logs through ``logging.getLogger(__name__)`` as usual; one handler renders each
 record as a JSON object (one per line, for log collectors) or, in a terminal, as a readable
 console line. What :func:`bind` binds (``job_id``, ``execution_id``, ``attempt`` in the worker)
-is added to every line the current task logs. URL passwords and bearer tokens are masked in every
-line, whatever logged them.
+is added to every line the current task logs, and so are the ``trace_id`` and ``span_id`` of the
+current OpenTelemetry span (an RPC's, an attempt's) when there is one. URL passwords and bearer
+tokens are masked in every line, whatever logged them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 
 __all__ = ["bind", "configure_logging", "redact"]
 
@@ -40,6 +42,14 @@ def _redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -
     return event
 
 
+def _add_trace_ids(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        event.setdefault("trace_id", format(span.trace_id, "032x"))
+        event.setdefault("span_id", format(span.span_id, "016x"))
+    return event
+
+
 def bind(**values: object) -> None:
     """Adds ``values`` to every line the current task (and the tasks it starts) logs from now on."""
     structlog.contextvars.bind_contextvars(**values)
@@ -51,6 +61,7 @@ def configure_logging(level: str, log_format: str = "auto", stream: TextIO | Non
     console = log_format == "console" or (log_format == "auto" and stream.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

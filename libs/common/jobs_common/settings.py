@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
     metrics_refresh_interval: Duration = timedelta(seconds=5)
+    # OpenTelemetry spans over OTLP/gRPC; the exporter follows the standard OTEL_* variables.
+    tracing_enabled: bool = False
 
     # Fault injection for `make chaos`, never for production: the probability that the api kills
     # itself (SIGKILL) after committing a CreateJob and before enqueueing it.

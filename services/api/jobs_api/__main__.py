@@ -7,12 +7,17 @@ import asyncio
 from jobs_api.server import serve
 from jobs_common.logs import configure_logging
 from jobs_common.settings import Settings
+from jobs_common.tracing import configure_tracing
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    stop_tracing = configure_tracing(settings.tracing_enabled, "job-scheduler-api")
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        stop_tracing()  # exports what is left
 
 
 if __name__ == "__main__":

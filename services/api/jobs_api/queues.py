@@ -31,6 +31,7 @@ from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
 from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStore
 from jobs_common.throughput import read_throughput
+from jobs_common.tracing import current_traceparent
 from jobs_common.validation import validate_id, validate_page_size, validate_queue_name
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobscheduler.v1 import queue_service_pb2 as api
@@ -191,9 +192,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             ids = await self._dead_letters.ids(_dead_letter_filter(request.filter), limit)
         response = api.ReplayDeadLettersResponse()
         queued: list[tuple[object, str]] = []
+        trace_parent = current_traceparent()
         for execution_id in ids:
             try:
-                replayed = await self._jobs.replay_execution(execution_id, dead_only=True)
+                replayed = await self._jobs.replay_execution(execution_id, dead_only=True, trace_parent=trace_parent)
             except (NotFoundError, FailedPreconditionError):
                 response.skipped_ids.append(str(execution_id))
                 continue

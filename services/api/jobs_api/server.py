@@ -22,6 +22,7 @@ from jobs_api.scaler import ExternalScalerServicer
 from jobs_api.scaler import add_to_server as add_scaler
 from jobs_api.scaling import IdleClock
 from jobs_api.servicer import JobServicer
+from jobs_api.tracing import TracingInterceptor
 from jobs_common.db import create_engine
 from jobs_common.metrics import serve_metrics
 from jobs_common.migrate import migrate
@@ -68,8 +69,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         settings.reconcile_batch_size,
     )
 
-    # The metrics interceptor goes first (outermost), so it sees the status the error one sets.
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorInterceptor()])
+    # The metrics and tracing interceptors go outside the error one, so they see the status it sets.
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(), TracingInterceptor(), ErrorInterceptor()])
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )

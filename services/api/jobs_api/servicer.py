@@ -24,6 +24,7 @@ from jobs_common.queue import Dispatcher
 from jobs_common.schedules import fire_times
 from jobs_common.settings import Settings
 from jobs_common.store import JobEvents, JobStore, TickStore
+from jobs_common.tracing import current_traceparent
 from jobs_common.validation import validate_id, validate_job, validate_page_size, validate_request_id
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
@@ -60,7 +61,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not request.HasField("job"):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         spec = validate_job(convert.job_draft(request.job), self._settings)
-        created = await self._store.create_job(spec, request_id)
+        created = await self._store.create_job(spec, request_id, current_traceparent())
         if created.created:
             JOBS_CREATED.labels("recurring" if spec.schedule is not None else "one_off").inc()
         crash_after_commit(self._settings.fault_crash_after_commit)
@@ -120,7 +121,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return api.ResumeJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
 
     async def RunJob(self, request: api.RunJobRequest, context: Context) -> api.RunJobResponse:
-        ran = await self._ticks.run_now(validate_id(request.id))
+        ran = await self._ticks.run_now(validate_id(request.id), current_traceparent())
         for execution_id in ran.cancelled:
             await self._abort(execution_id)
         response = api.RunJobResponse(buffered=ran.buffered)
@@ -158,7 +159,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def ReplayExecution(
         self, request: api.ReplayExecutionRequest, context: Context
     ) -> api.ReplayExecutionResponse:
-        replayed = await self._store.replay_execution(validate_id(request.id))
+        replayed = await self._store.replay_execution(validate_id(request.id), trace_parent=current_traceparent())
         await self._dispatch(replayed.execution, replayed.queue)
         return api.ReplayExecutionResponse(execution=convert.execution_to_proto(replayed.execution))
 

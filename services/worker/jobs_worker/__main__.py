@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from jobs_common.logs import configure_logging
 from jobs_common.settings import Settings
-from jobs_worker._worker import build_worker
+from jobs_common.tracing import configure_tracing
+from jobs_worker._worker import VERSION, build_worker
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    build_worker(settings).run()
+    stop_tracing = configure_tracing(settings.tracing_enabled, "job-scheduler-worker", VERSION)
+    try:
+        build_worker(settings).run()
+    finally:
+        stop_tracing()  # exports what is left
 
 
 if __name__ == "__main__":

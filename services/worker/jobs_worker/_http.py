@@ -24,6 +24,7 @@ import httpx
 
 from jobs_common.backoff import parse_retry_after
 from jobs_common.domain import ErrorKind, HttpRequestSpec
+from jobs_common.tracing import TRACEPARENT
 
 __all__ = ["ATTEMPT_HEADER", "USER_AGENT", "HttpOutcome", "perform"]
 
@@ -56,8 +57,10 @@ async def perform(
     attempt: int,
     timeout: timedelta,
     capture_bytes: int,
+    traceparent: str | None = None,
 ) -> HttpOutcome:
-    """Makes the call within ``timeout`` (connect, send, answer and body read together)."""
+    """Makes the call within ``timeout`` (connect, send, answer and body read together).
+    ``traceparent``: the W3C trace context the request carries (it replaces the job's own)."""
     seconds = timeout.total_seconds()
     headers = {
         **request.headers,
@@ -65,6 +68,9 @@ async def perform(
         ATTEMPT_HEADER: str(attempt),
         "User-Agent": USER_AGENT,
     }
+    if traceparent is not None:
+        headers = {name: value for name, value in headers.items() if name.lower() != TRACEPARENT}
+        headers[TRACEPARENT] = traceparent
     try:
         built = client.build_request(
             request.method.value,

@@ -16,17 +16,19 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from arq import Retry
 
-from jobs_common.domain import ErrorKind, ExecutionState
+from jobs_common.domain import TERMINAL_EXECUTION_STATES, ErrorKind, ExecutionState
 from jobs_common.errors import DEPENDENCY_ERRORS
 from jobs_common.logs import bind
 from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
 from jobs_common.throughput import Throughput
+from jobs_common.tracing import AttemptSpan, ExecutionTrace
 from jobs_worker._http import HttpOutcome, perform
 from jobs_worker._outcome import decide
 from jobs_worker.metrics import (
@@ -108,12 +110,23 @@ class ExecutionRunner:
         # On every line this delivery logs from here on (JSON logs: fields of their own).
         bind(job_id=str(claimed.job_id), execution_id=execution_id, attempt=claimed.number)
         DISPATCH_LAG_SECONDS.observe(claimed.due_for.total_seconds())
+        execution_trace = ExecutionTrace.of(claimed.execution_id, claimed.trace_parent)
         try:
-            return await self._run_claimed(claimed)
+            with execution_trace.attempt(claimed.request.method.value, _attempt_attributes(claimed)) as span:
+                result = await self._run_claimed(claimed, span)
         finally:
             del self._held[claimed.execution_id]
+        if result is not None and result.state in TERMINAL_EXECUTION_STATES:
+            execution_trace.end_execution(
+                claimed.create_time or datetime.now(UTC),
+                {**_execution_attributes(claimed), "jobscheduler.execution.state": result.state.value},
+                error=None if result.state is ExecutionState.SUCCEEDED else result.error_message,
+            )
+        return "SUPERSEDED" if result is None else result.state.value
 
-    async def _run_claimed(self, claimed: Claim) -> str:
+    async def _run_claimed(self, claimed: Claim, span: AttemptSpan) -> AttemptResult | None:
+        """Makes the attempt and records it; returns what was recorded (None: superseded), or
+        raises arq's ``Retry`` for a retry."""
         execution_id = str(claimed.execution_id)
         if claimed.counted_before >= claimed.retry_policy.max_attempts:
             # Earlier attempts died with their workers and used up the budget: no call. A job
@@ -124,8 +137,9 @@ class ExecutionRunner:
                 error_message=f"all {claimed.retry_policy.max_attempts} attempts used (workers lost)",
             )
         else:
-            outcome = await self._call(claimed)
+            outcome = await self._call(claimed, span.traceparent())
             result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
+        _describe_attempt(span, result)
         try:
             moved = await self._with_retries(lambda: self._leases.finish(claimed, result), self._record_deadline)
         except STORAGE_ERRORS as exc:
@@ -141,7 +155,7 @@ class ExecutionRunner:
                 self.throughput.count("failed")
         else:
             logger.info("execution %s attempt %d superseded (cancelled or re-leased)", execution_id, claimed.number)
-            return "SUPERSEDED"
+            return None
         logger.info(
             "execution %s attempt %d → %s%s",
             execution_id,
@@ -152,9 +166,9 @@ class ExecutionRunner:
         if result.state is ExecutionState.RETRY_SCHEDULED:
             assert result.retry_delay is not None
             raise Retry(defer=result.retry_delay)
-        return result.state.value
+        return result
 
-    async def _call(self, claimed: Claim) -> HttpOutcome:
+    async def _call(self, claimed: Claim, traceparent: str | None) -> HttpOutcome:
         """Makes the attempt's HTTP call, measured; a cancelled call hands the execution back."""
         started = time.perf_counter()
         IN_FLIGHT.inc()
@@ -166,6 +180,7 @@ class ExecutionRunner:
                 claimed.number,
                 claimed.timeout,
                 self._capture_bytes,
+                traceparent,
             )
         except asyncio.CancelledError:
             # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
@@ -221,3 +236,38 @@ class ExecutionRunner:
                 if failures:
                     logger.info("PostgreSQL write succeeded after %d failures", failures)
                 return result
+
+
+def _execution_attributes(claimed: Claim) -> dict[str, str | int]:
+    return {
+        "jobscheduler.job.id": str(claimed.job_id),
+        "jobscheduler.execution.id": str(claimed.execution_id),
+        "jobscheduler.attempt": claimed.number,
+    }
+
+
+def _attempt_attributes(claimed: Claim) -> dict[str, str | int]:
+    """OpenTelemetry HTTP client attributes (the URL without credentials) and our ids."""
+    url = urlsplit(claimed.request.url)
+    host = url.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if url.port is not None:
+        netloc += f":{url.port}"
+    attributes: dict[str, str | int] = {
+        "http.request.method": claimed.request.method.value,
+        "url.full": urlunsplit((url.scheme, netloc, url.path, url.query, "")),
+        "server.address": host,
+        **_execution_attributes(claimed),
+    }
+    if url.port is not None:
+        attributes["server.port"] = url.port
+    return attributes
+
+
+def _describe_attempt(span: AttemptSpan, result: AttemptResult) -> None:
+    if result.status_code is not None:
+        span.set("http.response.status_code", result.status_code)
+    span.set("jobscheduler.execution.state", result.state.value)
+    if result.error_kind is not None:
+        error_type = str(result.status_code) if result.error_kind is ErrorKind.HTTP_STATUS else result.error_kind.value
+        span.fail(error_type, result.error_message)

@@ -140,6 +140,8 @@ class ExecutionRow(CallDefinition, Base):
     replay_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id"))
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # W3C traceparent of the RPC that created it (None for a scheduler tick): see jobs_common.tracing.
+    trace_parent: Mapped[str | None] = mapped_column(Text)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

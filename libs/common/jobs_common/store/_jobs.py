@@ -78,12 +78,13 @@ _NEW_JOB = _INSERT_JOB.returning(_JOBS.c.id, *(_JOBS.c[name] for name in CALL_CO
 _CREATE_ONE_OFF_JOB = (
     insert(_EXECUTIONS)
     .from_select(
-        ["id", "job_id", *CALL_COLUMNS, "state", "schedule_time", "create_time", "update_time"],
+        ["id", "job_id", *CALL_COLUMNS, "state", "trace_parent", "schedule_time", "create_time", "update_time"],
         select(
             bindparam("execution_id", type_=Uuid),
             _NEW_JOB.c.id,
             *(_NEW_JOB.c[name] for name in CALL_COLUMNS),
             bindparam("execution_state", type_=String),
+            bindparam("trace_parent", type_=String),
             bindparam("schedule_time", type_=DateTime(timezone=True)),
             bindparam("create_time", type_=DateTime(timezone=True)),
             bindparam("update_time", type_=DateTime(timezone=True)),
@@ -102,10 +103,13 @@ class JobStore:
         # Single-statement writes need no BEGIN/COMMIT round trips: a statement is atomic.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def create_job(self, spec: JobSpec, request_id: uuid.UUID | None) -> CreatedJob:
+    async def create_job(
+        self, spec: JobSpec, request_id: uuid.UUID | None, trace_parent: str | None = None
+    ) -> CreatedJob:
         """Commits the job in one statement: a one-off job with its execution (QUEUED, or
         SCHEDULED for a future run_at), a recurring one with its first fire time. A repeated
-        request_id returns the job created the first time."""
+        request_id returns the job created the first time. ``trace_parent``: the W3C traceparent
+        the execution's spans hang under."""
         now = datetime.now(UTC)
         job_id, execution_id = uuid.uuid4(), uuid.uuid4()
         columns: dict[str, object] = {
@@ -136,6 +140,7 @@ class JobStore:
                 last_execution_id=execution_id,
                 execution_id=execution_id,
                 execution_state=state.value,
+                trace_parent=trace_parent,
                 schedule_time=schedule_time,
             )
             statement = _CREATE_ONE_OFF_JOB
@@ -339,7 +344,9 @@ class JobStore:
             await session.execute(_complete_one_off_job(row.job_id, execution_id, now))
             return execution_from_row(row)
 
-    async def replay_execution(self, execution_id: uuid.UUID, *, dead_only: bool = False) -> Replayed:
+    async def replay_execution(
+        self, execution_id: uuid.UUID, *, dead_only: bool = False, trace_parent: str | None = None
+    ) -> Replayed:
         """Creates a QUEUED execution that replays a DEAD or CANCELLED one. ``dead_only``: only a
         dead letter, a DEAD execution not replayed yet (the job's row lock serializes replays)."""
         now = datetime.now(UTC)
@@ -375,6 +382,7 @@ class JobStore:
                 schedule_time=now,
                 last_error="",
                 replay_of=old.id,
+                trace_parent=trace_parent,
                 create_time=now,
                 update_time=now,
                 # A replay runs the job's current definition: fix the target, then replay.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -48,7 +48,8 @@ WITH claimed AS (
       -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
       AND NOT {_QUEUE_PAUSED}
     -- The definition the execution was created with (UpdateJob does not change it).
-    RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.schedule_time,
+    RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.schedule_time, e.create_time,
+              e.trace_parent,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
               e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
               e.retry_status_codes
@@ -150,6 +151,9 @@ class Claim:
     retry_policy: RetryPolicy
     # How long the attempt had been due when it was claimed (PostgreSQL's clock).
     due_for: timedelta = timedelta(0)
+    # When the execution was created, and the traceparent it was created under (tracing).
+    create_time: datetime | None = None
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,8 @@ class ExecutionLeases:
             timeout=timedelta(milliseconds=row.timeout_ms),
             retry_policy=retry_policy_from(row),
             due_for=timedelta(seconds=float(row.due_for_s)),
+            create_time=row.create_time,
+            trace_parent=row.trace_parent,
         )
 
     async def renew(self, execution_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:

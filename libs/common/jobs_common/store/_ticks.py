@@ -104,7 +104,7 @@ class TickStore:
             await _cancel(session, fired.cancelled, now)
         return fired
 
-    async def run_now(self, job_id: uuid.UUID) -> RunNow:
+    async def run_now(self, job_id: uuid.UUID, trace_parent: str | None = None) -> RunNow:
         """RunJob: fires a recurring job now, outside its schedule, under its overlap policy."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
@@ -119,7 +119,7 @@ class TickStore:
             if job.state in (JobState.DELETED.value, JobState.COMPLETED.value):
                 raise FailedPreconditionError(f"job {job_id} is {job.state}", reason=f"JOB_{job.state}")
             unfinished = await _unfinished_executions(session, [job.id])
-            firing = _JobFiring(job, unfinished[job.id], now)
+            firing = _JobFiring(job, unfinished[job.id], now, trace_parent)
             was_buffered = job.buffered_tick is not None
             firing.tick(None)
             job.update_time = now
@@ -146,8 +146,12 @@ class TickStore:
 class _JobFiring:
     """The executions one pass creates for one locked job, under its overlap policy."""
 
-    def __init__(self, job: JobRow, unfinished: list[uuid.UUID], now: datetime) -> None:
+    def __init__(
+        self, job: JobRow, unfinished: list[uuid.UUID], now: datetime, trace_parent: str | None = None
+    ) -> None:
         self.job = job
+        # Of the RunJob request; a tick's executions start traces of their own.
+        self.trace_parent = trace_parent
         self.unfinished = list(unfinished)
         self.now = now
         self.created: list[ExecutionRow] = []
@@ -189,6 +193,7 @@ class _JobFiring:
             tick_time=tick,
             end_time=self.now if terminal else None,
             last_error=error,
+            trace_parent=self.trace_parent,
             create_time=self.now,
             update_time=self.now,
             **{name: getattr(self.job, name) for name in CALL_COLUMNS},
