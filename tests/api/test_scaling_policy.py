@@ -1,5 +1,6 @@
-"""GetScalingRecommendation's policy, as a pure function: up on backlog, down only when idle
-past the cooldown, always within the bounds."""
+"""GetScalingRecommendation's policy, as a pure function: up on backlog, on processing demand
+(rate * duration) or on ready work waiting too long; down only when idle past the cooldown;
+always within the bounds."""
 
 from __future__ import annotations
 
@@ -32,7 +33,24 @@ def _inputs(backlog: int, current: int, idle_for: timedelta = timedelta(0), **ov
     [
         # 120 / (100 * 0.5) = 2.4 → 3 workers.
         (_inputs(120, 1), 3, "scale up from 1"),
-        (_inputs(100_000, 2), 10, "needs 2000, within [1, 10]: 10; scale up"),
+        (_inputs(100_000, 2), 10, "needs 2000; processing 0/s * ?s = 0 in flight needs 0; 2000 within [1, 10]: 10"),
+        # Same small backlog, but 10 calls/s of 20 s each keep 200 in flight: 200 / 50 = 4.
+        (
+            _inputs(30, 1, arrival_rate=10.0, mean_duration=timedelta(seconds=20)),
+            4,
+            "= 200 in flight needs 4; 4 within [1, 10]: 4; scale up from 1",
+        ),
+        # The calls got 10x slower at the same rate: the demand grows with them.
+        (_inputs(30, 4, arrival_rate=10.0, mean_duration=timedelta(seconds=2)), 4, "= 20 in flight needs 1"),
+        (_inputs(30, 4, arrival_rate=10.0, mean_duration=timedelta(seconds=30)), 6, "= 300 in flight needs 6"),
+        # Counts say 1 is enough, but ready work has waited 30 s: one more than now.
+        (
+            _inputs(20, 2, oldest_ready_age=timedelta(seconds=30)),
+            3,
+            "ready work waited 30s > 10s: one more; 3 within [1, 10]: 3; scale up from 2",
+        ),
+        (_inputs(20, 2, oldest_ready_age=timedelta(seconds=5)), 2, "busy, under the 300s cooldown: keep 2"),
+        (_inputs(20, 10, oldest_ready_age=timedelta(seconds=30)), 10, "11 within [1, 10]: 10; no change"),
         (_inputs(0, 0), 1, "scale up from 0"),
         (_inputs(50, 1), 1, "no change"),
         # Fewer would do, but the queue is busy: scale-down waits for idleness.

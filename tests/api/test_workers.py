@@ -14,7 +14,7 @@ import pytest
 from jobscheduler.v1 import queue_service_pb2 as qapi
 from jobscheduler.v1 import queue_service_pb2_grpc
 from tests.support.apis import private_api
-from tests.support.jobs import create, eventually, http_job
+from tests.support.jobs import create, eventually, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
 
 pytestmark = pytest.mark.usefixtures("api")
@@ -99,3 +99,35 @@ async def test_the_recommendation_shows_its_inputs(settings, target):
     assert busy.idle_for.ToTimedelta() == timedelta(0)
     assert "scale up from 0" in busy.reason
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_recommendation_follows_processing_time_measured_by_the_workers(
+    settings, channel, stub, target, tmp_path: Path
+):
+    queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+    queue = f"processing-{uuid.uuid4().hex[:8]}"
+    [worker] = _workers(settings, tmp_path, queue, 1)
+    try:
+        await worker.wait_for_log("ready on queue")
+        jobs = [await create(stub, http_job(target.url(f"/sleep/1/{queue}-{i}"), queue=queue)) for i in range(6)]
+        for job in jobs:
+            await wait_terminal(stub, job.last_execution.id, timeout=20)
+
+        answer = qapi.GetScalingRecommendationResponse()
+
+        async def measured() -> bool:
+            answer.CopyFrom(await queues.GetScalingRecommendation(qapi.GetScalingRecommendationRequest(queue=queue)))
+            # The worker's heartbeat writes what it measured (every WORKER_HEARTBEAT_INTERVAL).
+            return answer.HasField("mean_attempt_duration") and answer.arrival_rate * 60 >= 6
+
+        await eventually(measured, timeout=10)
+    finally:
+        await worker.stop()
+    # Six attempts of about one second in the last minute: 0.1/s * ~1 s = ~0.1 calls in flight.
+    assert answer.arrival_rate == pytest.approx(6 / 60)
+    mean = answer.mean_attempt_duration.ToTimedelta().total_seconds()
+    assert 1.0 <= mean < 2.0
+    assert answer.processing_demand == pytest.approx(answer.arrival_rate * mean, rel=1e-3)
+    assert answer.max_ready_age.ToTimedelta() == settings.scaling_max_ready_age
+    assert answer.oldest_ready_age.ToTimedelta() == timedelta(0)
+    assert f"processing 0.1/s * {mean:.3g}s" in answer.reason

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     scaling_max_workers: int = Field(default=20, ge=1)
     scaling_scale_down_cooldown: Duration = timedelta(minutes=5)
     scaling_due_within: Duration = timedelta(seconds=30)
+    scaling_max_ready_age: Duration = timedelta(seconds=10)
     # WatchJob re-reads the job this often besides following notifications (which can be lost).
     watch_resync_interval: Duration = timedelta(seconds=5)
     # A worker holds each execution it runs under a lease of WORKER_LEASE_TTL, renewed every

@@ -79,6 +79,7 @@ class ThroughputFigures:
     failed_last_hour: int
     duration_p50: float | None
     duration_p95: float | None
+    duration_mean: float | None
     duration_sample: int
 
 
@@ -112,5 +113,6 @@ async def read_throughput(redis: Redis, queue: str) -> ThroughputFigures:
         failed_last_hour=hour["failed"],
         duration_p50=p50,
         duration_p95=p95,
+        duration_mean=statistics.fmean(durations) if durations else None,
         duration_sample=len(durations),
     )

@@ -139,7 +139,11 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         settings = self._settings
         queue = validate_queue_name(request.queue, "queue")
         backlog = await self._queues.backlog(queue, settings.scaling_due_within)
-        running = sum(row.count for row in await self._queues.depth(queue) if row.state is ExecutionState.RUNNING)
+        depth = await self._queues.depth(queue)
+        running = sum(row.count for row in depth if row.state is ExecutionState.RUNNING)
+        oldest_ready = timedelta(seconds=max((row.oldest_ready_age or 0.0 for row in depth), default=0.0))
+        rates = await read_throughput(self._redis, queue)
+        mean = None if rates.duration_mean is None else timedelta(seconds=rates.duration_mean)
         workers = await self._workers.live(settings.worker_lease_ttl, queue)
         capacity = (
             round(sum(w.capacity for w in workers) / len(workers)) if workers else settings.worker_max_concurrent_jobs
@@ -153,6 +157,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             max_workers=settings.scaling_max_workers,
             scale_down_cooldown=settings.scaling_scale_down_cooldown,
             idle_for=await self._idle.observe(queue, busy=backlog > 0),
+            arrival_rate=rates.started_last_minute / 60,
+            mean_duration=mean,
+            oldest_ready_age=oldest_ready,
+            max_ready_age=settings.scaling_max_ready_age,
         )
         desired, reason = recommend(inputs)
         return api.GetScalingRecommendationResponse(
@@ -168,6 +176,11 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             scale_down_cooldown=duration_proto(inputs.scale_down_cooldown),
             idle_for=duration_proto(inputs.idle_for),
             reason=reason,
+            arrival_rate=inputs.arrival_rate,
+            mean_attempt_duration=None if mean is None else duration_proto(mean),
+            processing_demand=inputs.processing_demand,
+            oldest_ready_age=duration_proto(oldest_ready),
+            max_ready_age=duration_proto(settings.scaling_max_ready_age),
         )
 
     async def ListDeadLetters(

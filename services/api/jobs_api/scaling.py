@@ -1,14 +1,27 @@
-"""GetScalingRecommendation's policy (the original plan's): scale up when the backlog needs more
-workers than run; scale down only once the queue has been idle for the cooldown.
+"""GetScalingRecommendation's policy (the original plan's): scale up when the backlog or the
+processing time needs more workers than run; scale down only once the queue has been idle for the
+cooldown.
 
-    needed  = ceil(backlog / (per_worker_capacity * target_utilization))   (0 when backlog is 0)
+    per_worker = per_worker_capacity * target_utilization
+    by_backlog = ceil(backlog / per_worker)
+    by_demand  = ceil(arrival_rate * mean_duration / per_worker)     (Little's law)
+    needed     = max(by_backlog, by_demand)
+    if oldest_ready_age > max_ready_age and needed <= current:       (work waits for a worker)
+        needed = current + 1
     desired = clamp(needed, min_workers, max_workers)
     if desired < current and the queue has not been idle (backlog 0) for the cooldown:
         desired = current
 
 ``backlog`` counts executions running or due within SCALING_DUE_WITHIN, the same figure KEDA's
-external scaler serves. The idle clock lives in Redis (one hash field per queue), so every api
-replica answers alike; it is restarted whenever a replica sees the queue busy.
+external scaler serves. ``arrival_rate`` (attempts started per second over the last minute) times
+``mean_duration`` (of the last attempts) is how many calls are in flight at that rate in steady
+state: when calls grow slower at the same rate, this asks for workers before the backlog shows it.
+A ready execution waiting longer than SCALING_MAX_READY_AGE means the workers do not keep up
+whatever the counts say (CPU-bound, slow polls): one more worker, again at the next look if it
+still waits.
+
+The idle clock lives in Redis (one hash field per queue), so every api replica answers alike; it
+is restarted whenever a replica sees the queue busy.
 """
 
 from __future__ import annotations
@@ -37,17 +50,39 @@ class ScalingInputs:
     max_workers: int
     scale_down_cooldown: timedelta
     idle_for: timedelta
+    # Attempts started per second over the last minute, and the mean duration of recent attempts
+    # (None before any was measured).
+    arrival_rate: float = 0.0
+    mean_duration: timedelta | None = None
+    oldest_ready_age: timedelta = timedelta(0)
+    max_ready_age: timedelta = timedelta(seconds=10)
+
+    @property
+    def processing_demand(self) -> float:
+        """Calls in flight that the arrival rate and the call duration imply (Little's law)."""
+        if self.mean_duration is None:
+            return 0.0
+        return self.arrival_rate * self.mean_duration.total_seconds()
 
 
 def recommend(inputs: ScalingInputs) -> tuple[int, str]:
     """(desired workers, why)."""
     per_worker = inputs.per_worker_capacity * inputs.target_utilization
-    needed = math.ceil(inputs.backlog / per_worker) if inputs.backlog else 0
-    desired = min(max(needed, inputs.min_workers), inputs.max_workers)
+    by_backlog = math.ceil(inputs.backlog / per_worker) if inputs.backlog else 0
+    demand = inputs.processing_demand
+    by_demand = math.ceil(demand / per_worker - 1e-9) if demand > 0 else 0
+    needed = max(by_backlog, by_demand)
     basis = (
         f"backlog {inputs.backlog} / ({inputs.per_worker_capacity} * {inputs.target_utilization:g}) "
-        f"needs {needed}, within [{inputs.min_workers}, {inputs.max_workers}]: {desired}"
+        f"needs {by_backlog}; processing {inputs.arrival_rate:.3g}/s * {_seconds(inputs.mean_duration)} "
+        f"= {demand:.3g} in flight needs {by_demand}"
     )
+    waiting = inputs.oldest_ready_age.total_seconds()
+    if waiting > inputs.max_ready_age.total_seconds() and needed <= inputs.current_workers:
+        needed = inputs.current_workers + 1
+        basis += f"; ready work waited {waiting:.0f}s > {inputs.max_ready_age.total_seconds():g}s: one more"
+    desired = min(max(needed, inputs.min_workers), inputs.max_workers)
+    basis += f"; {needed} within [{inputs.min_workers}, {inputs.max_workers}]: {desired}"
     if desired < inputs.current_workers:
         if inputs.backlog or inputs.idle_for < inputs.scale_down_cooldown:
             waited = "busy" if inputs.backlog else f"idle for {inputs.idle_for.total_seconds():.0f}s"
@@ -60,6 +95,10 @@ def recommend(inputs: ScalingInputs) -> tuple[int, str]:
     if desired > inputs.current_workers:
         return desired, f"{basis}; scale up from {inputs.current_workers}"
     return desired, f"{basis}; no change"
+
+
+def _seconds(value: timedelta | None) -> str:
+    return "?s" if value is None else f"{value.total_seconds():.3g}s"
 
 
 class IdleClock:

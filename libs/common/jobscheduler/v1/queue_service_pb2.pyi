@@ -396,6 +396,11 @@ class GetScalingRecommendationResponse(_message.Message):
     SCALE_DOWN_COOLDOWN_FIELD_NUMBER: _builtins.int
     IDLE_FOR_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ARRIVAL_RATE_FIELD_NUMBER: _builtins.int
+    MEAN_ATTEMPT_DURATION_FIELD_NUMBER: _builtins.int
+    PROCESSING_DEMAND_FIELD_NUMBER: _builtins.int
+    OLDEST_READY_AGE_FIELD_NUMBER: _builtins.int
+    MAX_READY_AGE_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """The queue."""
     desired_workers: _builtins.int
@@ -415,6 +420,12 @@ class GetScalingRecommendationResponse(_message.Message):
     max_workers: _builtins.int
     reason: _builtins.str
     """Why, in words."""
+    arrival_rate: _builtins.float
+    """Attempts started per second over the last minute."""
+    processing_demand: _builtins.float
+    """Calls in flight that arrival_rate and mean_attempt_duration imply (Little's law): the
+    processing-time signal.
+    """
     @_builtins.property
     def scale_down_cooldown(self) -> _duration_pb2.Duration:
         """How long the queue must be idle (backlog 0) before fewer workers are recommended."""
@@ -422,6 +433,18 @@ class GetScalingRecommendationResponse(_message.Message):
     @_builtins.property
     def idle_for(self) -> _duration_pb2.Duration:
         """How long the backlog has been 0, as far as the api has seen; zero while busy."""
+
+    @_builtins.property
+    def mean_attempt_duration(self) -> _duration_pb2.Duration:
+        """Mean duration of the queue's recent attempts; unset before any was measured."""
+
+    @_builtins.property
+    def oldest_ready_age(self) -> _duration_pb2.Duration:
+        """How long the oldest due, waiting execution has waited."""
+
+    @_builtins.property
+    def max_ready_age(self) -> _duration_pb2.Duration:
+        """Ready work waiting longer than this asks for one more worker (SCALING_MAX_READY_AGE)."""
 
     def __init__(
         self,
@@ -438,10 +461,15 @@ class GetScalingRecommendationResponse(_message.Message):
         scale_down_cooldown: _duration_pb2.Duration | None = ...,
         idle_for: _duration_pb2.Duration | None = ...,
         reason: _builtins.str = ...,
+        arrival_rate: _builtins.float = ...,
+        mean_attempt_duration: _duration_pb2.Duration | None = ...,
+        processing_demand: _builtins.float = ...,
+        oldest_ready_age: _duration_pb2.Duration | None = ...,
+        max_ready_age: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_for", b"idle_for", "scale_down_cooldown", b"scale_down_cooldown"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_for", b"idle_for", "max_ready_age", b"max_ready_age", "mean_attempt_duration", b"mean_attempt_duration", "oldest_ready_age", b"oldest_ready_age", "scale_down_cooldown", b"scale_down_cooldown"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backlog", b"backlog", "current_workers", b"current_workers", "desired_workers", b"desired_workers", "idle_for", b"idle_for", "in_flight", b"in_flight", "max_workers", b"max_workers", "min_workers", b"min_workers", "per_worker_capacity", b"per_worker_capacity", "queue", b"queue", "reason", b"reason", "scale_down_cooldown", b"scale_down_cooldown", "target_utilization", b"target_utilization"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arrival_rate", b"arrival_rate", "backlog", b"backlog", "current_workers", b"current_workers", "desired_workers", b"desired_workers", "idle_for", b"idle_for", "in_flight", b"in_flight", "max_ready_age", b"max_ready_age", "max_workers", b"max_workers", "mean_attempt_duration", b"mean_attempt_duration", "min_workers", b"min_workers", "oldest_ready_age", b"oldest_ready_age", "per_worker_capacity", b"per_worker_capacity", "processing_demand", b"processing_demand", "queue", b"queue", "reason", b"reason", "scale_down_cooldown", b"scale_down_cooldown", "target_utilization", b"target_utilization"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
