@@ -25,9 +25,10 @@ AND (CAST(:queue AS text) IS NULL OR j.queue = CAST(:queue AS text))
 AND (CAST(:job_id AS uuid) IS NULL OR e.job_id = CAST(:job_id AS uuid))
 AND (CAST(:ended_after AS timestamptz) IS NULL OR e.end_time >= CAST(:ended_after AS timestamptz))
 AND (CAST(:ended_before AS timestamptz) IS NULL OR e.end_time < CAST(:ended_before AS timestamptz))
-AND (CAST(:error_kind AS text) IS NULL OR EXISTS (
-    SELECT 1 FROM attempts a
-    WHERE a.execution_id = e.id AND a.number = e.attempt_count AND a.error_kind = CAST(:error_kind AS text)))
+AND (CAST(:error_kind AS text) IS NULL OR CAST(:error_kind AS text) = (
+    -- A scalar subquery (one primary-key probe per dead letter read), not EXISTS: a semi-join
+    -- lets PostgreSQL hash the whole attempts table.
+    SELECT a.error_kind FROM attempts a WHERE a.execution_id = e.id AND a.number = e.attempt_count))
 """
 
 _PAGE = text(

@@ -17,15 +17,21 @@ from jobs_common.errors import NotFoundError
 
 __all__ = ["QueueDepth", "QueueInfo", "QueueStore"]
 
+# The queue of execution ``e``, looked up by primary key for each unfinished execution: a scalar
+# subquery is never turned into a join, so PostgreSQL cannot choose to hash the whole jobs table
+# (one row per one-off job: it grows with the history).
+_QUEUE_OF_E = "(SELECT j.queue FROM jobs j WHERE j.id = e.job_id)"
+
 _DEPTH = text(
-    """
-SELECT j.queue, e.state, count(*) AS executions,
-       extract(epoch FROM now() - min(e.schedule_time)
-               FILTER (WHERE e.state <> 'RUNNING' AND e.schedule_time <= now())) AS oldest_ready_age
-FROM executions e JOIN jobs j ON j.id = e.job_id
-WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')
-  AND (CAST(:queue AS text) IS NULL OR j.queue = CAST(:queue AS text))
-GROUP BY j.queue, e.state
+    f"""
+SELECT queue, state, count(*) AS executions,
+       extract(epoch FROM now() - min(schedule_time)
+               FILTER (WHERE state <> 'RUNNING' AND schedule_time <= now())) AS oldest_ready_age
+FROM (SELECT {_QUEUE_OF_E} AS queue, e.state, e.schedule_time
+      FROM executions e
+      WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')) AS unfinished
+WHERE CAST(:queue AS text) IS NULL OR queue = CAST(:queue AS text)
+GROUP BY queue, state
 """
 )
 
@@ -70,12 +76,12 @@ RETURNING name, paused, pause_time
 _SETTINGS = text("SELECT name, paused FROM queue_settings")
 
 _BACKLOG = text(
-    """
-SELECT count(*) FROM executions e JOIN jobs j ON j.id = e.job_id
-WHERE j.queue = :queue
-  AND (e.state = 'RUNNING'
+    f"""
+SELECT count(*) FROM executions e
+WHERE (e.state = 'RUNNING'
        OR (e.state IN ('SCHEDULED', 'QUEUED', 'RETRY_SCHEDULED')
            AND e.schedule_time <= now() + make_interval(secs => CAST(:due_within_s AS double precision))))
+  AND {_QUEUE_OF_E} = :queue
 """
 )
 

@@ -29,10 +29,12 @@ __all__ = ["LostExecution", "Reconciliation"]
 # pg_advisory lock key of the reconciler ("jobs-rec" as an int64).
 RECONCILER_LOCK_KEY = 0x6A6F62732D726563
 
+# Each execution's queue is a primary-key probe (a scalar subquery), so the pass reads what is
+# unfinished and never the whole jobs table, which grows with the history.
 _OVERDUE_WAITING = text(
     """
-SELECT e.id, e.state, e.schedule_time, j.queue
-FROM executions e JOIN jobs j ON j.id = e.job_id
+SELECT e.id, e.state, e.schedule_time, (SELECT j.queue FROM jobs j WHERE j.id = e.job_id) AS queue
+FROM executions e
 WHERE e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
   AND e.schedule_time <= now() - make_interval(secs => CAST(:grace_s AS double precision))
   AND (e.schedule_time, e.id) > (CAST(:after_time AS timestamptz), CAST(:after_id AS uuid))
@@ -43,8 +45,8 @@ LIMIT :limit
 
 _LEASE_EXPIRED = text(
     """
-SELECT e.id, e.state, e.schedule_time, j.queue
-FROM executions e JOIN jobs j ON j.id = e.job_id
+SELECT e.id, e.state, e.schedule_time, (SELECT j.queue FROM jobs j WHERE j.id = e.job_id) AS queue
+FROM executions e
 WHERE e.state = 'RUNNING' AND e.lease_expires_at < now()
 ORDER BY e.lease_expires_at
 LIMIT :limit
