@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from jobs_common.settings import Settings
 
 
@@ -19,6 +21,8 @@ def settings_env(settings: Settings, **overrides: str) -> dict[str, str]:
     for name, value in settings.model_dump(exclude_none=True).items():
         if hasattr(value, "total_seconds"):
             value = f"{value.total_seconds()}s"
+        elif isinstance(value, SecretStr):
+            value = value.get_secret_value()
         env[name.upper()] = str(value)
     env.update(overrides)
     return env

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs_common._durations import parse_duration
+from jobs_common.auth import ApiToken, parse_api_tokens
 
 __all__ = ["Settings"]
 
@@ -18,7 +19,8 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 class Settings(BaseSettings):
     """Every setting of the api and the worker; names follow the original plan's variables."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # hide_input_in_errors: a bad value is named, never echoed (tokens, passwords in URLs).
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobscheduler"
     database_auto_create: bool = True
@@ -29,6 +31,13 @@ class Settings(BaseSettings):
     redis_port: int = 6379
     redis_password: str | None = None
     redis_db: int = Field(default=0, ge=0)
+
+    # Bearer tokens of the api's clients (see jobs_common.auth); empty: no authentication.
+    api_tokens: SecretStr = SecretStr("")
+    # Services callable without a token besides grpc.health.v1.Health (comma separated).
+    auth_open_services: str = (
+        "grpc.reflection.v1.ServerReflection,grpc.reflection.v1alpha.ServerReflection,externalscaler.ExternalScaler"
+    )
 
     grpc_host: str = "[::]"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
@@ -109,7 +118,16 @@ class Settings(BaseSettings):
             raise ValueError("SCALING_MIN_WORKERS must not exceed SCALING_MAX_WORKERS")
         if not timedelta(0) < self.worker_heartbeat_interval * 2 <= self.worker_lease_ttl:
             raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
+        parse_api_tokens(self.api_tokens.get_secret_value())  # a malformed entry fails at start
         return self
+
+    @property
+    def api_token_list(self) -> list[ApiToken]:
+        return parse_api_tokens(self.api_tokens.get_secret_value())
+
+    @property
+    def open_services(self) -> list[str]:
+        return [name.strip() for name in self.auth_open_services.split(",") if name.strip()]
 
     @property
     def redis_dsn(self) -> str:
@@ -133,6 +151,7 @@ class Settings(BaseSettings):
         """Settings safe to log: no passwords."""
         data = self.model_dump()
         data.pop("redis_password", None)
+        data.pop("api_tokens", None)
         data["redis_url"] = _redact_url(self.redis_dsn)
         data["database_url"] = _redact_url(self.database_url)
         return data

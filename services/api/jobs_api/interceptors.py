@@ -1,5 +1,6 @@
-"""What every server interceptor of the api does the same way: wrap each unary and
-server-streaming handler in an async context manager that sees the whole call."""
+"""What every server interceptor of the api does the same way: wrap each handler (unary, server
+streaming, and the client- and bidi-streaming ones such as reflection) in an async context
+manager that sees the whole call."""
 
 from __future__ import annotations
 
@@ -48,6 +49,31 @@ def wrap_handler(
 
         return grpc.unary_stream_rpc_method_handler(
             wrapped_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:  # reflection
+        bidi = cast(Callable[[AsyncIterator[Any], Context], AsyncIterator[Any]], handler.stream_stream)
+
+        async def wrapped_bidi(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            async with around(method, context):
+                async for response in bidi(requests, context):
+                    yield response
+
+        return grpc.stream_stream_rpc_method_handler(
+            wrapped_bidi,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary is not None:
+        collect = cast(Callable[[AsyncIterator[Any], Context], Awaitable[Any]], handler.stream_unary)
+
+        async def wrapped_collect(requests: AsyncIterator[Any], context: Context) -> Any:
+            async with around(method, context):
+                return await collect(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            wrapped_collect,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

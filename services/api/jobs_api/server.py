@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from jobs_api.auth import AuthInterceptor
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
 from jobs_api.loops import BackgroundLoop, ReconcilerLoop, SchedulerLoop
@@ -69,8 +70,18 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         settings.reconcile_batch_size,
     )
 
-    # The metrics and tracing interceptors go outside the error one, so they see the status it sets.
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(), TracingInterceptor(), ErrorInterceptor()])
+    # The metrics and tracing interceptors go outside the others, so they see the status those set.
+    tokens = settings.api_token_list
+    server = grpc.aio.server(
+        interceptors=[
+            MetricsInterceptor(),
+            TracingInterceptor(),
+            AuthInterceptor(tokens, settings.open_services),
+            ErrorInterceptor(),
+        ]
+    )
+    if not tokens:
+        logger.warning("API_TOKENS is empty: the api accepts every call without authentication")
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )

@@ -1,0 +1,86 @@
+"""Bearer-token authentication of the gRPC api (``authorization: Bearer <token>`` metadata).
+
+API_TOKENS names the clients: ``name:token`` or ``name:sha256:<hex digest of the token>``, comma
+separated. Presented tokens are hashed and compared with every configured digest in constant time
+(``hmac.compare_digest``), so neither the token nor which entry matched leaks through timing. A
+missing or unknown token is UNAUTHENTICATED. ``grpc.health.v1.Health`` is always open (probes
+carry no credentials), and so are the services in AUTH_OPEN_SERVICES (by default reflection and
+KEDA's external scaler, which cannot send metadata). Without API_TOKENS every call is accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Collection
+from typing import Any, NoReturn
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from opentelemetry import trace
+
+from jobs_api.errors import DOMAIN
+from jobs_api.interceptors import Context, Continuation, wrap_handler
+from jobs_common.auth import ApiToken
+from jobs_common.logs import bind
+
+__all__ = ["AuthInterceptor"]
+
+logger = logging.getLogger(__name__)
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+_BEARER = "bearer "
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Put it inside the metrics and tracing interceptors, so refused calls are counted and traced."""
+
+    def __init__(self, tokens: Collection[ApiToken], open_services: Collection[str]) -> None:
+        self._tokens = list(tokens)
+        self._open = {HEALTH_SERVICE, *open_services}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        service = handler_call_details.method.lstrip("/").rpartition("/")[0]
+        if not self._tokens or service in self._open:
+            return handler
+        return wrap_handler(handler, handler_call_details.method, self._authenticated)
+
+    @contextlib.asynccontextmanager
+    async def _authenticated(self, method: str, context: Context) -> AsyncIterator[None]:
+        values = [v for k, v in context.invocation_metadata() or () if k == "authorization" and isinstance(v, str)]
+        if not values:
+            await _refuse(
+                context, "MISSING_CREDENTIALS", "missing authorization metadata: send 'authorization: Bearer <token>'"
+            )
+        presented = values[0]
+        if presented[: len(_BEARER)].lower() != _BEARER:
+            await _refuse(context, "INVALID_CREDENTIALS", "authorization metadata must be 'Bearer <token>'")
+        client = self.match(presented[len(_BEARER) :].strip())
+        if client is None:
+            logger.warning("%s: unknown bearer token refused", method)
+            await _refuse(context, "INVALID_CREDENTIALS", "the bearer token is not valid")
+        bind(client=client)
+        trace.get_current_span().set_attribute("enduser.id", client)
+        yield
+
+    def match(self, token: str) -> str | None:
+        """The name of the client whose token this is; every entry is compared, matched or not."""
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for entry in self._tokens:
+            if hmac.compare_digest(digest, entry.digest):
+                found = entry.name
+        return found
+
+
+async def _refuse(context: Context, reason: str, message: str) -> NoReturn:
+    status = status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+    converted = rpc_status.to_status(status)
+    await context.abort(converted.code, converted.details, converted.trailing_metadata)
