@@ -139,3 +139,16 @@ async def test_the_session_worker_keeps_its_heartbeat_fresh(worker, settings):
     first = path.stat().st_mtime
     await asyncio.sleep(1.5)
     assert path.stat().st_mtime > first
+
+
+def test_compose_redis_has_no_default_user_and_the_services_use_the_restricted_one():
+    services = _load("docker-compose.yml")["services"]
+    command = services["redis"]["command"]
+    users = " ".join(command).split("--user")[1:]
+    assert [u.split()[:2] for u in users] == [["default", "off"], ["jobs", "on"]]
+    # The same ACL the README documents and tests/test_redis_acl.py runs the services under.
+    assert users[1].split()[3:] == ["~*", "&*", "+@all", "-@dangerous", "+info"]
+    environment = services["api"]["environment"]
+    assert environment["REDIS_USERNAME"] == "jobs"
+    assert environment["REDIS_PASSWORD"] in users[1].split()[2].lstrip(">")
+    assert environment["REDIS_PASSWORD"] in services["redis"]["healthcheck"]["test"]

@@ -66,7 +66,16 @@ def paused_key(queue: str) -> str:
 
 def redis_settings(settings: Settings) -> RedisSettings:
     """arq's connection settings, with retries so a Redis restart does not end a process."""
-    base = RedisSettings.from_dsn(settings.redis_dsn)
+    if settings.redis_url:
+        base = RedisSettings.from_dsn(settings.redis_url)
+    else:
+        base = RedisSettings(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            database=settings.redis_db,
+            username=settings.redis_username,
+            password=settings.redis_password,
+        )
     base.conn_retries = 10
     base.conn_retry_delay = 1
     base.retry_on_timeout = True

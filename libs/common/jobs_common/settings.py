@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
+    redis_username: str | None = None
     redis_password: str | None = None
     redis_db: int = Field(default=0, ge=0)
 
@@ -131,10 +132,12 @@ class Settings(BaseSettings):
 
     @property
     def redis_dsn(self) -> str:
-        """The Redis URL: REDIS_URL when set, else built from REDIS_HOST/PORT/PASSWORD/DB."""
+        """The Redis URL: REDIS_URL when set (``rediss://`` for TLS), else built from
+        REDIS_HOST/PORT/USERNAME/PASSWORD/DB (for display: connections take those fields as they
+        are, so a password needs no URL escaping)."""
         if self.redis_url:
             return self.redis_url
-        auth = f":{self.redis_password}@" if self.redis_password else ""
+        auth = f"{self.redis_username or ''}:{self.redis_password}@" if self.redis_password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
 
     @property
