@@ -12,15 +12,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from pydantic import SecretStr
 
 from jobs_api.server import RunningApi, running_api
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
+from tests.support.jobs import error_info_reason
 
 pytestmark = pytest.mark.usefixtures("api")  # the session's database, migrated
 
@@ -36,16 +35,6 @@ async def secured(settings: Settings) -> AsyncIterator[RunningApi]:
         settings.model_copy(update={"api_tokens": SecretStr(tokens)}), run_migrations=False
     ) as running:
         yield running
-
-
-def _reason(error: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    raise AssertionError("no ErrorInfo")
 
 
 async def test_calls_without_a_valid_bearer_token_are_unauthenticated(secured: RunningApi):
@@ -66,7 +55,7 @@ async def test_calls_without_a_valid_bearer_token_are_unauthenticated(secured: R
                 with pytest.raises(grpc.aio.AioRpcError) as refusal:
                     await call
                 assert refusal.value.code() == grpc.StatusCode.UNAUTHENTICATED
-                assert _reason(refusal.value) == reason
+                assert error_info_reason(refusal.value) == reason
                 assert TOKEN not in (refusal.value.details() or "")
         # A token configured in clear and one configured by its digest are both accepted.
         for token in (
