@@ -6,6 +6,7 @@ bad field at once (AIP-193 ``BadRequest``).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import uuid
@@ -249,8 +250,28 @@ def _check_url(url: str, max_length: int, bad: _Bad) -> None:
         bad(path, "must name a host")
     elif port == 0:
         bad(path, "port must be between 1 and 65535")
+    elif parts.username is not None or parts.password is not None:
+        bad(path, "must not carry credentials (user:password@host); send them in a header such as Authorization")
+    elif _odd_ipv4_spelling(parts.hostname):
+        bad(path, "an IPv4 address must be written as four decimal numbers without leading zeros (a.b.c.d)")
     elif not _valid_idna_host(parts.hostname):
         bad(path, "host name is not valid (IDNA)")
+
+
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+
+
+def _odd_ipv4_spelling(host: str) -> bool:
+    """Decimal (2130706433), octal (0177.0.0.1), hex (0x7f.1) or shortened (127.1) spellings:
+    resolvers read them as addresses, so they would slip past a check of the written name."""
+    labels = host.rstrip(".").split(".")
+    if not all(_NUMERIC_LABEL.match(label) for label in labels):
+        return False
+    try:
+        ipaddress.IPv4Address(host.rstrip("."))
+    except ValueError:
+        return True
+    return False
 
 
 def _valid_idna_host(host: str) -> bool:
