@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 __all__ = [
     "DEPENDENCY_ERRORS",
+    "REDIS_ERRORS",
     "AlreadyExistsError",
     "FailedPreconditionError",
     "FieldViolation",
@@ -76,6 +77,9 @@ class UnavailableError(JobSchedulerError):
     reason = "DEPENDENCY_UNAVAILABLE"
 
 
+# What an unreachable Redis raises: a failed enqueue after a commit is logged, not raised (the
+# reconciler dispatches the execution later), and the worker's poll loop waits these out.
+REDIS_ERRORS = (RedisError, OSError)
 # What an unreachable PostgreSQL or Redis raises (SQLAlchemy's OperationalError and
 # InterfaceError are DBAPIErrors): a background loop or a worker write retries after these.
-DEPENDENCY_ERRORS = (DBAPIError, RedisError, OSError)
+DEPENDENCY_ERRORS = (DBAPIError, *REDIS_ERRORS)

@@ -9,9 +9,7 @@ import logging
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
 
-from redis.exceptions import RedisError
-
-from jobs_common.errors import DEPENDENCY_ERRORS
+from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
 from jobs_common.queue import Dispatcher
 from jobs_common.store import FiredTicks, QueueStore, Reconciliation, TickStore
 
@@ -86,7 +84,7 @@ class SchedulerLoop(BackgroundLoop):
             try:
                 await self._dispatcher.dispatch_many(fired.queued)
                 await self._dispatcher.abort_many(fired.cancelled)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("scheduler: %d executions committed but not enqueued: %s", len(fired.queued), exc)
             logger.info(
                 "scheduler: %d due jobs → %d queued, %d skipped, %d buffered, %d cancelled, %d missed ticks dropped",

@@ -15,7 +15,6 @@ from typing import Any, TypeAlias
 
 import grpc
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from jobs_api.convert import (
     duration_proto,
@@ -26,7 +25,13 @@ from jobs_api.convert import (
 )
 from jobs_api.scaling import IdleClock, ScalingInputs, recommend
 from jobs_common.domain import ExecutionState
-from jobs_common.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError, NotFoundError
+from jobs_common.errors import (
+    REDIS_ERRORS,
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
 from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStore
@@ -216,7 +221,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             response.executions.append(execution_to_proto(replayed.execution))
         try:
             await self._dispatcher.dispatch_many(queued)
-        except (RedisError, OSError) as exc:  # committed: the reconciler dispatches them
+        except REDIS_ERRORS as exc:  # committed: the reconciler dispatches them
             logger.warning("%d replayed executions committed but not enqueued: %s", len(queued), exc)
         return response
 

@@ -11,7 +11,6 @@ from itertools import islice
 from typing import Any, TypeAlias
 
 import grpc
-from redis.exceptions import RedisError
 
 from jobs_api import convert
 from jobs_api.faults import crash_after_commit
@@ -19,7 +18,7 @@ from jobs_api.masks import apply_update_mask
 from jobs_api.metrics import JOBS_CREATED
 from jobs_api.watch import watch_job
 from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
-from jobs_common.errors import FieldViolation, InvalidArgumentError
+from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
 from jobs_common.queue import Dispatcher
 from jobs_common.schedules import fire_times
 from jobs_common.settings import Settings
@@ -179,13 +178,13 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         run_at = execution.schedule_time if execution.state is ExecutionState.SCHEDULED else None
         try:
             await self._dispatcher.dispatch(execution.id, queue, run_at)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("execution %s committed but not enqueued: %s", execution.id, exc)
 
     async def _abort(self, execution_id: object) -> None:
         try:
             await self._dispatcher.abort(execution_id)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             # The worker's fenced write still refuses to move a cancelled execution.
             logger.warning("could not ask workers to abort execution %s: %s", execution_id, exc)
 

@@ -18,10 +18,9 @@ import httpx
 from arq import Worker
 from arq.constants import in_progress_key_prefix
 from arq.worker import func
-from redis.exceptions import RedisError
 
 from jobs_common.db import create_engine
-from jobs_common.errors import DEPENDENCY_ERRORS
+from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
 from jobs_common.metrics import serve_metrics
 from jobs_common.queue import (
     ARQ_MAX_TRIES,
@@ -97,8 +96,6 @@ try:
 except PackageNotFoundError:  # run from a source tree without the package installed
     VERSION = "unknown"
 
-# Errors of a Redis that went away: the worker waits for it instead of exiting.
-REDIS_ERRORS = (RedisError, OSError)
 # Backoff between poll iterations while Redis does not answer.
 REDIS_BACKOFF_FIRST = 0.2
 REDIS_BACKOFF_CAP = 5.0
