@@ -7,6 +7,7 @@ The tree::
     ├── NotFoundError             → NOT_FOUND
     ├── FailedPreconditionError   → FAILED_PRECONDITION
     ├── AlreadyExistsError        → ALREADY_EXISTS
+    ├── UnauthenticatedError      → UNAUTHENTICATED (no valid bearer token)
     └── UnavailableError          → UNAVAILABLE (PostgreSQL or Redis did not answer)
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidArgumentError",
     "JobSchedulerError",
     "NotFoundError",
+    "UnauthenticatedError",
     "UnavailableError",
 ]
 
@@ -71,6 +73,10 @@ class FailedPreconditionError(JobSchedulerError):
 
 class AlreadyExistsError(JobSchedulerError):
     reason = "ALREADY_EXISTS"
+
+
+class UnauthenticatedError(JobSchedulerError):
+    reason = "UNAUTHENTICATED"
 
 
 class UnavailableError(JobSchedulerError):

@@ -15,16 +15,15 @@ import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Collection
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from opentelemetry import trace
 
-from jobs_api.errors import DOMAIN
-from jobs_api.interceptors import Context, Continuation, wrap_handler
+from jobs_api.errors import abort_with
+from jobs_api.interceptors import Context, Continuation, split_method, wrap_handler
 from jobs_common.auth import ApiToken
+from jobs_common.errors import UnauthenticatedError
 from jobs_common.logs import bind
 
 __all__ = ["AuthInterceptor"]
@@ -46,7 +45,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        service = handler_call_details.method.lstrip("/").rpartition("/")[0]
+        service, _ = split_method(handler_call_details.method)
         if not self._tokens or service in self._open:
             return handler
         return wrap_handler(handler, handler_call_details.method, self._authenticated)
@@ -55,16 +54,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _authenticated(self, method: str, context: Context) -> AsyncIterator[None]:
         values = [v for k, v in context.invocation_metadata() or () if k == "authorization" and isinstance(v, str)]
         if not values:
-            await _refuse(
-                context, "MISSING_CREDENTIALS", "missing authorization metadata: send 'authorization: Bearer <token>'"
+            await abort_with(
+                context,
+                UnauthenticatedError(
+                    "missing authorization metadata: send 'authorization: Bearer <token>'", reason="MISSING_CREDENTIALS"
+                ),
             )
         presented = values[0]
         if presented[: len(_BEARER)].lower() != _BEARER:
-            await _refuse(context, "INVALID_CREDENTIALS", "authorization metadata must be 'Bearer <token>'")
+            await abort_with(
+                context,
+                UnauthenticatedError("authorization metadata must be 'Bearer <token>'", reason="INVALID_CREDENTIALS"),
+            )
         client = self.match(presented[len(_BEARER) :].strip())
         if client is None:
             logger.warning("%s: unknown bearer token refused", method)
-            await _refuse(context, "INVALID_CREDENTIALS", "the bearer token is not valid")
+            await abort_with(
+                context, UnauthenticatedError("the bearer token is not valid", reason="INVALID_CREDENTIALS")
+            )
         bind(client=client)
         trace.get_current_span().set_attribute("enduser.id", client)
         yield
@@ -77,10 +84,3 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if hmac.compare_digest(digest, entry.digest):
                 found = entry.name
         return found
-
-
-async def _refuse(context: Context, reason: str, message: str) -> NoReturn:
-    status = status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message)
-    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
-    converted = rpc_status.to_status(status)
-    await context.abort(converted.code, converted.details, converted.trailing_metadata)

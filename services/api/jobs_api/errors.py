@@ -26,10 +26,11 @@ from jobs_common.errors import (
     InvalidArgumentError,
     JobSchedulerError,
     NotFoundError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
-__all__ = ["DOMAIN", "ErrorInterceptor", "to_status"]
+__all__ = ["DOMAIN", "ErrorInterceptor", "abort_with", "to_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ _CODES: dict[type[JobSchedulerError], int] = {
     NotFoundError: code_pb2.NOT_FOUND,
     FailedPreconditionError: code_pb2.FAILED_PRECONDITION,
     AlreadyExistsError: code_pb2.ALREADY_EXISTS,
+    UnauthenticatedError: code_pb2.UNAUTHENTICATED,
     UnavailableError: code_pb2.UNAVAILABLE,
 }
 
@@ -88,7 +90,7 @@ def _database_unavailable(exc: DBAPIError) -> bool:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps the errors of every unary and server-streaming handler to their gRPC status."""
+    """Maps the errors of every handler to their gRPC status."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -104,12 +106,17 @@ async def _errors_mapped(method: str, context: Context) -> AsyncIterator[None]:
         await _abort(method, exc, context)
 
 
-async def _abort(method: str, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+async def _abort(method: str, exc: Exception, context: Context) -> NoReturn:
     error = _classify(exc)
     if error is None:
         logger.exception("%s failed", method)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     if isinstance(error, UnavailableError):
         logger.warning("%s: %s (%s)", method, error.message, exc)
+    await abort_with(context, error)
+
+
+async def abort_with(context: Context, error: JobSchedulerError) -> NoReturn:
+    """Ends the call with ``error``'s status and details."""
     status = to_status(error)
     await context.abort(status.code, status.details, status.trailing_metadata)

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias, cast
 
 import grpc
 
-__all__ = ["AroundCall", "Context", "Continuation", "wrap_handler"]
+__all__ = ["AroundCall", "Context", "Continuation", "split_method", "wrap_handler"]
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 # Quoted: grpc.RpcMethodHandler is generic only in the type stubs.
@@ -20,6 +20,12 @@ AroundCall: TypeAlias = Callable[[str, Context], contextlib.AbstractAsyncContext
 
 _Unary = Callable[[Any, Context], Awaitable[Any]]
 _Stream = Callable[[Any, Context], AsyncIterator[Any]]
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """(service, method) of a full method name: ``/pkg.Service/Method``."""
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service, method
 
 
 def wrap_handler(

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from jobs_api.interceptors import Context, Continuation, wrap_handler
+from jobs_api.interceptors import Context, Continuation, split_method, wrap_handler
 from jobs_api.loops import BackgroundLoop
 from jobs_common.store import QueueStore
 
@@ -56,7 +56,7 @@ async def _observed(full_method: str, context: Context) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        service, _, method = full_method.lstrip("/").rpartition("/")
+        service, method = split_method(full_method)
         code = context.code() or grpc.StatusCode.OK
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
         GRPC_HANDLED.labels(service, method, name).inc()

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from jobs_api.interceptors import Context, Continuation, wrap_handler
+from jobs_api.interceptors import Context, Continuation, split_method, wrap_handler
 from jobs_common.tracing import extract, tracer
 
 __all__ = ["TracingInterceptor"]
@@ -41,9 +41,9 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 @contextlib.asynccontextmanager
 async def _traced(full_method: str, context: Context) -> AsyncIterator[None]:
     metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-    service, _, method = full_method.lstrip("/").rpartition("/")
+    service, method = split_method(full_method)
     with tracer().start_as_current_span(
-        full_method.lstrip("/"),
+        f"{service}/{method}",
         context=extract(metadata),
         kind=SpanKind.SERVER,
         attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
