@@ -40,12 +40,12 @@ from opentelemetry.util.types import AttributeValue
 
 __all__ = [
     "TRACEPARENT",
+    "AttemptSpan",
     "ExecutionTrace",
     "configure_tracing",
     "current_traceparent",
     "extract",
     "tracer",
-    "tracing_enabled",
 ]
 
 TRACEPARENT = "traceparent"
@@ -85,10 +85,6 @@ def configure_tracing(enabled: bool, service_name: str, version: str = "") -> Ca
     return provider.shutdown
 
 
-def tracing_enabled() -> bool:
-    return _enabled
-
-
 def tracer() -> trace.Tracer:
     return trace.get_tracer("job-scheduler")
 
@@ -98,10 +94,11 @@ def extract(carrier: Mapping[str, str]) -> Context:
     return _W3C.extract(dict(carrier))
 
 
-def current_traceparent() -> str | None:
-    """The ``traceparent`` of the current span: what an execution created now is stored with."""
+def current_traceparent(context: Context | None = None) -> str | None:
+    """The ``traceparent`` of the current span (or of ``context``'s): what an execution created
+    now is stored with."""
     carrier: dict[str, str] = {}
-    _W3C.inject(carrier)
+    _W3C.inject(carrier, context)
     return carrier.get(TRACEPARENT)
 
 
@@ -166,9 +163,7 @@ class AttemptSpan:
         """What the request carries: this attempt's span, or (tracing off) the stored parent."""
         if not _enabled:
             return self.stored
-        carrier: dict[str, str] = {}
-        _W3C.inject(carrier, trace.set_span_in_context(self.span))
-        return carrier.get(TRACEPARENT)
+        return current_traceparent(trace.set_span_in_context(self.span))
 
     def fail(self, error_type: str, message: str) -> None:
         self.span.set_attribute("error.type", error_type)
