@@ -17,7 +17,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -125,25 +124,20 @@ WHERE latest.job_id = jobs.id
     return "queue-7"
 
 
-@dataclass
-class _Recorder:
-    """Every statement a block sends through ``engine``, with its parameters."""
+@contextlib.contextmanager
+def _recording(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement the block sends through ``engine``, with its parameters."""
+    sent: list[tuple[str, Any]] = []
 
-    statements: list[tuple[str, Any]] = field(default_factory=list)
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")):
+            sent.append((statement, parameters))
 
-    @contextlib.contextmanager
-    def recording(self, engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
-        sent: list[tuple[str, Any]] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-            if statement.lstrip().upper().startswith(("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")):
-                sent.append((statement, parameters))
-
-        event.listen(engine.sync_engine, "before_cursor_execute", record)
-        try:
-            yield sent
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", record)
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -214,10 +208,9 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         ("worker claim", lambda: leases.claim(waiting_id)),
         ("PurgeDeadLetters: 100 by queue", lambda: dead.purge(DeadLetterFilter(queue=queue), 100)),
     ]
-    recorder = _Recorder()
     results = []
     for name, call in calls:
-        with recorder.recording(engine) as sent:
+        with _recording(engine) as sent:
             # The purge and the claim really run here; the database is this script's own.
             await call()
         for statement, parameters in sent:

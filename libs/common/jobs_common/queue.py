@@ -181,10 +181,7 @@ class Dispatcher:
             return [int(answer) for answer in await pipe.execute()]
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        if paused:
-            await self._redis.set(paused_key(queue), b"1")
-        else:
-            await self._redis.delete(paused_key(queue))
+        await self.sync_paused({queue: paused})
 
     async def sync_paused(self, paused_flags: Mapping[str, bool]) -> None:
         """Makes each queue's paused key say what ``paused_flags`` (PostgreSQL) says; one

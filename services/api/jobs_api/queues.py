@@ -34,7 +34,7 @@ from jobs_common.errors import (
 )
 from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueInfo, QueueStore
+from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueDepth, QueueInfo, QueueStore
 from jobs_common.throughput import read_throughput
 from jobs_common.tracing import current_traceparent
 from jobs_common.validation import validate_id, validate_page_size, validate_queue_name
@@ -96,11 +96,9 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
 
     async def GetQueueStats(self, request: api.GetQueueStatsRequest, context: Context) -> api.GetQueueStatsResponse:
         info = await self._queues.get(validate_queue_name(request.name))
+        depth = await self._queues.depth(info.name)
         counts = {state: 0 for state in ExecutionState}
-        oldest = 0.0
-        for row in await self._queues.depth(info.name):
-            counts[row.state] = row.count
-            oldest = max(oldest, row.oldest_ready_age or 0.0)
+        counts.update((row.state, row.count) for row in depth)
         rates = await read_throughput(self._redis, info.name)
         response = api.GetQueueStatsResponse(
             started_last_minute=rates.started_last_minute,
@@ -115,7 +113,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             queued=counts[ExecutionState.QUEUED],
             running=counts[ExecutionState.RUNNING],
             retry_scheduled=counts[ExecutionState.RETRY_SCHEDULED],
-            oldest_ready_age=duration_proto(timedelta(seconds=oldest)),
+            oldest_ready_age=duration_proto(_oldest_ready_age(depth)),
         )
         if rates.duration_p50 is not None and rates.duration_p95 is not None:
             response.attempt_duration_p50.CopyFrom(duration_proto(timedelta(seconds=rates.duration_p50)))
@@ -146,7 +144,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         backlog = await self._queues.backlog(queue, settings.scaling_due_within)
         depth = await self._queues.depth(queue)
         running = sum(row.count for row in depth if row.state is ExecutionState.RUNNING)
-        oldest_ready = timedelta(seconds=max((row.oldest_ready_age or 0.0 for row in depth), default=0.0))
+        oldest_ready = _oldest_ready_age(depth)
         rates = await read_throughput(self._redis, queue)
         mean = None if rates.duration_mean is None else timedelta(seconds=rates.duration_mean)
         workers = await self._workers.live(settings.worker_lease_ttl, queue)
@@ -232,6 +230,11 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         return api.PurgeDeadLettersResponse(
             purged=await self._dead_letters.purge(_dead_letter_filter(request.filter), limit)
         )
+
+
+def _oldest_ready_age(depth: list[QueueDepth]) -> timedelta:
+    """How long the queue's oldest due, waiting execution has waited (0 when none)."""
+    return timedelta(seconds=max((row.oldest_ready_age or 0.0 for row in depth), default=0.0))
 
 
 def _limit(value: int, default: int, maximum: int) -> int:

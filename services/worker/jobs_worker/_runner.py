@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -118,7 +118,7 @@ class ExecutionRunner:
             del self._held[claimed.execution_id]
         if result is not None and result.state in TERMINAL_EXECUTION_STATES:
             execution_trace.end_execution(
-                claimed.create_time or datetime.now(UTC),
+                claimed.create_time,
                 {**_execution_attributes(claimed), "jobscheduler.execution.state": result.state.value},
                 error=None if result.state is ExecutionState.SUCCEEDED else result.error_message,
             )

@@ -48,8 +48,7 @@ WITH claimed AS (
       -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
       AND NOT {_QUEUE_PAUSED}
     -- The definition the execution was created with (UpdateJob does not change it).
-    RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.schedule_time, e.create_time,
-              e.trace_parent,
+    RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.create_time, e.trace_parent,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
               e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
               e.retry_status_codes
@@ -150,10 +149,10 @@ class Claim:
     timeout: timedelta
     retry_policy: RetryPolicy
     # How long the attempt had been due when it was claimed (PostgreSQL's clock).
-    due_for: timedelta = timedelta(0)
+    due_for: timedelta
     # When the execution was created, and the traceparent it was created under (tracing).
-    create_time: datetime | None = None
-    trace_parent: str | None = None
+    create_time: datetime
+    trace_parent: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,19 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobs_common.domain import ExecutionState
 from jobs_common.errors import NotFoundError
 
-__all__ = ["QueueDepth", "QueueInfo", "QueueStore"]
+__all__ = ["QUEUE_OF_EXECUTION", "QueueDepth", "QueueInfo", "QueueStore"]
 
-# The queue of execution ``e``, looked up by primary key for each unfinished execution: a scalar
+# The queue of execution ``e``, looked up by primary key for each execution read: a scalar
 # subquery is never turned into a join, so PostgreSQL cannot choose to hash the whole jobs table
-# (one row per one-off job: it grows with the history).
-_QUEUE_OF_E = "(SELECT j.queue FROM jobs j WHERE j.id = e.job_id)"
+# (one row per one-off job: it grows with the history). Used here and by the reconciler.
+QUEUE_OF_EXECUTION = "(SELECT j.queue FROM jobs j WHERE j.id = e.job_id)"
 
 _DEPTH = text(
     f"""
 SELECT queue, state, count(*) AS executions,
        extract(epoch FROM now() - min(schedule_time)
                FILTER (WHERE state <> 'RUNNING' AND schedule_time <= now())) AS oldest_ready_age
-FROM (SELECT {_QUEUE_OF_E} AS queue, e.state, e.schedule_time
+FROM (SELECT {QUEUE_OF_EXECUTION} AS queue, e.state, e.schedule_time
       FROM executions e
       WHERE e.state IN ('SCHEDULED', 'QUEUED', 'RUNNING', 'RETRY_SCHEDULED')) AS unfinished
 WHERE CAST(:queue AS text) IS NULL OR queue = CAST(:queue AS text)
@@ -81,7 +81,7 @@ SELECT count(*) FROM executions e
 WHERE (e.state = 'RUNNING'
        OR (e.state IN ('SCHEDULED', 'QUEUED', 'RETRY_SCHEDULED')
            AND e.schedule_time <= now() + make_interval(secs => CAST(:due_within_s AS double precision))))
-  AND {_QUEUE_OF_E} = :queue
+  AND {QUEUE_OF_EXECUTION} = :queue
 """
 )
 

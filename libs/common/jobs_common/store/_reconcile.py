@@ -24,16 +24,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs_common.store._queues import QUEUE_OF_EXECUTION
+
 __all__ = ["LostExecution", "Reconciliation"]
 
 # pg_advisory lock key of the reconciler ("jobs-rec" as an int64).
 RECONCILER_LOCK_KEY = 0x6A6F62732D726563
 
-# Each execution's queue is a primary-key probe (a scalar subquery), so the pass reads what is
-# unfinished and never the whole jobs table, which grows with the history.
+# Each execution's queue is a primary-key probe, so the pass reads what is unfinished and never
+# the whole jobs table, which grows with the history.
 _OVERDUE_WAITING = text(
-    """
-SELECT e.id, e.state, e.schedule_time, (SELECT j.queue FROM jobs j WHERE j.id = e.job_id) AS queue
+    f"""
+SELECT e.id, e.state, e.schedule_time, {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
 WHERE e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
   AND e.schedule_time <= now() - make_interval(secs => CAST(:grace_s AS double precision))
@@ -44,8 +46,8 @@ LIMIT :limit
 )
 
 _LEASE_EXPIRED = text(
-    """
-SELECT e.id, e.state, e.schedule_time, (SELECT j.queue FROM jobs j WHERE j.id = e.job_id) AS queue
+    f"""
+SELECT e.id, e.state, e.schedule_time, {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
 WHERE e.state = 'RUNNING' AND e.lease_expires_at < now()
 ORDER BY e.lease_expires_at
