@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from jobs_common.settings import Settings
 from tests.support.processes import ChildProcess, settings_env
-from tests.support.services import free_port, start_private_redis
+from tests.support.services import free_port, start_private_redis, wait_for_redis
 
 __all__ = ["Cluster", "PrivatePostgres", "PrivateRedis", "postgres_bin"]
 
@@ -87,16 +86,11 @@ class PrivateRedis:
             self._process = None
 
     async def wait_ready(self, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while True:
-                client = Redis(host="127.0.0.1", port=self.port)
-                try:
-                    if await client.ping():
-                        return
-                except (RedisError, OSError):
-                    await asyncio.sleep(0.05)
-                finally:
-                    await client.aclose()
+        client = Redis(host="127.0.0.1", port=self.port)
+        try:
+            await wait_for_redis(client, timeout)
+        finally:
+            await client.aclose()
 
     async def flushall(self) -> None:
         client = Redis(host="127.0.0.1", port=self.port)

@@ -4,12 +4,10 @@ documents. Redis's ACL LOG then shows that neither process was ever refused a co
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
 from jobs_common.settings import Settings
@@ -17,7 +15,7 @@ from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.apis import private_api
 from tests.support.jobs import create, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
-from tests.support.services import free_port, start_private_redis
+from tests.support.services import free_port, start_private_redis, wait_for_redis
 from tests.support.target import TargetServer
 
 pytestmark = pytest.mark.usefixtures("api")  # the session's database, migrated
@@ -42,12 +40,7 @@ async def test_the_services_run_under_an_acl_without_dangerous_commands(
     )
     admin = aioredis.Redis(port=port, username="admin", password=ADMIN_PASSWORD)
     try:
-        for _ in range(100):
-            try:
-                await admin.ping()
-                break
-            except RedisConnectionError:
-                await asyncio.sleep(0.05)
+        await wait_for_redis(admin)
         restricted = settings.model_copy(
             update={"redis_port": port, "redis_db": 0, "redis_username": "jobs", "redis_password": SERVICE_PASSWORD}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -79,3 +81,14 @@ def start_private_redis(port: int, directory: Path, *extra: str) -> subprocess.P
         ],
         stdout=subprocess.DEVNULL,
     )
+
+
+async def wait_for_redis(client: aioredis.Redis, timeout: float = 10) -> None:
+    """Waits until ``client``'s server answers a PING (a Redis just started)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                if await client.ping():
+                    return
+            except (RedisError, OSError):
+                await asyncio.sleep(0.05)

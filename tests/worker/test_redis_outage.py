@@ -8,11 +8,16 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
+import redis.asyncio as aioredis
+
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.apis import private_api
 from tests.support.jobs import create, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
-from tests.support.services import free_port, start_private_redis
+from tests.support.services import free_port, start_private_redis, wait_for_redis
+
+pytestmark = pytest.mark.usefixtures("api")  # the session's database, migrated
 
 
 async def test_a_worker_outlives_a_redis_outage_and_jobs_accepted_during_it_run(settings, target, tmp_path: Path):
@@ -20,7 +25,9 @@ async def test_a_worker_outlives_a_redis_outage_and_jobs_accepted_during_it_run(
     # An evicting policy, so start-up has something to warn about (Redis's default is noeviction).
     redis_args = ("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
     redis_server = start_private_redis(port, tmp_path, *redis_args)
-    await asyncio.sleep(0.3)
+    probe = aioredis.Redis(port=port)
+    await wait_for_redis(probe)
+    await probe.aclose()
     private = settings.model_copy(update={"redis_port": port, "redis_db": 0})
     worker = ChildProcess(
         "jobs_worker", settings_env(private, WORKER_HEALTH_FILE=str(tmp_path / "w")), tmp_path / "worker.log"
