@@ -124,9 +124,11 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     await server.start()
     stop_metrics = serve_metrics(settings.metrics_host, settings.metrics_port)
     logger.info(
-        "api listening on %s:%d (JobService, grpc.health.v1, reflection; background: %s)",
+        "api listening on %s:%d (JobService, QueueService, KEDA's ExternalScaler, grpc.health.v1, reflection; "
+        "authentication %s; background: %s)",
         settings.grpc_host,
         port,
+        "on" if tokens else "off",
         ", ".join(loop.name for loop in loops) or "none",
     )
     try:
