@@ -225,6 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         grpc_port=services.free_port(),
         worker_health_file=str(logs / "worker.health"),
         worker_drain_timeout=timedelta(seconds=5),
+        egress_allow_networks="127.0.0.0/8",  # the benchmark's target
         # Not measured here; free ports so a running `make run` is not disturbed.
         metrics_port=services.free_port(),
         worker_metrics_port=services.free_port(),

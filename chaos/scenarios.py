@@ -169,6 +169,7 @@ async def _stack(
         reconcile_interval=scale.reconcile_interval,
         reconcile_grace=scale.reconcile_grace,
         health_check_interval=timedelta(seconds=1),
+        egress_allow_networks="127.0.0.0/8",  # the recording target
         **settings,
     )
     target = RecordingTarget()

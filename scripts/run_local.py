@@ -14,8 +14,12 @@ import time
 
 from jobs_common.settings import Settings
 
+# Development targets usually run on this machine; production allows public addresses only.
+DEVELOPMENT_EGRESS = "127.0.0.0/8,::1/128"
+
 
 def main() -> int:
+    os.environ.setdefault("EGRESS_ALLOW_NETWORKS", DEVELOPMENT_EGRESS)
     settings = Settings()
     # Children get their own session: a terminal's Ctrl-C reaches only this supervisor, which
     # then stops each child exactly once with SIGTERM.
@@ -33,6 +37,7 @@ def main() -> int:
     print(
         f"job-scheduler: api on {settings.grpc_host}:{settings.grpc_port} (pid {children[0].pid}), "
         f"{settings.worker_pool_size} worker(s) (pids {', '.join(str(c.pid) for c in children[1:])}); "
+        f"jobs may call public addresses and {settings.egress_allow_networks or 'nothing else'}; "
         "Ctrl-C stops everything",
         flush=True,
     )

@@ -54,6 +54,8 @@ def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
         redis_db=redis_db,
         grpc_host="127.0.0.1",
         grpc_port=0,
+        # The test targets listen on loopback, which production refuses.
+        egress_allow_networks="127.0.0.0/8,::1/128",
         health_check_interval=timedelta(milliseconds=500),
         queue_poll_interval=timedelta(milliseconds=10),
         worker_drain_timeout=timedelta(seconds=5),

@@ -8,6 +8,7 @@ Routes (``{key}`` keeps tests apart; every request is recorded under its path):
                                        ``&retry_after=N`` adds ``Retry-After: N`` to the failures
 * ``/sleep/{seconds}/{key}``           answers 200 after that many seconds
 * ``/big/{nbytes}/{key}``              streams that many bytes (stops when the client leaves)
+* ``/redirect/{code}/{key}?to=URL``    that 3xx status with ``Location: URL`` (without ``to``: itself)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class TargetServer:
         app.router.add_route("*", "/flaky/{key}", self._flaky)
         app.router.add_route("*", "/sleep/{seconds}/{key}", self._sleep)
         app.router.add_route("*", "/big/{nbytes}/{key}", self._big)
+        app.router.add_route("*", "/redirect/{code}/{key}", self._redirect)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -90,6 +92,11 @@ class TargetServer:
     async def _sleep(self, request: web.Request) -> web.Response:
         await asyncio.sleep(float(request.match_info["seconds"]))
         return web.Response(text="slept")
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        return web.Response(
+            status=int(request.match_info["code"]), headers={"Location": request.query.get("to", request.path)}
+        )
 
     async def _big(self, request: web.Request) -> web.StreamResponse:
         remaining = int(request.match_info["nbytes"])

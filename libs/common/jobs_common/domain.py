@@ -76,6 +76,7 @@ class ErrorKind(enum.StrEnum):
     PROTOCOL = "PROTOCOL"
     CANCELLED = "CANCELLED"
     INTERRUPTED = "INTERRUPTED"
+    POLICY = "POLICY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,8 @@ class HttpRequestSpec:
     url: str
     headers: dict[str, str]
     body: bytes
+    # Follow 3xx answers (each hop passes the egress policy); else a 3xx is a final failure.
+    follow_redirects: bool = False
 
 
 @dataclass(frozen=True, slots=True)

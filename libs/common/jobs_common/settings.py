@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs_common._durations import parse_duration
 from jobs_common.auth import ApiToken, parse_api_tokens
+from jobs_common.egress import EgressPolicy, parse_networks
 
 __all__ = ["Settings"]
 
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
     job_max_labels: int = Field(default=64, ge=0)
     response_body_capture_bytes: int = Field(default=64 * 1024, ge=0)
 
+    # Egress (SSRF) policy: jobs may call public addresses only, plus these CIDRs and host names
+    # (comma separated; a host entry "*.example.internal" allows its subdomains). Development
+    # allows loopback here explicitly: EGRESS_ALLOW_NETWORKS=127.0.0.0/8,::1/128.
+    egress_allow_networks: str = ""
+    egress_allow_hosts: str = ""
+    # Redirects a job that asks to follow them may take (each hop passes the policy again).
+    egress_max_redirects: int = Field(default=5, ge=0, le=20)
+
     log_level: str = "INFO"
     # json (one object per line), console, or auto: console in a terminal, JSON otherwise.
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -120,7 +129,12 @@ class Settings(BaseSettings):
         if not timedelta(0) < self.worker_heartbeat_interval * 2 <= self.worker_lease_ttl:
             raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
         parse_api_tokens(self.api_tokens.get_secret_value())  # a malformed entry fails at start
+        parse_networks(self.egress_allow_networks)
         return self
+
+    @property
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.from_settings(self.egress_allow_networks, self.egress_allow_hosts)
 
     @property
     def api_token_list(self) -> list[ApiToken]:

@@ -17,6 +17,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from jobs_common.domain import HttpMethod, HttpRequestSpec, JobSpec, RetryPolicy
+from jobs_common.egress import EgressPolicy
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 from jobs_common.schedules import (
     MIN_INTERVAL,
@@ -91,6 +92,7 @@ class JobDraft:
     method: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    follow_redirects: bool = False
     timeout: timedelta | None = None
     max_attempts: int | None = None
     min_backoff: timedelta | None = None
@@ -140,7 +142,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
         violations.append(FieldViolation(f"{prefix}.{path}", description))
 
     method = _check_method(draft.method, bad)
-    _check_url(draft.url, settings.job_max_url_length, bad)
+    _check_url(draft.url, settings.job_max_url_length, settings.egress_policy, bad)
     _check_headers(draft.headers, settings, bad)
     if len(draft.body) > settings.job_max_body_bytes:
         bad("http_request.body", f"is {len(draft.body)} bytes; the limit is {settings.job_max_body_bytes}")
@@ -168,6 +170,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
             url=draft.url,
             headers=dict(draft.headers),
             body=draft.body,
+            follow_redirects=draft.follow_redirects,
         ),
         timeout=timeout,
         retry_policy=policy,
@@ -227,7 +230,7 @@ def _check_method(method: str | None, bad: _Bad) -> HttpMethod | None:
         return None
 
 
-def _check_url(url: str, max_length: int, bad: _Bad) -> None:
+def _check_url(url: str, max_length: int, policy: EgressPolicy, bad: _Bad) -> None:
     path = "http_request.url"
     if not url:
         bad(path, "is required")
@@ -256,6 +259,28 @@ def _check_url(url: str, max_length: int, bad: _Bad) -> None:
         bad(path, "an IPv4 address must be written as four decimal numbers without leading zeros (a.b.c.d)")
     elif not _valid_idna_host(parts.hostname):
         bad(path, "host name is not valid (IDNA)")
+    elif (refusal := _never_allowed(parts.hostname, policy)) is not None:
+        bad(path, f"egress policy refuses {refusal}; EGRESS_ALLOW_NETWORKS lists the non-public networks allowed")
+
+
+_LOOPBACK_NAMES = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+
+
+def _never_allowed(host: str, policy: EgressPolicy) -> str | None:
+    """Why a host written as an address (or ``localhost``) can never pass the send-time egress
+    check; None for names, which are checked when they are resolved."""
+    if policy.host_is_trusted(host):
+        return None
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761: always loopback
+        refusals = [policy.refusal(address) for address in _LOOPBACK_NAMES]
+        return None if None in refusals else f"{host} (loopback)"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    refusal = policy.refusal(address)
+    return None if refusal is None else f"{address} ({refusal})"
 
 
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)

@@ -72,6 +72,7 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
         method=_enum_name(pb.HttpMethod, request.method, _METHOD_PREFIX),
         headers=dict(request.headers),
         body=request.body,
+        follow_redirects=request.follow_redirects,
         timeout=duration(job, "timeout", "timeout"),
         max_attempts=policy.max_attempts if policy.HasField("max_attempts") else None,
         min_backoff=duration(policy, "min_backoff", "retry_policy.min_backoff"),
@@ -143,6 +144,7 @@ def job_to_proto(job: Job, upcoming: list[datetime] | None = None) -> pb.Job:
             url=spec.http_request.url,
             headers=spec.http_request.headers,
             body=spec.http_request.body,
+            follow_redirects=spec.http_request.follow_redirects,
         ),
         timeout=duration_proto(spec.timeout),
         retry_policy=pb.RetryPolicy(

@@ -3,6 +3,7 @@
 Failures are values, not exceptions; the tree of what maps where::
 
     building the request fails (bad URL)   → PROTOCOL, not retried
+    the egress policy refuses the address  → POLICY, not retried
     TimeoutError, httpx.TimeoutException   → TIMEOUT
     httpx.ConnectError caused by
         socket.gaierror                    → DNS
@@ -25,8 +26,13 @@ import httpx
 from jobs_common.backoff import parse_retry_after
 from jobs_common.domain import ErrorKind, HttpRequestSpec
 from jobs_common.tracing import TRACEPARENT
+from jobs_worker._egress import EgressRefusedError
 
 __all__ = ["ATTEMPT_HEADER", "USER_AGENT", "HttpOutcome", "perform"]
+
+# Never sent to another origin by a redirect.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
 
 USER_AGENT = "job-scheduler/0.1 (+https://github.com/job-scheduler)"
 # The attempt number (1 for the first) of this request; with Idempotency-Key (the execution id)
@@ -58,9 +64,12 @@ async def perform(
     timeout: timedelta,
     capture_bytes: int,
     traceparent: str | None = None,
+    max_redirects: int = 0,
 ) -> HttpOutcome:
-    """Makes the call within ``timeout`` (connect, send, answer and body read together).
-    ``traceparent``: the W3C trace context the request carries (it replaces the job's own)."""
+    """Makes the call within ``timeout`` (connect, send, answer and body read together; every
+    redirect hop included). ``traceparent``: the W3C trace context the request carries (it
+    replaces the job's own). Redirects are followed, up to ``max_redirects``, only when the
+    job asks; every hop's connection passes the egress policy again."""
     seconds = timeout.total_seconds()
     headers = {
         **request.headers,
@@ -71,27 +80,14 @@ async def perform(
     if traceparent is not None:
         headers = {name: value for name, value in headers.items() if name.lower() != TRACEPARENT}
         headers[TRACEPARENT] = traceparent
-    try:
-        built = client.build_request(
-            request.method.value,
-            request.url,
-            headers=headers,
-            content=request.body or None,
-            timeout=httpx.Timeout(seconds),
-        )
-    except Exception as exc:  # no I/O happened: whatever failed is the request itself
-        return HttpOutcome(
-            error_kind=ErrorKind.PROTOCOL, error_message=f"invalid request: {_describe(exc)}", retryable=False
-        )
+    hops = _Hops(client, request, headers, seconds, max_redirects if request.follow_redirects else 0)
     try:
         async with asyncio.timeout(seconds):
-            response = await client.send(built, stream=True)
-            try:
-                body, truncated = await _read_capped(response, capture_bytes)
-            finally:
-                # Closing a response that was not read to the end drops its connection, so the
-                # rest of a huge body is never downloaded.
-                await response.aclose()
+            response, body, truncated = await hops.send(capture_bytes)
+    except _InvalidRequestError as exc:
+        return HttpOutcome(error_kind=ErrorKind.PROTOCOL, error_message=str(exc), retryable=False)
+    except EgressRefusedError as exc:
+        return HttpOutcome(error_kind=ErrorKind.POLICY, error_message=str(exc), retryable=False)
     except (TimeoutError, httpx.TimeoutException):
         return HttpOutcome(error_kind=ErrorKind.TIMEOUT, error_message=f"no complete answer within {seconds:g}s")
     except httpx.ConnectError as exc:
@@ -106,8 +102,71 @@ async def perform(
         return HttpOutcome(status, outcome_headers, body, truncated)
     message = f"HTTP {status} {response.reason_phrase}".rstrip()
     if 300 <= status < 400 and "location" in outcome_headers:
-        message += f" (Location: {outcome_headers['location']}; redirects are not followed)"
+        why = f"after {hops.taken} redirects, the limit" if request.follow_redirects else "redirects are not followed"
+        message += f" (Location: {outcome_headers['location']}; {why})"
     return HttpOutcome(status, outcome_headers, body, truncated, ErrorKind.HTTP_STATUS, message)
+
+
+class _InvalidRequestError(Exception):
+    """The request (or a redirect's target) cannot be sent at all; trying again cannot help."""
+
+
+class _Hops:
+    """One request and the redirects it follows, as a browser would: 303 (and 301/302 after a
+    POST) continue as a body-less GET; credentials are not sent to another origin."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        request: HttpRequestSpec,
+        headers: dict[str, str],
+        seconds: float,
+        max_redirects: int,
+    ) -> None:
+        self._client = client
+        self._method = request.method.value
+        self._url: str | httpx.URL = request.url
+        self._headers = headers
+        self._body = request.body
+        self._timeout = httpx.Timeout(seconds)
+        self._max_redirects = max_redirects
+        self.taken = 0
+
+    async def send(self, capture_bytes: int) -> tuple[httpx.Response, bytes, bool]:
+        while True:
+            try:
+                built = self._client.build_request(
+                    self._method, self._url, headers=self._headers, content=self._body or None, timeout=self._timeout
+                )
+            except Exception as exc:  # no I/O happened: whatever failed is the request itself
+                raise _InvalidRequestError(f"invalid request: {_describe(exc)}") from exc
+            response = await self._client.send(built, stream=True)
+            try:
+                if response.has_redirect_location and self.taken < self._max_redirects:
+                    self._redirect(built, response)
+                    continue
+                body, truncated = await _read_capped(response, capture_bytes)
+                return response, body, truncated
+            finally:
+                # Closing a response that was not read to the end drops its connection, so the
+                # rest of a huge body is never downloaded.
+                await response.aclose()
+
+    def _redirect(self, sent: httpx.Request, response: httpx.Response) -> None:
+        try:
+            target = sent.url.join(response.headers["location"])
+        except httpx.InvalidURL as exc:
+            raise _InvalidRequestError(f"redirect to an invalid URL: {_describe(exc)}") from exc
+        if target.scheme not in ("http", "https"):
+            raise _InvalidRequestError(f"redirect to a {target.scheme or 'relative'}: URL is not followed")
+        self.taken += 1
+        status = response.status_code
+        if (status == 303 and self._method != "HEAD") or (status in (301, 302) and self._method == "POST"):
+            self._method, self._body = "GET", b""
+            self._headers = {k: v for k, v in self._headers.items() if k.lower() not in BODY_HEADERS}
+        if (target.scheme, target.host, target.port) != (sent.url.scheme, sent.url.host, sent.url.port):
+            self._headers = {k: v for k, v in self._headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+        self._url = target
 
 
 async def _read_capped(response: httpx.Response, capture_bytes: int) -> tuple[bytes, bool]:

@@ -70,6 +70,7 @@ class ExecutionRunner:
         capture_bytes: int,
         record_deadline: timedelta,
         throughput: Throughput,
+        max_redirects: int = 0,
     ) -> None:
         # Counts for GetQueueStats, written to Redis by the worker's heartbeat.
         self.throughput = throughput
@@ -77,6 +78,7 @@ class ExecutionRunner:
         self._client = client
         self._capture_bytes = capture_bytes
         self._record_deadline = record_deadline
+        self._max_redirects = max_redirects
         # Executions this process holds a lease on, from the claim until the outcome is written.
         self._held: dict[uuid.UUID, Claim] = {}
 
@@ -181,6 +183,7 @@ class ExecutionRunner:
                 claimed.timeout,
                 self._capture_bytes,
                 traceparent,
+                self._max_redirects,
             )
         except asyncio.CancelledError:
             # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.

@@ -35,6 +35,7 @@ from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobs_worker._claim import DueJobClaimer
+from jobs_worker._egress import guarded_client
 from jobs_worker._runner import ExecutionRunner
 
 __all__ = ["JobsWorker", "build_worker", "worker_id"]
@@ -56,12 +57,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
     await warn_if_redis_can_evict(ctx["redis"])
     engine = create_engine(settings)
     concurrency = settings.worker_max_concurrent_jobs
-    client = httpx.AsyncClient(
-        # One pooled client for every call of this process, sized to its concurrency.
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        timeout=httpx.Timeout(settings.worker_http_timeout.total_seconds()),
-        follow_redirects=False,
-        trust_env=False,
+    # One pooled client for every call of this process, sized to its concurrency.
+    client = guarded_client(
+        settings.egress_policy, concurrency, httpx.Timeout(settings.worker_http_timeout.total_seconds())
     )
     ctx["engine"], ctx["http"] = engine, client
     ctx["stop_metrics"] = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
@@ -71,6 +69,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         capture_bytes=settings.response_body_capture_bytes,
         record_deadline=settings.worker_record_deadline,
         throughput=Throughput(settings.worker_queue),
+        max_redirects=settings.egress_max_redirects,
     )
     logger.info(
         "worker %s ready on queue %r: %d concurrent calls, poll every %.0f ms",

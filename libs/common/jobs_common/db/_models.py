@@ -74,6 +74,7 @@ class CallDefinition:
     max_backoff_ms: Mapped[int] = mapped_column(Integer)
     multiplier: Mapped[float] = mapped_column(Double)
     retry_status_codes: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    follow_redirects: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 CALL_COLUMNS = tuple(CallDefinition.__annotations__)

@@ -51,7 +51,7 @@ WITH claimed AS (
     RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.create_time, e.trace_parent,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
               e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
-              e.retry_status_codes
+              e.retry_status_codes, e.follow_redirects
 ), lost AS (
     -- An attempt left open by a worker whose lease lapsed: it died mid-call.
     UPDATE attempts a

@@ -58,6 +58,7 @@ def call_columns(spec: JobSpec) -> dict[str, object]:
         "max_backoff_ms": _ms(policy.max_backoff),
         "multiplier": policy.multiplier,
         "retry_status_codes": list(policy.retry_status_codes),
+        "follow_redirects": spec.http_request.follow_redirects,
     }
 
 
@@ -118,10 +119,17 @@ class CallColumns(Protocol):
     max_backoff_ms: int
     multiplier: float
     retry_status_codes: list[int]
+    follow_redirects: bool
 
 
 def http_request_from(row: CallColumns) -> HttpRequestSpec:
-    return HttpRequestSpec(method=HttpMethod(row.method), url=row.url, headers=dict(row.headers), body=row.body)
+    return HttpRequestSpec(
+        method=HttpMethod(row.method),
+        url=row.url,
+        headers=dict(row.headers),
+        body=row.body,
+        follow_redirects=row.follow_redirects,
+    )
 
 
 def retry_policy_from(row: CallColumns) -> RetryPolicy:

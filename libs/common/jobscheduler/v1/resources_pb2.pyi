@@ -239,6 +239,10 @@ class _ErrorKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorKind.V
     """The execution was cancelled while this attempt ran."""
     ERROR_KIND_INTERRUPTED: _ErrorKind.ValueType  # 8
     """The worker stopped during the attempt; the execution was handed back to the queue."""
+    ERROR_KIND_POLICY: _ErrorKind.ValueType  # 9
+    """The egress policy refused the target's address (not public and not allow-listed); not
+    retried.
+    """
 
 class ErrorKind(_ErrorKind, metaclass=_ErrorKindEnumTypeWrapper):
     """Why an attempt failed."""
@@ -261,6 +265,10 @@ ERROR_KIND_CANCELLED: ErrorKind.ValueType  # 7
 """The execution was cancelled while this attempt ran."""
 ERROR_KIND_INTERRUPTED: ErrorKind.ValueType  # 8
 """The worker stopped during the attempt; the execution was handed back to the queue."""
+ERROR_KIND_POLICY: ErrorKind.ValueType  # 9
+"""The egress policy refused the target's address (not public and not allow-listed); not
+retried.
+"""
 Global___ErrorKind: _TypeAlias = ErrorKind  # noqa: Y015
 
 @_typing.final
@@ -293,12 +301,19 @@ class HttpRequest(_message.Message):
     URL_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    FOLLOW_REDIRECTS_FIELD_NUMBER: _builtins.int
     method: Global___HttpMethod.ValueType
     """Optional. Defaults to POST."""
     url: _builtins.str
     """Required. Absolute http:// or https:// URL of the target."""
     body: _builtins.bytes
     """Optional. Request body, at most the configured body limit (default 1 MiB)."""
+    follow_redirects: _builtins.bool
+    """Optional. Follow redirects (at most EGRESS_MAX_REDIRECTS, default 5), each hop checked by
+    the egress policy; a 303, or a 301/302 after a POST, continues as a GET without the body,
+    and credential headers are not sent to another origin. When false (the default), a 3xx
+    answer is a final failure recorded with its Location.
+    """
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Optional. Request headers. `Idempotency-Key` and `User-Agent` are set by the service."""
@@ -310,10 +325,11 @@ class HttpRequest(_message.Message):
         url: _builtins.str = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         body: _builtins.bytes = ...,
+        follow_redirects: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "headers", b"headers", "method", b"method", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "follow_redirects", b"follow_redirects", "headers", b"headers", "method", b"method", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

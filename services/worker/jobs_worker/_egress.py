@@ -1,0 +1,92 @@
+"""The worker's HTTP client under the egress policy: every connection resolves its host, refuses
+unless every address passes the policy, and then connects to an address it checked, so a name
+that resolves differently a moment later (DNS rebinding) cannot swap the target. TLS still
+verifies the certificate against the host name (httpcore sends the URL's host as SNI)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+import httpcore
+import httpx
+
+from jobs_common.egress import EgressPolicy, IpAddress
+
+__all__ = ["EgressRefusedError", "guarded_client"]
+
+
+class EgressRefusedError(Exception):
+    """The target's address is not allowed by the egress policy."""
+
+
+def guarded_client(policy: EgressPolicy, concurrency: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """An httpx client whose every connection passes ``policy``. It ignores HTTP(S)_PROXY
+    variables: a proxy would make the checked address the proxy's, not the target's."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        network_backend=_GuardedBackend(policy),
+    )
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, policy: EgressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if self._policy.host_is_trusted(host):
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        addresses = await _resolve(host, port)
+        for address in addresses:
+            refusal = self._policy.refusal(address)
+            if refusal is not None:
+                resolved = f"{address}" if host == str(address) else f"{host}: it resolves to {address}"
+                raise EgressRefusedError(f"egress policy refuses {resolved} ({refusal})")
+        failure: Exception | None = None
+        for address in addresses:  # every one is allowed; the first that answers is used
+            try:
+                return await self._inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # _resolve never returns an empty list
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise EgressRefusedError("egress policy refuses unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int) -> list[IpAddress]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+    addresses: list[IpAddress] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise httpcore.ConnectError(f"cannot resolve {host}: no address")
+    return addresses
