@@ -5,10 +5,11 @@ Servicers raise domain errors; :mod:`jobs_api.errors` turns them into statuses.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from itertools import islice
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -33,6 +34,7 @@ __all__ = ["JobServicer"]
 logger = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+_T = TypeVar("_T")
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 # GetJob previews this many fire times of a recurring job.
 UPCOMING_PREVIEW = 5
@@ -54,22 +56,32 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._dispatcher = dispatcher
         self._settings = settings
         self._wake_scheduler = wake_scheduler
+        # Commits that outlive the call that asked for them (its client gave up meanwhile).
+        self._unattended: set[asyncio.Task[Any]] = set()
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
         request_id = validate_request_id(request.request_id)
         if not request.HasField("job"):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         spec = validate_job(convert.job_draft(request.job), self._settings)
-        created = await self._store.create_job(spec, request_id, current_traceparent())
-        if created.created:
-            JOBS_CREATED.labels("recurring" if spec.schedule is not None else "one_off").inc()
-        crash_after_commit(self._settings.fault_crash_after_commit)
-        if spec.schedule is not None:
-            self._wake_scheduler()
-        # Also for a repeated request_id: if the first dispatch was lost, this one makes up for it
-        # (the arq job id is the execution's, so a second enqueue is a no-op).
-        await self._dispatch_waiting(created.job)
-        return api.CreateJobResponse(job=convert.job_to_proto(created.job))
+        traceparent = current_traceparent()
+
+        async def commit_and_dispatch() -> Job:
+            created = await self._store.create_job(spec, request_id, traceparent)
+            if created.created:
+                JOBS_CREATED.labels("recurring" if spec.schedule is not None else "one_off").inc()
+            crash_after_commit(self._settings.fault_crash_after_commit)
+            if spec.schedule is not None:
+                self._wake_scheduler()
+            # Also for a repeated request_id: if the first dispatch was lost, this one makes up
+            # for it (the arq job id is the execution's, so a second enqueue is a no-op).
+            await self._dispatch_waiting(created.job)
+            return created.job
+
+        # A client that gives up (deadline, cancel) while the INSERT is in flight must not stop
+        # the enqueue of what PostgreSQL commits anyway: the pair runs to its end regardless.
+        job = await self._unattended_until_done(commit_and_dispatch())
+        return api.CreateJobResponse(job=convert.job_to_proto(job))
 
     async def GetJob(self, request: api.GetJobRequest, context: Context) -> api.GetJobResponse:
         job = await self._store.get_job(validate_id(request.id))
@@ -166,6 +178,18 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         resync = self._settings.watch_resync_interval.total_seconds()
         async for response in watch_job(self._store, self._events, validate_id(request.id), resync):
             yield response
+
+    async def _unattended_until_done(self, work: Coroutine[Any, Any, _T]) -> _T:
+        task = asyncio.ensure_future(work)
+        self._unattended.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._unattended.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Raised to the caller too, unless it left: then this is the only record.
+            logger.debug("CreateJob's commit failed: %s", error)
 
     async def _dispatch_waiting(self, job: Job) -> None:
         execution = job.last_execution
