@@ -152,3 +152,11 @@ def test_compose_redis_has_no_default_user_and_the_services_use_the_restricted_o
     assert environment["REDIS_USERNAME"] == "jobs"
     assert environment["REDIS_PASSWORD"] in users[1].split()[2].lstrip(">")
     assert environment["REDIS_PASSWORD"] in services["redis"]["healthcheck"]["test"]
+
+
+def test_every_setting_is_in_the_readme_configuration_table():
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
+    assert SETTING_NAMES - documented == set()
+    assert documented - SETTING_NAMES == set()

@@ -49,7 +49,9 @@ def test_selectors_services_and_ports_line_up():
     config = resources[("ConfigMap", "job-scheduler-config")]["data"]
     assert container_ports["grpc"] == int(config["GRPC_PORT"])
     assert container_ports["metrics"] == int(config["METRICS_PORT"])
-    assert _container(api)["readinessProbe"]["grpc"]["port"] == container_ports["grpc"]
+    assert container_ports["health"] == int(config["GRPC_HEALTH_PORT"])
+    assert _container(api)["readinessProbe"]["grpc"]["port"] == container_ports["health"]
+    assert _container(api)["livenessProbe"]["grpc"]["port"] == container_ports["health"]
     worker_ports = {
         p["name"]: p["containerPort"] for p in _container(resources[("Deployment", "job-scheduler-worker")])["ports"]
     }

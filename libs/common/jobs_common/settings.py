@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     grpc_host: str = "[::]"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     grpc_shutdown_grace: Duration = timedelta(seconds=5)
+    # TLS on the gRPC port (PEM files); with a client CA, mutual TLS: clients must present a
+    # certificate it signed.
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_client_ca_file: str = ""
+    # A second, plaintext listener serving grpc.health.v1 only (0: none), for probes that cannot
+    # speak TLS (Kubernetes' gRPC probe, the container HEALTHCHECK) while the api port does.
+    grpc_health_port: int = Field(default=0, ge=0, le=65535)
+    # Largest request message; a larger one answers RESOURCE_EXHAUSTED.
+    grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     health_check_interval: Duration = timedelta(seconds=2)
 
     worker_pool_size: int = Field(default=1, ge=1)
@@ -130,6 +140,10 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
         parse_api_tokens(self.api_tokens.get_secret_value())  # a malformed entry fails at start
         parse_networks(self.egress_allow_networks)
+        if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
+            raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together")
+        if self.grpc_tls_client_ca_file and not self.grpc_tls_cert_file:
+            raise ValueError("GRPC_TLS_CLIENT_CA_FILE (mutual TLS) needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE")
         return self
 
     @property

@@ -24,6 +24,7 @@ from jobs_api.scaler import add_to_server as add_scaler
 from jobs_api.scaling import IdleClock
 from jobs_api.servicer import JobServicer
 from jobs_api.tracing import TracingInterceptor
+from jobs_api.transport import add_api_port, health_only_server, server_options
 from jobs_common.db import create_engine
 from jobs_common.metrics import serve_metrics
 from jobs_common.migrate import migrate
@@ -45,6 +46,7 @@ QUEUE_SERVICE = queue_service_pb2.DESCRIPTOR.services_by_name["QueueService"].fu
 class RunningApi:
     server: grpc.aio.Server
     port: int
+    health_port: int | None
     health: health.aio.HealthServicer
     scheduler: SchedulerLoop
     reconciler: ReconcilerLoop
@@ -78,7 +80,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
             TracingInterceptor(),
             AuthInterceptor(tokens, settings.open_services),
             ErrorInterceptor(),
-        ]
+        ],
+        options=server_options(settings),
     )
     if not tokens:
         logger.warning("API_TOKENS is empty: the api accepts every call without authentication")
@@ -104,7 +107,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         ],
         server,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    port, transport = add_api_port(server, settings)
+    health_server = health_only_server(settings, health_servicer)
     probe = DependencyProbe(
         health_servicer,
         ["", JOB_SERVICE, QUEUE_SERVICE],
@@ -122,17 +126,23 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     loop_tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in loops]
     loop_tasks.append(asyncio.create_task(events.run(), name="job-events"))
     await server.start()
+    if health_server is not None:
+        await health_server[0].start()
     stop_metrics = serve_metrics(settings.metrics_host, settings.metrics_port)
     logger.info(
-        "api listening on %s:%d (JobService, QueueService, KEDA's ExternalScaler, grpc.health.v1, reflection; "
-        "authentication %s; background: %s)",
+        "api listening on %s:%d, %s (JobService, QueueService, KEDA's ExternalScaler, grpc.health.v1, "
+        "reflection; authentication %s; health-only port %s; background: %s)",
         settings.grpc_host,
         port,
+        transport,
         "on" if tokens else "off",
+        health_server[1] if health_server is not None else "off",
         ", ".join(loop.name for loop in loops) or "none",
     )
     try:
-        yield RunningApi(server, port, health_servicer, scheduler, reconciler)
+        yield RunningApi(
+            server, port, health_server[1] if health_server else None, health_servicer, scheduler, reconciler
+        )
     finally:
         await asyncio.to_thread(stop_metrics)
         probe.stop()
@@ -142,6 +152,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         await asyncio.gather(probe_task, *loop_tasks)
         await health_servicer.enter_graceful_shutdown()
         await server.stop(settings.grpc_shutdown_grace.total_seconds())
+        if health_server is not None:
+            await health_server[0].stop(None)
         await redis.aclose()
         await engine.dispose()
         logger.info("api stopped")

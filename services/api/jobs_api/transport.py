@@ -1,0 +1,45 @@
+"""The api's listeners: the gRPC port, plaintext or TLS (mutual when a client CA is set), and the
+optional plaintext health-only port for probes that cannot speak TLS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+
+from jobs_common.settings import Settings
+
+__all__ = ["add_api_port", "health_only_server", "server_options"]
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """A request larger than GRPC_MAX_MESSAGE_BYTES answers RESOURCE_EXHAUSTED before any handler."""
+    return [("grpc.max_receive_message_length", settings.grpc_max_message_bytes)]
+
+
+def add_api_port(server: grpc.aio.Server, settings: Settings) -> tuple[int, str]:
+    """Binds GRPC_HOST:GRPC_PORT; returns the port and what protects it (for the start-up line).
+
+    Raises:
+        OSError: a certificate, key or CA file cannot be read.
+    """
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    if not settings.grpc_tls_cert_file:
+        return server.add_insecure_port(address), "plaintext"
+    client_ca = settings.grpc_tls_client_ca_file
+    credentials = grpc.ssl_server_credentials(
+        [(Path(settings.grpc_tls_key_file).read_bytes(), Path(settings.grpc_tls_cert_file).read_bytes())],
+        root_certificates=Path(client_ca).read_bytes() if client_ca else None,
+        require_client_auth=bool(client_ca),
+    )
+    return server.add_secure_port(address, credentials), "mutual TLS" if client_ca else "TLS"
+
+
+def health_only_server(settings: Settings, servicer: health.aio.HealthServicer) -> tuple[grpc.aio.Server, int] | None:
+    """A plaintext server with grpc.health.v1 alone on GRPC_HEALTH_PORT, or None when it is 0."""
+    if not settings.grpc_health_port:
+        return None
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return server, server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_health_port}")
