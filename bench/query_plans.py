@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobs_common.domain import ErrorKind
 from jobs_common.migrate import migrate
+from jobs_common.secrets import SecretBox
 from jobs_common.settings import Settings
 from jobs_common.store import (
     DeadLetterFilter,
@@ -181,9 +182,9 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         DeadLetters(engine),
         Reconciliation(engine),
         TickStore(engine),
-        JobStore(engine),
+        JobStore(engine, SecretBox()),
     )
-    leases = ExecutionLeases(engine, "plans", timedelta(seconds=10))
+    leases = ExecutionLeases(engine, "plans", timedelta(seconds=10), SecretBox())
     async with engine.connect() as conn:
         waiting_id = await conn.scalar(text("SELECT id FROM executions WHERE state = 'QUEUED' LIMIT 1"))
         some_job = await conn.scalar(text("SELECT job_id FROM executions WHERE state = 'DEAD' LIMIT 1"))

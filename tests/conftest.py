@@ -3,6 +3,8 @@ in-process, and a real worker process."""
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from arq.connections import ArqRedis
+from pydantic import SecretStr
 
 from jobs_api.server import RunningApi, running_api
 from jobs_common.queue import create_redis_pool
@@ -56,6 +59,8 @@ def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
         grpc_port=0,
         # The test targets listen on loopback, which production refuses.
         egress_allow_networks="127.0.0.0/8,::1/128",
+        # Secrets are sealed at rest in every test, as in production.
+        secrets_keys=SecretStr(f"test:{base64.b64encode(os.urandom(32)).decode()}"),
         health_check_interval=timedelta(milliseconds=500),
         queue_poll_interval=timedelta(milliseconds=10),
         worker_drain_timeout=timedelta(seconds=5),

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from jobs_common._durations import parse_duration
+from jobs_common.secrets import parse_secret_keys
 from jobs_common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,3 +161,10 @@ def test_every_setting_is_in_the_readme_configuration_table():
     documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
     assert SETTING_NAMES - documented == set()
     assert documented - SETTING_NAMES == set()
+
+
+def test_compose_default_secrets_key_is_a_valid_key():
+    default = _load("docker-compose.yml")["x-app-environment"]["SECRETS_KEYS"]
+    value = re.fullmatch(r"\$\{SECRETS_KEYS:-(.+)\}", default)
+    assert value is not None
+    assert [key_id for key_id, _ in parse_secret_keys(value.group(1))] == ["dev"]

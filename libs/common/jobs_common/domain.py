@@ -96,6 +96,10 @@ class HttpRequestSpec:
     body: bytes
     # Follow 3xx answers (each hop passes the egress policy); else a 3xx is a final failure.
     follow_redirects: bool = False
+    # Lowercase names of the headers whose values are secret: sealed at rest, redacted on output.
+    secret_headers: frozenset[str] = frozenset()
+    # Standard Webhooks secrets (whsec_...): each request is signed with every one of them.
+    signing_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

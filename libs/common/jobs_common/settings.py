@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs_common._durations import parse_duration
 from jobs_common.auth import ApiToken, parse_api_tokens
 from jobs_common.egress import EgressPolicy, parse_networks
+from jobs_common.secrets import SecretBox, parse_secret_keys
 
 __all__ = ["Settings"]
 
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
 
     # Bearer tokens of the api's clients (see jobs_common.auth); empty: no authentication.
     api_tokens: SecretStr = SecretStr("")
+    # Keys sealing secret header values and signing secrets at rest (see jobs_common.secrets):
+    # "id:base64-key,..." with 32-byte keys, the first sealing; empty: stored in clear.
+    secrets_keys: SecretStr = SecretStr("")
     # Services callable without a token besides grpc.health.v1.Health (comma separated).
     auth_open_services: str = (
         "grpc.reflection.v1.ServerReflection,grpc.reflection.v1alpha.ServerReflection,externalscaler.ExternalScaler"
@@ -140,11 +144,16 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
         parse_api_tokens(self.api_tokens.get_secret_value())  # a malformed entry fails at start
         parse_networks(self.egress_allow_networks)
+        parse_secret_keys(self.secrets_keys.get_secret_value())
         if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
             raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together")
         if self.grpc_tls_client_ca_file and not self.grpc_tls_cert_file:
             raise ValueError("GRPC_TLS_CLIENT_CA_FILE (mutual TLS) needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE")
         return self
+
+    @property
+    def secret_box(self) -> SecretBox:
+        return SecretBox(parse_secret_keys(self.secrets_keys.get_secret_value()))
 
     @property
     def egress_policy(self) -> EgressPolicy:
@@ -183,6 +192,7 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data.pop("redis_password", None)
         data.pop("api_tokens", None)
+        data.pop("secrets_keys", None)
         data["redis_url"] = _redact_url(self.redis_dsn)
         data["database_url"] = _redact_url(self.database_url)
         return data

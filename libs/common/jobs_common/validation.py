@@ -28,7 +28,9 @@ from jobs_common.schedules import (
     cron_error,
     time_zone_error,
 )
+from jobs_common.secrets import DEFAULT_SECRET_HEADERS, REDACTED
 from jobs_common.settings import Settings
+from jobs_common.signing import MAX_SIGNING_SECRETS, SIGNING_HEADERS, generate_signing_secret, signing_secret_problem
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -93,6 +95,9 @@ class JobDraft:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     follow_redirects: bool = False
+    secret_headers: list[str] = field(default_factory=list)
+    signing_secrets: list[str] = field(default_factory=list)
+    generate_signing_secret: bool = False
     timeout: timedelta | None = None
     max_attempts: int | None = None
     min_backoff: timedelta | None = None
@@ -144,6 +149,8 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
     method = _check_method(draft.method, bad)
     _check_url(draft.url, settings.job_max_url_length, settings.egress_policy, bad)
     _check_headers(draft.headers, settings, bad)
+    secret_headers = _check_secret_headers(draft, bad)
+    signing_secrets = _check_signing(draft, bad)
     if len(draft.body) > settings.job_max_body_bytes:
         bad("http_request.body", f"is {len(draft.body)} bytes; the limit is {settings.job_max_body_bytes}")
 
@@ -171,6 +178,8 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
             headers=dict(draft.headers),
             body=draft.body,
             follow_redirects=draft.follow_redirects,
+            secret_headers=secret_headers,
+            signing_secrets=signing_secrets,
         ),
         timeout=timeout,
         retry_policy=policy,
@@ -329,6 +338,34 @@ def _check_headers(headers: dict[str, str], settings: Settings, bad: _Bad) -> No
             bad(path, f"{shown!r} is set by the service and cannot be given")
         elif _FORBIDDEN_VALUE_CHARS.search(value):
             bad(path, f"value of {shown!r} must not contain CR, LF or NUL")
+        elif value == REDACTED:
+            bad(path, f"value of {shown!r} is {REDACTED}, which stands for a stored secret: send the value itself")
+
+
+def _check_secret_headers(draft: JobDraft, bad: _Bad) -> frozenset[str]:
+    """The lowercase names of the headers whose values are secret: the marked ones and the
+    always-secret ones present."""
+    present = {name.lower() for name in draft.headers}
+    marked = set()
+    for index, name in enumerate(draft.secret_headers):
+        if name.lower() not in present:
+            bad(f"http_request.secret_headers[{index}]", f"{name[:64]!r} names no header of http_request.headers")
+        marked.add(name.lower())
+    return frozenset(marked | (present & DEFAULT_SECRET_HEADERS))
+
+
+def _check_signing(draft: JobDraft, bad: _Bad) -> tuple[str, ...]:
+    secrets = list(draft.signing_secrets)
+    for index, secret in enumerate(secrets):
+        if (problem := signing_secret_problem(secret)) is not None:
+            bad(f"http_request.signing.secrets[{index}]", problem)
+    if draft.generate_signing_secret:
+        secrets.insert(0, generate_signing_secret())
+    if len(secrets) > MAX_SIGNING_SECRETS:
+        bad("http_request.signing.secrets", f"holds {len(secrets)} secrets; the limit is {MAX_SIGNING_SECRETS}")
+    if secrets and (given := sorted(SIGNING_HEADERS & {name.lower() for name in draft.headers})):
+        bad("http_request.headers", f"{given[0]!r} is set by the service when the job is signed")
+    return tuple(secrets)
 
 
 def _check_retry_policy(draft: JobDraft, settings: Settings, bad: _Bad) -> RetryPolicy:

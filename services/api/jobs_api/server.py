@@ -59,7 +59,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         await migrate(settings)
     engine = create_engine(settings)
     redis = await create_redis_pool(settings)
-    store, ticks, dispatcher = JobStore(engine), TickStore(engine), Dispatcher(redis)
+    store, ticks, dispatcher = JobStore(engine, settings.secret_box), TickStore(engine), Dispatcher(redis)
     events = JobEvents(settings.database_url)
     scheduler = SchedulerLoop(ticks, dispatcher, settings.scheduler_interval, settings.scheduler_batch_size)
     queues = QueueStore(engine)
@@ -85,6 +85,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     )
     if not tokens:
         logger.warning("API_TOKENS is empty: the api accepts every call without authentication")
+    if settings.secret_box.current_key_id is None:
+        logger.warning("SECRETS_KEYS is empty: secret header values and signing secrets are stored in clear")
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
     )

@@ -17,6 +17,7 @@ from jobs_api import convert
 from jobs_api.faults import crash_after_commit
 from jobs_api.masks import apply_update_mask
 from jobs_api.metrics import JOBS_CREATED
+from jobs_api.redaction import generated_secrets, restore_redacted
 from jobs_api.watch import watch_job
 from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
 from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
@@ -28,6 +29,7 @@ from jobs_common.tracing import current_traceparent
 from jobs_common.validation import validate_id, validate_job, validate_page_size, validate_request_id
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
 
 __all__ = ["JobServicer"]
 
@@ -81,7 +83,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         # A client that gives up (deadline, cancel) while the INSERT is in flight must not stop
         # the enqueue of what PostgreSQL commits anyway: the pair runs to its end regardless.
         job = await self._unattended_until_done(commit_and_dispatch())
-        return api.CreateJobResponse(job=convert.job_to_proto(job))
+        shown = generated_secrets(job.spec.http_request, request.job.http_request)
+        return api.CreateJobResponse(job=convert.job_to_proto(job, shown_secrets=shown))
 
     async def GetJob(self, request: api.GetJobRequest, context: Context) -> api.GetJobResponse:
         job = await self._store.get_job(validate_id(request.id))
@@ -105,8 +108,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         job_id = validate_id(request.job.id, "job.id")
 
+        sent = pb.HttpRequest()
+
         def apply(current: Job) -> JobSpec:
-            merged = apply_update_mask(convert.job_to_proto(current), request.job, request.update_mask)
+            merged = apply_update_mask(convert.job_to_proto(current, redact=False), request.job, request.update_mask)
+            restore_redacted(merged.http_request, current.spec.http_request)
+            sent.CopyFrom(merged.http_request)
             spec = validate_job(convert.job_draft(merged), self._settings)
             if spec.kind is not current.spec.kind:
                 raise InvalidArgumentError(
@@ -120,7 +127,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
         job = await self._store.update_job(job_id, apply)
         self._wake_scheduler()
-        return api.UpdateJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
+        shown = generated_secrets(job.spec.http_request, sent)
+        return api.UpdateJobResponse(job=convert.job_to_proto(job, _upcoming(job), shown_secrets=shown))
 
     async def PauseJob(self, request: api.PauseJobRequest, context: Context) -> api.PauseJobResponse:
         job = await self._store.pause_job(validate_id(request.id))

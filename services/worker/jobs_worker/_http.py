@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -25,13 +26,13 @@ import httpx
 
 from jobs_common.backoff import parse_retry_after
 from jobs_common.domain import ErrorKind, HttpRequestSpec
+from jobs_common.secrets import DEFAULT_SECRET_HEADERS
+from jobs_common.signing import signature_headers
 from jobs_common.tracing import TRACEPARENT
 from jobs_worker._egress import EgressRefusedError
 
 __all__ = ["ATTEMPT_HEADER", "USER_AGENT", "HttpOutcome", "perform"]
 
-# Never sent to another origin by a redirect.
-CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
 
 USER_AGENT = "job-scheduler/0.1 (+https://github.com/job-scheduler)"
@@ -80,6 +81,8 @@ async def perform(
     if traceparent is not None:
         headers = {name: value for name, value in headers.items() if name.lower() != TRACEPARENT}
         headers[TRACEPARENT] = traceparent
+    if request.signing_secrets:
+        headers.update(signature_headers(request.signing_secrets, idempotency_key, int(time.time()), request.body))
     hops = _Hops(client, request, headers, seconds, max_redirects if request.follow_redirects else 0)
     try:
         async with asyncio.timeout(seconds):
@@ -130,6 +133,8 @@ class _Hops:
         self._body = request.body
         self._timeout = httpx.Timeout(seconds)
         self._max_redirects = max_redirects
+        # Never sent to another origin by a redirect: credentials and the job's secret headers.
+        self._kept_home = DEFAULT_SECRET_HEADERS | request.secret_headers
         self.taken = 0
 
     async def send(self, capture_bytes: int) -> tuple[httpx.Response, bytes, bool]:
@@ -165,7 +170,7 @@ class _Hops:
             self._method, self._body = "GET", b""
             self._headers = {k: v for k, v in self._headers.items() if k.lower() not in BODY_HEADERS}
         if (target.scheme, target.host, target.port) != (sent.url.scheme, sent.url.host, sent.url.port):
-            self._headers = {k: v for k, v in self._headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+            self._headers = {k: v for k, v in self._headers.items() if k.lower() not in self._kept_home}
         self._url = target
 
 

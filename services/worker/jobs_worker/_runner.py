@@ -139,7 +139,11 @@ class ExecutionRunner:
                 error_message=f"all {claimed.retry_policy.max_attempts} attempts used (workers lost)",
             )
         else:
-            outcome = await self._call(claimed, span.traceparent())
+            if claimed.secrets_problem is not None:  # a configuration fault: retried, maybe elsewhere
+                problem = f"this worker cannot open the job's secrets: {claimed.secrets_problem}"
+                outcome = HttpOutcome(error_kind=ErrorKind.POLICY, error_message=problem)
+            else:
+                outcome = await self._call(claimed, span.traceparent())
             result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
         _describe_attempt(span, result)
         try:

@@ -55,6 +55,8 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> str:
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     await warn_if_redis_can_evict(ctx["redis"])
+    if settings.secret_box.current_key_id is None:
+        logger.warning("SECRETS_KEYS is empty: this worker opens only secrets stored in clear")
     engine = create_engine(settings)
     concurrency = settings.worker_max_concurrent_jobs
     # One pooled client for every call of this process, sized to its concurrency.
@@ -64,7 +66,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     ctx["engine"], ctx["http"] = engine, client
     ctx["stop_metrics"] = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     ctx["runner"] = ExecutionRunner(
-        ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl),
+        ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl, settings.secret_box),
         client,
         capture_bytes=settings.response_body_capture_bytes,
         record_deadline=settings.worker_record_deadline,

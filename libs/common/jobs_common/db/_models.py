@@ -75,6 +75,8 @@ class CallDefinition:
     multiplier: Mapped[float] = mapped_column(Double)
     retry_status_codes: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     follow_redirects: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Secret header values and signing secrets, sealed (jobs_common.secrets); NULL: none.
+    sealed_secrets: Mapped[str | None] = mapped_column(Text)
 
 
 CALL_COLUMNS = tuple(CallDefinition.__annotations__)

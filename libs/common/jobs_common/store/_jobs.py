@@ -38,6 +38,7 @@ from jobs_common.domain import (
 from jobs_common.errors import FailedPreconditionError, NotFoundError
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
 from jobs_common.schedules import next_fire_time
+from jobs_common.secrets import SecretBox
 from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns, schedule_from_row
 
 __all__ = ["CreatedJob", "JobStore", "Replayed"]
@@ -98,7 +99,9 @@ _CREATE_RECURRING_JOB = _INSERT_JOB.returning(_JOBS.c.id)
 
 
 class JobStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
+        """``box`` seals the secrets of the jobs written and opens those of the jobs read."""
+        self._box = box
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single-statement writes need no BEGIN/COMMIT round trips: a statement is atomic.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -121,7 +124,7 @@ class JobStore:
             "next_run_time": None,
             "buffered_tick": None,
             "run_count": 0,
-            **job_spec_columns(spec),
+            **job_spec_columns(spec, self._box),
         }
         execution: Execution | None = None
         if spec.schedule is not None:
@@ -205,7 +208,7 @@ class JobStore:
         query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
-        jobs = [job_from_row(job, execution) for job, execution in rows[:page_size]]
+        jobs = [job_from_row(job, execution, self._box) for job, execution in rows[:page_size]]
         token = ""
         if len(rows) > page_size:
             last = rows[page_size - 1][0]
@@ -224,9 +227,9 @@ class JobStore:
                 raise NotFoundError(f"job {job_id} not found")
             if row.state == JobState.DELETED.value:
                 raise FailedPreconditionError(f"job {job_id} is deleted", reason="JOB_DELETED")
-            current = job_from_row(row, None)
+            current = job_from_row(row, None, self._box)
             spec = apply(current)
-            for name, value in job_spec_columns(spec).items():
+            for name, value in job_spec_columns(spec, self._box).items():
                 setattr(row, name, value)
             rescheduled = spec.schedule is not None and spec.schedule != current.spec.schedule
             if spec.schedule is not None and rescheduled and row.state != JobState.PAUSED.value:
@@ -404,7 +407,7 @@ class JobStore:
         found = (await session.execute(_JOBS_WITH_LAST_EXECUTION.where(JobRow.id == job_id))).first()
         if found is None:
             raise NotFoundError(f"job {job_id} not found")
-        return job_from_row(found[0], found[1])
+        return job_from_row(found[0], found[1], self._box)
 
 
 def _cancelled_values(now: datetime, reason: str) -> dict[str, object]:

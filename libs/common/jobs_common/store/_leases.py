@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, ErrorKind, ExecutionState, HttpRequestSpec, RetryPolicy
+from jobs_common.secrets import SecretBox, SecretsError
 from jobs_common.store._rows import http_request_from, retry_policy_from
 
 __all__ = ["AttemptResult", "Claim", "ExecutionLeases", "NotClaimed"]
@@ -51,7 +52,7 @@ WITH claimed AS (
     RETURNING e.id, e.job_id, e.attempt_count, e.interrupted_attempts, e.create_time, e.trace_parent,
               extract(epoch FROM now() - e.schedule_time) AS due_for_s, e.method, e.url, e.headers, e.body,
               e.timeout_ms, e.max_attempts, e.min_backoff_ms, e.max_backoff_ms, e.multiplier,
-              e.retry_status_codes, e.follow_redirects
+              e.retry_status_codes, e.follow_redirects, e.sealed_secrets
 ), lost AS (
     -- An attempt left open by a worker whose lease lapsed: it died mid-call.
     UPDATE attempts a
@@ -153,6 +154,8 @@ class Claim:
     # When the execution was created, and the traceparent it was created under (tracing).
     create_time: datetime
     trace_parent: str | None
+    # Why the request's secrets cannot be opened here (this worker lacks the key): no call.
+    secrets_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +189,11 @@ class AttemptResult:
 
 
 class ExecutionLeases:
-    def __init__(self, engine: AsyncEngine, worker_id: str, lease_ttl: timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, worker_id: str, lease_ttl: timedelta, box: SecretBox) -> None:
         # Single statements in autocommit: one round trip each, no BEGIN/COMMIT.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.worker_id = worker_id
+        self._box = box  # opens the sealed secrets of what is claimed
         self._lease_ttl_s = lease_ttl.total_seconds()
 
     async def claim(self, execution_id: uuid.UUID) -> Claim | NotClaimed:
@@ -209,17 +213,22 @@ class ExecutionLeases:
                 if found is None:
                     return NotClaimed(None, timedelta(0), None)
                 return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry, found.paused)
+        try:
+            request, problem = http_request_from(row, self._box), None
+        except SecretsError as exc:
+            request, problem = http_request_from(row, self._box, open_secrets=False), str(exc)
         return Claim(
             execution_id=row.id,
             job_id=row.job_id,
             number=row.attempt_count,
             counted_before=row.attempt_count - 1 - row.interrupted_attempts,
-            request=http_request_from(row),
+            request=request,
             timeout=timedelta(milliseconds=row.timeout_ms),
             retry_policy=retry_policy_from(row),
             due_for=timedelta(seconds=float(row.due_for_s)),
             create_time=row.create_time,
             trace_parent=row.trace_parent,
+            secrets_problem=problem,
         )
 
     async def renew(self, execution_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:

@@ -19,6 +19,7 @@ from jobs_common.domain import (
     RetryPolicy,
 )
 from jobs_common.schedules import CatchUpPolicy, CronSpec, OverlapPolicy, RecurringSchedule
+from jobs_common.secrets import DEFAULT_SECRET_HEADERS, SealedSecrets, SecretBox
 
 __all__ = [
     "CallColumns",
@@ -33,10 +34,10 @@ __all__ = [
 ]
 
 
-def job_spec_columns(spec: JobSpec) -> dict[str, object]:
-    """The jobs-table columns that hold a job's definition."""
+def job_spec_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
+    """The jobs-table columns that hold a job's definition (its secrets sealed by ``box``)."""
     return {
-        **call_columns(spec),
+        **call_columns(spec, box),
         **schedule_columns(spec.schedule),
         "run_at": spec.run_at,
         "queue": spec.queue,
@@ -44,13 +45,16 @@ def job_spec_columns(spec: JobSpec) -> dict[str, object]:
     }
 
 
-def call_columns(spec: JobSpec) -> dict[str, object]:
-    """What to call and how to retry: the columns jobs and executions share."""
-    policy = spec.retry_policy
+def call_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
+    """What to call and how to retry: the columns jobs and executions share. Secret header
+    values and signing secrets go sealed into ``sealed_secrets``, never into ``headers``."""
+    policy, request = spec.retry_policy, spec.http_request
+    secret = {name: value for name, value in request.headers.items() if name.lower() in request.secret_headers}
     return {
-        "method": spec.http_request.method.value,
-        "url": spec.http_request.url,
-        "headers": spec.http_request.headers,
+        "method": request.method.value,
+        "url": request.url,
+        "headers": {name: value for name, value in request.headers.items() if name not in secret},
+        "sealed_secrets": box.seal(SealedSecrets(secret, request.signing_secrets)),
         "body": spec.http_request.body,
         "timeout_ms": _ms(spec.timeout),
         "max_attempts": policy.max_attempts,
@@ -120,15 +124,23 @@ class CallColumns(Protocol):
     multiplier: float
     retry_status_codes: list[int]
     follow_redirects: bool
+    sealed_secrets: str | None
 
 
-def http_request_from(row: CallColumns) -> HttpRequestSpec:
+def http_request_from(row: CallColumns, box: SecretBox, *, open_secrets: bool = True) -> HttpRequestSpec:
+    """Raises SecretsError when ``box`` lacks the key the row's secrets were sealed with
+    (``open_secrets=False``: the request without its sealed secrets)."""
+    secrets = box.open(row.sealed_secrets) if open_secrets else SealedSecrets()
+    # Rows written before secrets were sealed may hold Authorization & co. in clear.
+    in_clear = {name.lower() for name in row.headers if name.lower() in DEFAULT_SECRET_HEADERS}
     return HttpRequestSpec(
         method=HttpMethod(row.method),
         url=row.url,
-        headers=dict(row.headers),
+        headers={**row.headers, **secrets.headers},
         body=row.body,
         follow_redirects=row.follow_redirects,
+        secret_headers=frozenset(name.lower() for name in secrets.headers) | in_clear,
+        signing_secrets=secrets.signing_secrets,
     )
 
 
@@ -142,9 +154,9 @@ def retry_policy_from(row: CallColumns) -> RetryPolicy:
     )
 
 
-def job_from_row(row: JobRow, last_execution: ExecutionRow | None) -> Job:
+def job_from_row(row: JobRow, last_execution: ExecutionRow | None, box: SecretBox) -> Job:
     spec = JobSpec(
-        http_request=http_request_from(row),
+        http_request=http_request_from(row, box),
         timeout=timedelta(milliseconds=row.timeout_ms),
         retry_policy=retry_policy_from(row),
         run_at=row.run_at,

@@ -302,6 +302,8 @@ class HttpRequest(_message.Message):
     HEADERS_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     FOLLOW_REDIRECTS_FIELD_NUMBER: _builtins.int
+    SECRET_HEADERS_FIELD_NUMBER: _builtins.int
+    SIGNING_FIELD_NUMBER: _builtins.int
     method: Global___HttpMethod.ValueType
     """Optional. Defaults to POST."""
     url: _builtins.str
@@ -316,7 +318,21 @@ class HttpRequest(_message.Message):
     """
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Optional. Request headers. `Idempotency-Key` and `User-Agent` are set by the service."""
+        """Optional. Request headers. `Idempotency-Key` and `User-Agent` are set by the service. The
+        values of secret headers (see `secret_headers`) are sealed at rest and read back as
+        "[REDACTED]"; in UpdateJob, "[REDACTED]" keeps the stored value.
+        """
+
+    @_builtins.property
+    def secret_headers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. Names of headers in `headers` whose values are secret, besides `Authorization`,
+        `Cookie`, `Proxy-Authorization` and `X-Api-Key`, which always are. Output: every secret
+        header of the request.
+        """
+
+    @_builtins.property
+    def signing(self) -> Global___WebhookSigning:
+        """Optional. Sign every request (Standard Webhooks)."""
 
     def __init__(
         self,
@@ -326,14 +342,51 @@ class HttpRequest(_message.Message):
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         body: _builtins.bytes = ...,
         follow_redirects: _builtins.bool = ...,
+        secret_headers: _abc.Iterable[_builtins.str] | None = ...,
+        signing: Global___WebhookSigning | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signing", b"signing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "follow_redirects", b"follow_redirects", "headers", b"headers", "method", b"method", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "follow_redirects", b"follow_redirects", "headers", b"headers", "method", b"method", "secret_headers", b"secret_headers", "signing", b"signing", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HttpRequest: _TypeAlias = HttpRequest  # noqa: Y015
+
+@_typing.final
+class WebhookSigning(_message.Message):
+    """Standard Webhooks 1.0 signing: every request carries `webhook-id` (the execution id, the same
+    on every retry), `webhook-timestamp` (the attempt's Unix time) and `webhook-signature`
+    (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per secret, space separated).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRETS_FIELD_NUMBER: _builtins.int
+    GENERATE_SECRET_FIELD_NUMBER: _builtins.int
+    generate_secret: _builtins.bool
+    """Input only. Generate a new secret (32 random bytes) and put it first."""
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. Secrets `whsec_<base64>`, each of at least 24 random bytes, at most 5: several
+        during a rotation. Sealed at rest. Output: "[REDACTED]" each, except a secret generated in
+        this call, shown once in the CreateJob or UpdateJob answer. In UpdateJob, "[REDACTED]" at a
+        position keeps the stored secret at that position.
+        """
+
+    def __init__(
+        self,
+        *,
+        secrets: _abc.Iterable[_builtins.str] | None = ...,
+        generate_secret: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generate_secret", b"generate_secret", "secrets", b"secrets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookSigning: _TypeAlias = WebhookSigning  # noqa: Y015
 
 @_typing.final
 class RetryPolicy(_message.Message):
