@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from jobs_api.decoding import decode_leniently
 from jobs_api.interceptors import Context, Continuation, wrap_handler
 from jobs_common.errors import (
     AlreadyExistsError,
@@ -95,7 +96,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        return wrap_handler(await continuation(handler_call_details), handler_call_details.method, _errors_mapped)
+        handler = decode_leniently(await continuation(handler_call_details))
+        return wrap_handler(handler, handler_call_details.method, _errors_mapped)
 
 
 @contextlib.asynccontextmanager
