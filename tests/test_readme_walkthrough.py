@@ -9,6 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from standardwebhooks import Webhook
+
+from tests.support.jobs import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +50,14 @@ async def test_readme_walkthrough_runs_verbatim(api, target, key):
     assert '"response_status_code": 200' in out
     assert '"response_body": "slept"' in out
     assert re.search(r'"duration": "1\.\d+s"', out), out
-    [received] = target.received(path)
-    assert received.body == b'{"hello": "world"}'
-    assert received.headers["Content-Type"] == "application/json"
+    first = target.received(path)[0]
+    assert first.body == b'{"hello": "world"}'
+    assert first.headers["Content-Type"] == "application/json"
+    assert '"authorization": "[REDACTED]"' in out
+    secret = re.search(r'"signing_secret": "(whsec_[A-Za-z0-9+/=]+)"', out)
+    assert secret is not None, out
+    # The signed job runs too; the target can verify what it got with the secret shown once.
+    await eventually(lambda: len(target.received(path)) == 2, timeout=15)
+    signed = target.received(path)[1]
+    assert signed.headers["Authorization"] == "Bearer demo-token-0123456789"
+    Webhook(secret.group(1)).verify(signed.body, signed.headers, json_parse=False)
