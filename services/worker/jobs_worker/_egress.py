@@ -26,6 +26,8 @@ def guarded_client(policy: EgressPolicy, concurrency: int, timeout: httpx.Timeou
     """An httpx client whose every connection passes ``policy``. It ignores HTTP(S)_PROXY
     variables: a proxy would make the checked address the proxy's, not the target's."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
+    # httpx's transport takes no network backend, so its pool is replaced by one built the same
+    # way (httpx 0.28's AsyncHTTPTransport.__init__) around the guarded backend.
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=concurrency,
