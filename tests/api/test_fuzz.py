@@ -1,7 +1,8 @@
-"""Property-based fuzzing of the api (hypothesis): thousands of generated CreateJob, ListJobs and
-UpdateJob requests (huge or odd strings, extreme numbers, bad cron strings and time zones, bad
-enums, bad field masks) and raw bytes protobuf cannot decode. None may answer INTERNAL or
-UNKNOWN, and every INVALID_ARGUMENT must carry a google.rpc.BadRequest naming the field.
+"""Property-based fuzzing of the api (hypothesis): thousands of generated CreateJob,
+BatchCreateJobs, ListJobs and UpdateJob requests (huge or odd strings, extreme numbers, bad cron
+strings and time zones, bad enums, bad field masks) and raw bytes protobuf cannot decode. None
+may answer INTERNAL or UNKNOWN, and every INVALID_ARGUMENT must carry a google.rpc.BadRequest
+naming the field.
 
 The api is a real process on a database and Redis index of its own, without its scheduler, so
 the jobs the fuzzer creates touch nothing else. FUZZ_EXAMPLES sets the examples per property
@@ -162,6 +163,12 @@ def _call(method: object, request: object) -> None:
 @given(job=jobs(), request_id=st.one_of(st.just(""), TEXT, st.uuids().map(str)))
 def test_create_job_never_fails_unexpectedly(channel: grpc.Channel, job: pb.Job, request_id: str):
     _call(job_service_pb2_grpc.JobServiceStub(channel).CreateJob, api.CreateJobRequest(job=job, request_id=request_id))
+
+
+@FUZZ
+@given(batch=st.lists(st.builds(api.CreateJobRequest, job=jobs(), request_id=st.just("")), max_size=3))
+def test_batch_create_jobs_never_fails_unexpectedly(channel: grpc.Channel, batch: list[api.CreateJobRequest]):
+    _call(job_service_pb2_grpc.JobServiceStub(channel).BatchCreateJobs, api.BatchCreateJobsRequest(requests=batch))
 
 
 @FUZZ

@@ -152,11 +152,16 @@ class Dispatcher:
     async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
         """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
         were new to arq."""
+        return await self.dispatch_at([(execution_id, queue, None) for execution_id, queue in executions])
+
+    async def dispatch_at(self, executions: Sequence[tuple[object, str, datetime | None]]) -> int:
+        """Enqueues executions (id, queue, run_at or None for now) in one pipelined round trip;
+        returns how many were new to arq."""
         if not executions:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for execution_id, queue in executions:
-                keys, args = _enqueue_arguments(execution_id, queue, None)
+            for execution_id, queue, run_at in executions:
+                keys, args = _enqueue_arguments(execution_id, queue, run_at)
                 await self._enqueue(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(1 for added in results if added)

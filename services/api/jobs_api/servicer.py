@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from itertools import islice
 from typing import Any, TypeAlias, TypeVar
 
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _T = TypeVar("_T")
+# BatchCreateJobs takes at most this many jobs (AIP-233 batches are bounded).
+MAX_BATCH_CREATE = 1000
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 # GetJob previews this many fire times of a recurring job.
 UPCOMING_PREVIEW = 5
@@ -62,29 +66,65 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._unattended: set[asyncio.Task[Any]] = set()
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
-        request_id = validate_request_id(request.request_id)
+        [job] = await self._create([self._checked(request)])
+        shown = generated_secrets(job.spec.http_request, request.job.http_request)
+        return api.CreateJobResponse(job=convert.job_to_proto(job, shown_secrets=shown))
+
+    async def BatchCreateJobs(
+        self, request: api.BatchCreateJobsRequest, context: Context
+    ) -> api.BatchCreateJobsResponse:
+        count = len(request.requests)
+        if not 1 <= count <= MAX_BATCH_CREATE:
+            raise InvalidArgumentError(
+                [FieldViolation("requests", f"holds {count} requests; from 1 to {MAX_BATCH_CREATE} are allowed")]
+            )
+        checked, violations = [], []
+        for index, item in enumerate(request.requests):
+            try:
+                checked.append(self._checked(item, f"requests[{index}]."))
+            except InvalidArgumentError as error:
+                violations += error.violations
+        if violations:  # atomic: one bad job refuses the batch, with every bad field named
+            raise InvalidArgumentError(violations)
+        jobs = await self._create(checked)
+        return api.BatchCreateJobsResponse(
+            jobs=[
+                convert.job_to_proto(job, shown_secrets=generated_secrets(job.spec.http_request, item.job.http_request))
+                for job, item in zip(jobs, request.requests, strict=True)
+            ]
+        )
+
+    def _checked(self, request: api.CreateJobRequest, prefix: str = "") -> tuple[JobSpec, uuid.UUID | None]:
+        """The request's job, validated, and its request_id; violations name ``prefix`` + field."""
+        request_id = validate_request_id(request.request_id, f"{prefix}request_id")
         if not request.HasField("job"):
-            raise InvalidArgumentError([FieldViolation("job", "is required")])
-        spec = validate_job(convert.job_draft(request.job), self._settings)
+            raise InvalidArgumentError([FieldViolation(f"{prefix}job", "is required")])
+        return validate_job(convert.job_draft(request.job, f"{prefix}job"), self._settings, f"{prefix}job"), request_id
+
+    async def _create(self, requests: list[tuple[JobSpec, uuid.UUID | None]]) -> list[Job]:
+        """Commits the jobs (one statement for one job, one transaction for several), then
+        enqueues their due executions. A client that gives up (deadline, cancel) while the INSERT
+        is in flight must not stop the enqueue of what PostgreSQL commits anyway: both run to
+        their end regardless."""
         traceparent = current_traceparent()
 
-        async def commit_and_dispatch() -> Job:
-            created = await self._store.create_job(spec, request_id, traceparent)
-            if created.created:
-                JOBS_CREATED.labels("recurring" if spec.schedule is not None else "one_off").inc()
+        async def commit_and_dispatch() -> list[Job]:
+            if len(requests) == 1:
+                created = [await self._store.create_job(*requests[0], traceparent)]
+            else:
+                created = await self._store.create_jobs(requests, traceparent)
+            for new in created:
+                if new.created:
+                    JOBS_CREATED.labels("recurring" if new.job.spec.schedule is not None else "one_off").inc()
             crash_after_commit(self._settings.fault_crash_after_commit)
-            if spec.schedule is not None:
+            if any(new.job.spec.schedule is not None for new in created):
                 self._wake_scheduler()
             # Also for a repeated request_id: if the first dispatch was lost, this one makes up
             # for it (the arq job id is the execution's, so a second enqueue is a no-op).
-            await self._dispatch_waiting(created.job)
-            return created.job
+            await self._dispatch_waiting(*(new.job for new in created))
+            return [new.job for new in created]
 
-        # A client that gives up (deadline, cancel) while the INSERT is in flight must not stop
-        # the enqueue of what PostgreSQL commits anyway: the pair runs to its end regardless.
-        job = await self._unattended_until_done(commit_and_dispatch())
-        shown = generated_secrets(job.spec.http_request, request.job.http_request)
-        return api.CreateJobResponse(job=convert.job_to_proto(job, shown_secrets=shown))
+        return await self._unattended_until_done(commit_and_dispatch())
 
     async def GetJob(self, request: api.GetJobRequest, context: Context) -> api.GetJobResponse:
         job = await self._store.get_job(validate_id(request.id))
@@ -146,7 +186,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         response = api.RunJobResponse(buffered=ran.buffered)
         if ran.execution is not None:
             if ran.execution.state is ExecutionState.QUEUED:
-                await self._dispatch(ran.execution, ran.queue)
+                await self._dispatch((ran.execution, ran.queue))
             response.execution.CopyFrom(convert.execution_to_proto(ran.execution))
         return response
 
@@ -179,7 +219,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: api.ReplayExecutionRequest, context: Context
     ) -> api.ReplayExecutionResponse:
         replayed = await self._store.replay_execution(validate_id(request.id), trace_parent=current_traceparent())
-        await self._dispatch(replayed.execution, replayed.queue)
+        await self._dispatch((replayed.execution, replayed.queue))
         return api.ReplayExecutionResponse(execution=convert.execution_to_proto(replayed.execution))
 
     async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:
@@ -199,19 +239,26 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             # Raised to the caller too, unless it left: then this is the only record.
             logger.debug("CreateJob's commit failed: %s", error)
 
-    async def _dispatch_waiting(self, job: Job) -> None:
-        execution = job.last_execution
-        if execution is not None and execution.state in _WAITING:
-            await self._dispatch(execution, job.spec.queue)
+    async def _dispatch_waiting(self, *jobs: Job) -> None:
+        await self._dispatch(
+            *(
+                (execution, job.spec.queue)
+                for job in jobs
+                if (execution := job.last_execution) is not None and execution.state in _WAITING
+            )
+        )
 
-    async def _dispatch(self, execution: Execution, queue: str) -> None:
-        """Enqueues after the commit. A failure here loses nothing: the execution is on record and
-        is dispatched again by a retried request or the reconciler."""
-        run_at = execution.schedule_time if execution.state is ExecutionState.SCHEDULED else None
+    async def _dispatch(self, *executions: tuple[Execution, str]) -> None:
+        """Enqueues (execution, queue) pairs after their commit, in one round trip. A failure here
+        loses nothing: they are on record, and a retried request or the reconciler enqueues them."""
+        if not executions:
+            return
         try:
-            await self._dispatcher.dispatch(execution.id, queue, run_at)
+            await self._dispatcher.dispatch_at([(e.id, queue, _run_at(e)) for e, queue in executions])
         except REDIS_ERRORS as exc:
-            logger.warning("execution %s committed but not enqueued: %s", execution.id, exc)
+            shown = ", ".join(execution.id for execution, _ in executions[:3])
+            more = f" and {len(executions) - 3} more" if len(executions) > 3 else ""
+            logger.warning("execution %s%s committed but not enqueued: %s", shown, more, exc)
 
     async def _abort(self, execution_id: object) -> None:
         try:
@@ -219,6 +266,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         except REDIS_ERRORS as exc:
             # The worker's fenced write still refuses to move a cancelled execution.
             logger.warning("could not ask workers to abort execution %s: %s", execution_id, exc)
+
+
+def _run_at(execution: Execution) -> datetime | None:
+    """When arq should run it: its schedule time if that is ahead (SCHEDULED), else now."""
+    return execution.schedule_time if execution.state is ExecutionState.SCHEDULED else None
 
 
 def _upcoming(job: Job) -> list[Any]:

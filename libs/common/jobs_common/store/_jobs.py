@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     DateTime,
+    Executable,
     Select,
     String,
     Update,
@@ -45,6 +46,15 @@ __all__ = ["CreatedJob", "JobStore", "Replayed"]
 
 _UNFINISHED = list(UNFINISHED_STATES)
 _REPLAYABLE = (ExecutionState.DEAD.value, ExecutionState.CANCELLED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewJob:
+    """A job ready to insert: the statement, its parameters, and the job it makes."""
+
+    statement: Executable
+    columns: dict[str, object]
+    job: Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,7 @@ class JobStore:
     def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         """``box`` seals the secrets of the jobs written and opens those of the jobs read."""
         self._box = box
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single-statement writes need no BEGIN/COMMIT round trips: a statement is atomic.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -113,6 +124,26 @@ class JobStore:
         SCHEDULED for a future run_at), a recurring one with its first fire time. A repeated
         request_id returns the job created the first time. ``trace_parent``: the W3C traceparent
         the execution's spans hang under."""
+        new = self._new_job(spec, request_id, trace_parent)
+        async with self._autocommit.connect() as conn:
+            inserted = await conn.scalar(new.statement, new.columns)
+        return await self._created(new, request_id, inserted is not None)
+
+    async def create_jobs(
+        self, requests: list[tuple[JobSpec, uuid.UUID | None]], trace_parent: str | None = None
+    ) -> list[CreatedJob]:
+        """Commits every job of ``requests`` in one transaction, or none: each as create_job
+        does, a repeated request_id (also one repeated within the batch) returning the job it
+        made first."""
+        news = [self._new_job(spec, request_id, trace_parent) for spec, request_id in requests]
+        async with self._engine.begin() as conn:
+            inserted = [await conn.scalar(new.statement, new.columns) for new in news]
+        return [
+            await self._created(new, spec_and_id[1], row is not None)
+            for new, spec_and_id, row in zip(news, requests, inserted, strict=True)
+        ]
+
+    def _new_job(self, spec: JobSpec, request_id: uuid.UUID | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)
         job_id, execution_id = uuid.uuid4(), uuid.uuid4()
         columns: dict[str, object] = {
@@ -159,14 +190,6 @@ class JobStore:
                 replay_of=None,
                 create_time=now,
             )
-        async with self._autocommit.connect() as conn:
-            inserted = await conn.scalar(statement, columns)
-        if inserted is None:  # the request_id was used before
-            assert request_id is not None
-            async with self._sessions() as session:
-                existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == request_id))
-                assert existing is not None
-                return CreatedJob(await self._get_job(session, existing), created=False)
         job = Job(
             str(job_id),
             spec,
@@ -176,7 +199,16 @@ class JobStore:
             last_execution=execution,
             next_run_time=columns["next_run_time"],  # type: ignore[arg-type]
         )
-        return CreatedJob(job, created=True)
+        return _NewJob(statement, columns, job)
+
+    async def _created(self, new: _NewJob, request_id: uuid.UUID | None, inserted: bool) -> CreatedJob:
+        if inserted:
+            return CreatedJob(new.job, created=True)
+        assert request_id is not None  # only a repeated request_id inserts nothing
+        async with self._sessions() as session:
+            existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == request_id))
+            assert existing is not None
+            return CreatedJob(await self._get_job(session, existing), created=False)
 
     async def get_job(self, job_id: uuid.UUID) -> Job:
         async with self._sessions() as session:

@@ -40,6 +40,11 @@ class JobServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.CreateJobRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.CreateJobResponse.FromString,
                 _registered_method=True)
+        self.BatchCreateJobs = channel.unary_unary(
+                '/jobscheduler.v1.JobService/BatchCreateJobs',
+                request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.BatchCreateJobsRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.BatchCreateJobsResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/jobscheduler.v1.JobService/GetJob',
                 request_serializer=jobscheduler_dot_v1_dot_job__service__pb2.GetJobRequest.SerializeToString,
@@ -109,6 +114,15 @@ class JobServiceServicer:
     def CreateJob(self, request, context):
         """Creates a job and, when it is due, its first execution. Answers only after both are committed.
         Idempotent with `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateJobs(self, request, context):
+        """Creates up to 1,000 jobs atomically (AIP-233): all of them, committed in one transaction,
+        or none (one bad job fails the batch, every bad field named). Each is idempotent with its
+        own `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +223,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.CreateJobRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.CreateJobResponse.SerializeToString,
             ),
+            'BatchCreateJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateJobs,
+                    request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.BatchCreateJobsRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_job__service__pb2.BatchCreateJobsResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=jobscheduler_dot_v1_dot_job__service__pb2.GetJobRequest.FromString,
@@ -298,6 +317,33 @@ class JobService:
             '/jobscheduler.v1.JobService/CreateJob',
             jobscheduler_dot_v1_dot_job__service__pb2.CreateJobRequest.SerializeToString,
             jobscheduler_dot_v1_dot_job__service__pb2.CreateJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.JobService/BatchCreateJobs',
+            jobscheduler_dot_v1_dot_job__service__pb2.BatchCreateJobsRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_job__service__pb2.BatchCreateJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,11 @@ class JobServiceStub:
     """Creates a job and, when it is due, its first execution. Answers only after both are committed.
     Idempotent with `request_id`.
     """
+    BatchCreateJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.BatchCreateJobsRequest, _job_service_pb2.BatchCreateJobsResponse]
+    """Creates up to 1,000 jobs atomically (AIP-233): all of them, committed in one transaction,
+    or none (one bad job fails the batch, every bad field named). Each is idempotent with its
+    own `request_id`.
+    """
     GetJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]
     """Gets a job by id."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]
@@ -75,6 +80,11 @@ class JobServiceAsyncStub(JobServiceStub):
     CreateJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.CreateJobRequest, _job_service_pb2.CreateJobResponse]  # type: ignore[assignment]
     """Creates a job and, when it is due, its first execution. Answers only after both are committed.
     Idempotent with `request_id`.
+    """
+    BatchCreateJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.BatchCreateJobsRequest, _job_service_pb2.BatchCreateJobsResponse]  # type: ignore[assignment]
+    """Creates up to 1,000 jobs atomically (AIP-233): all of them, committed in one transaction,
+    or none (one bad job fails the batch, every bad field named). Each is idempotent with its
+    own `request_id`.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]  # type: ignore[assignment]
     """Gets a job by id."""
@@ -117,6 +127,17 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_job_service_pb2.CreateJobResponse, _abc.Awaitable[_job_service_pb2.CreateJobResponse]]:
         """Creates a job and, when it is due, its first execution. Answers only after both are committed.
         Idempotent with `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateJobs(
+        self,
+        request: _job_service_pb2.BatchCreateJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.BatchCreateJobsResponse, _abc.Awaitable[_job_service_pb2.BatchCreateJobsResponse]]:
+        """Creates up to 1,000 jobs atomically (AIP-233): all of them, committed in one transaction,
+        or none (one bad job fails the batch, every bad field named). Each is idempotent with its
+        own `request_id`.
         """
 
     @_abc_1.abstractmethod
