@@ -80,6 +80,7 @@ async def test_one_bad_job_refuses_the_whole_batch_naming_every_bad_field(stub, 
     assert set(field_violations(refused.value)) == {
         "requests[1].job.http_request.url",
         "requests[2].request_id",
+        "requests[2].job.retry_policy.max_attempts",
         "requests[3].job",
     }
     assert await _jobs_on(settings, queue) == 0

@@ -95,11 +95,24 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         )
 
     def _checked(self, request: api.CreateJobRequest, prefix: str = "") -> tuple[JobSpec, uuid.UUID | None]:
-        """The request's job, validated, and its request_id; violations name ``prefix`` + field."""
-        request_id = validate_request_id(request.request_id, f"{prefix}request_id")
-        if not request.HasField("job"):
-            raise InvalidArgumentError([FieldViolation(f"{prefix}job", "is required")])
-        return validate_job(convert.job_draft(request.job, f"{prefix}job"), self._settings, f"{prefix}job"), request_id
+        """The request's job, validated, and its request_id; every violation, named ``prefix`` +
+        field, is raised at once."""
+        violations: list[FieldViolation] = []
+        request_id = spec = None
+        try:
+            request_id = validate_request_id(request.request_id, f"{prefix}request_id")
+        except InvalidArgumentError as error:
+            violations += error.violations
+        try:
+            if not request.HasField("job"):
+                raise InvalidArgumentError([FieldViolation(f"{prefix}job", "is required")])
+            spec = validate_job(convert.job_draft(request.job, f"{prefix}job"), self._settings, f"{prefix}job")
+        except InvalidArgumentError as error:
+            violations += error.violations
+        if violations:
+            raise InvalidArgumentError(violations)
+        assert spec is not None
+        return spec, request_id
 
     async def _create(self, requests: list[tuple[JobSpec, uuid.UUID | None]]) -> list[Job]:
         """Commits the jobs (one statement for one job, one transaction for several), then
