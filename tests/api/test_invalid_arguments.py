@@ -60,6 +60,30 @@ CASES = {
         "job.http_request.headers",
     ),
     "invalid header name": (_job(http_request__headers={"bad header": "v"}), "job.http_request.headers"),
+    "redacted header value": (
+        _job(http_request__headers={"Authorization": "[REDACTED]"}),
+        "job.http_request.headers",
+    ),
+    "secret header not among the headers": (
+        _job(http_request__secret_headers=["X-Token"]),
+        "job.http_request.secret_headers[0]",
+    ),
+    "signing secret without prefix": (
+        _job(http_request__signing__secrets=["c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"]),
+        "job.http_request.signing.secrets[0]",
+    ),
+    "signing secret too short": (
+        _job(http_request__signing__secrets=["whsec_c2hvcnQ="]),
+        "job.http_request.signing.secrets[0]",
+    ),
+    "too many signing secrets": (
+        _job(http_request__signing__secrets=["whsec_" + "QUFB" * 8] * 6),
+        "job.http_request.signing.secrets",
+    ),
+    "signature header given to a signed job": (
+        _job(http_request__headers={"webhook-signature": "v1,x"}, http_request__signing__generate_secret=True),
+        "job.http_request.headers",
+    ),
     "reserved header": (_job(http_request__headers={"Idempotency-Key": "mine"}), "job.http_request.headers"),
     "zero timeout": (_job(timeout=seconds(0)), "job.timeout"),
     "negative timeout": (_job(timeout=seconds(-1)), "job.timeout"),
