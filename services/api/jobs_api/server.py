@@ -111,6 +111,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     )
     port, transport = add_api_port(server, settings)
     health_server = health_only_server(settings, health_servicer)
+    health_port = health_server[1] if health_server is not None else None
     probe = DependencyProbe(
         health_servicer,
         ["", JOB_SERVICE, QUEUE_SERVICE],
@@ -138,13 +139,11 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         port,
         transport,
         "on" if tokens else "off",
-        health_server[1] if health_server is not None else "off",
+        health_port or "off",
         ", ".join(loop.name for loop in loops) or "none",
     )
     try:
-        yield RunningApi(
-            server, port, health_server[1] if health_server else None, health_servicer, scheduler, reconciler
-        )
+        yield RunningApi(server, port, health_port, health_servicer, scheduler, reconciler)
     finally:
         await asyncio.to_thread(stop_metrics)
         probe.stop()

@@ -55,6 +55,7 @@ class _NewJob:
     statement: Executable
     columns: dict[str, object]
     job: Job
+    request_id: uuid.UUID | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class JobStore:
         new = self._new_job(spec, request_id, trace_parent)
         async with self._autocommit.connect() as conn:
             inserted = await conn.scalar(new.statement, new.columns)
-        return await self._created(new, request_id, inserted is not None)
+        return await self._created(new, inserted is not None)
 
     async def create_jobs(
         self, requests: list[tuple[JobSpec, uuid.UUID | None]], trace_parent: str | None = None
@@ -138,10 +139,7 @@ class JobStore:
         news = [self._new_job(spec, request_id, trace_parent) for spec, request_id in requests]
         async with self._engine.begin() as conn:
             inserted = [await conn.scalar(new.statement, new.columns) for new in news]
-        return [
-            await self._created(new, spec_and_id[1], row is not None)
-            for new, spec_and_id, row in zip(news, requests, inserted, strict=True)
-        ]
+        return [await self._created(new, row is not None) for new, row in zip(news, inserted, strict=True)]
 
     def _new_job(self, spec: JobSpec, request_id: uuid.UUID | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)
@@ -199,14 +197,14 @@ class JobStore:
             last_execution=execution,
             next_run_time=columns["next_run_time"],  # type: ignore[arg-type]
         )
-        return _NewJob(statement, columns, job)
+        return _NewJob(statement, columns, job, request_id)
 
-    async def _created(self, new: _NewJob, request_id: uuid.UUID | None, inserted: bool) -> CreatedJob:
+    async def _created(self, new: _NewJob, inserted: bool) -> CreatedJob:
         if inserted:
             return CreatedJob(new.job, created=True)
-        assert request_id is not None  # only a repeated request_id inserts nothing
+        assert new.request_id is not None  # only a repeated request_id inserts nothing
         async with self._sessions() as session:
-            existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == request_id))
+            existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == new.request_id))
             assert existing is not None
             return CreatedJob(await self._get_job(session, existing), created=False)
 

@@ -62,7 +62,7 @@ def call_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
         "max_backoff_ms": _ms(policy.max_backoff),
         "multiplier": policy.multiplier,
         "retry_status_codes": list(policy.retry_status_codes),
-        "follow_redirects": spec.http_request.follow_redirects,
+        "follow_redirects": request.follow_redirects,
     }
 
 
