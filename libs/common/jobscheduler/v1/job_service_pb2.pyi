@@ -251,7 +251,9 @@ class UpdateJobRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Optional. Fields to change, e.g. "http_request.url", "schedule", "retry_policy.max_attempts".
-        Empty: every field set in `job`. "*": replace every updatable field.
+        Empty: every populated leaf field of `job` (AIP-134's implied mask): a partly set message
+        changes only the fields it sets, never its siblings; maps, lists, durations and timestamps
+        are leaves, replaced whole. "*": replace every updatable field.
         """
 
     def __init__(
