@@ -13,7 +13,7 @@ from jobs_common.queue import RUN_EXECUTION, arq_queue_name
 from jobs_worker import build_worker
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import create, eventually, http_job, seconds, wait_for_state, wait_terminal
+from tests.support.jobs import create, eventually, executions_of, http_job, seconds, wait_for_state, wait_terminal
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -155,6 +155,27 @@ async def test_exhausted_execution_goes_dead_and_replays_to_success(stub, target
     with pytest.raises(grpc.aio.AioRpcError) as succeeded:
         await stub.ReplayExecution(api.ReplayExecutionRequest(id=replay.id))
     assert succeeded.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_replaying_an_execution_twice_calls_the_target_once(stub, target, key):
+    """A second ReplayExecution of the same execution, at once or after the replay ended, answers
+    the existing replay: one execution, one call, one Idempotency-Key."""
+    path = f"/flaky/{key}"
+    job = await create(stub, http_job(target.url(path) + "?fail=1", retry_policy=pb.RetryPolicy(max_attempts=1)))
+    dead = await wait_terminal(stub, job.last_execution.id)
+    assert dead.state == pb.EXECUTION_STATE_DEAD
+
+    request = api.ReplayExecutionRequest(id=dead.id)
+    first, second = await asyncio.gather(stub.ReplayExecution(request), stub.ReplayExecution(request))
+    assert first.execution.id == second.execution.id
+    assert (await wait_terminal(stub, first.execution.id)).state == pb.EXECUTION_STATE_SUCCEEDED
+    later = (await stub.ReplayExecution(request)).execution
+    assert later.id == first.execution.id
+    assert later.state == pb.EXECUTION_STATE_SUCCEEDED
+    await asyncio.sleep(0.5)  # room for a second call, were one dispatched
+    assert [r.headers["Idempotency-Key"] for r in target.received(path)] == [dead.id, first.execution.id]
+    executions = await executions_of(stub, job.id)
+    assert [e.id for e in executions] == [dead.id, first.execution.id]
 
 
 async def test_cancel_a_scheduled_execution_it_never_runs(stub, target, key):

@@ -232,7 +232,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: api.ReplayExecutionRequest, context: Context
     ) -> api.ReplayExecutionResponse:
         replayed = await self._store.replay_execution(validate_id(request.id), trace_parent=current_traceparent())
-        await self._dispatch((replayed.execution, replayed.queue))
+        if replayed.created:
+            await self._dispatch((replayed.execution, replayed.queue))
         return api.ReplayExecutionResponse(execution=convert.execution_to_proto(replayed.execution))
 
     async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Update,
     Uuid,
     bindparam,
-    exists,
     func,
     select,
     text,
@@ -69,6 +68,8 @@ class CreatedJob:
 class Replayed:
     execution: Execution
     queue: str
+    # False when the execution was replayed before and ``execution`` is that earlier replay.
+    created: bool = True
 
 
 _LAST_EXECUTION = aliased(ExecutionRow)
@@ -380,8 +381,10 @@ class JobStore:
     async def replay_execution(
         self, execution_id: uuid.UUID, *, dead_only: bool = False, trace_parent: str | None = None
     ) -> Replayed:
-        """Creates a QUEUED execution that replays a DEAD or CANCELLED one. ``dead_only``: only a
-        dead letter, a DEAD execution not replayed yet (the job's row lock serializes replays)."""
+        """Creates a QUEUED execution that replays a DEAD or CANCELLED one, once: an execution
+        replayed before answers its existing replay (``created`` False), so a repeated call never
+        calls the target twice. ``dead_only``: only a dead letter, a DEAD execution not replayed
+        yet; a replayed one raises. The job's row lock serializes replays."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             found = (
@@ -402,10 +405,16 @@ class JobStore:
                 )
             if job.state == JobState.DELETED.value:
                 raise FailedPreconditionError(f"job {job.id} is deleted", reason="JOB_DELETED")
-            if dead_only and await session.scalar(select(exists().where(ExecutionRow.replay_of == old.id))):
-                raise FailedPreconditionError(
-                    f"execution {execution_id} was replayed already", reason="EXECUTION_ALREADY_REPLAYED"
-                )
+            earlier = await session.scalar(
+                select(ExecutionRow).where(ExecutionRow.replay_of == old.id).order_by(ExecutionRow.create_time).limit(1)
+            )
+            if earlier is not None:
+                if dead_only:
+                    raise FailedPreconditionError(
+                        f"execution {execution_id} was replayed already, as {earlier.id}",
+                        reason="EXECUTION_ALREADY_REPLAYED",
+                    )
+                return Replayed(execution_from_row(earlier), job.queue, created=False)
             new = ExecutionRow(
                 id=uuid.uuid4(),
                 job_id=job.id,

@@ -623,7 +623,9 @@ class ReplayExecutionResponse(_message.Message):
     EXECUTION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def execution(self) -> _resources_pb2.Execution:
-        """The new execution; its `replay_of` names the old one."""
+        """The replay (new, or the existing one when the execution was replayed before); its
+        `replay_of` names the old one.
+        """
 
     def __init__(
         self,

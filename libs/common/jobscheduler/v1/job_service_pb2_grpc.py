@@ -200,7 +200,9 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReplayExecution(self, request, context):
-        """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one.
+        """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one, with the
+        job's current definition (fix the target with UpdateJob, then replay). Replaying is done once:
+        a second call for the same execution answers the existing replay and calls nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -65,7 +65,10 @@ class JobServiceStub:
     CancelExecution: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.CancelExecutionRequest, _job_service_pb2.CancelExecutionResponse]
     """Cancels an unfinished execution: a waiting one never runs, a running call is aborted."""
     ReplayExecution: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ReplayExecutionRequest, _job_service_pb2.ReplayExecutionResponse]
-    """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one."""
+    """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one, with the
+    job's current definition (fix the target with UpdateJob, then replay). Replaying is done once:
+    a second call for the same execution answers the existing replay and calls nothing.
+    """
     WatchJob: _grpc.UnaryStreamMultiCallable[_job_service_pb2.WatchJobRequest, _job_service_pb2.WatchJobResponse]
     """Streams a job's progress: first the job with its latest execution, then every execution
     state change (and every job state change) as it commits, from whichever replica or worker
@@ -109,7 +112,10 @@ class JobServiceAsyncStub(JobServiceStub):
     CancelExecution: _aio.UnaryUnaryMultiCallable[_job_service_pb2.CancelExecutionRequest, _job_service_pb2.CancelExecutionResponse]  # type: ignore[assignment]
     """Cancels an unfinished execution: a waiting one never runs, a running call is aborted."""
     ReplayExecution: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ReplayExecutionRequest, _job_service_pb2.ReplayExecutionResponse]  # type: ignore[assignment]
-    """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one."""
+    """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one, with the
+    job's current definition (fix the target with UpdateJob, then replay). Replaying is done once:
+    a second call for the same execution answers the existing replay and calls nothing.
+    """
     WatchJob: _aio.UnaryStreamMultiCallable[_job_service_pb2.WatchJobRequest, _job_service_pb2.WatchJobResponse]  # type: ignore[assignment]
     """Streams a job's progress: first the job with its latest execution, then every execution
     state change (and every job state change) as it commits, from whichever replica or worker
@@ -228,7 +234,10 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_service_pb2.ReplayExecutionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ReplayExecutionResponse, _abc.Awaitable[_job_service_pb2.ReplayExecutionResponse]]:
-        """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one."""
+        """Runs a DEAD or CANCELLED execution again, as a new execution linked to the old one, with the
+        job's current definition (fix the target with UpdateJob, then replay). Replaying is done once:
+        a second call for the same execution answers the existing replay and calls nothing.
+        """
 
     @_abc_1.abstractmethod
     def WatchJob(
