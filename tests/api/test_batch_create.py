@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from jobs_common.queue import arq_job_id, arq_queue_name
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import field_violations, http_job
+from tests.support.jobs import error_info_reason, field_violations, http_job
 
 pytestmark = pytest.mark.usefixtures("api")
 
@@ -104,11 +104,29 @@ async def test_request_ids_make_a_batch_idempotent(stub, settings):
         requests=[
             api.CreateJobRequest(job=http_job("https://hooks.example.com/a", queue=queue), request_id=first_id),
             api.CreateJobRequest(job=http_job("https://hooks.example.com/b", queue=queue), request_id=second_id),
-            api.CreateJobRequest(job=http_job("https://hooks.example.com/c", queue=queue), request_id=first_id),
+            api.CreateJobRequest(job=http_job("https://hooks.example.com/a", queue=queue), request_id=first_id),
         ]
     )
     made = [job.id for job in (await stub.BatchCreateJobs(batch)).jobs]
     again = [job.id for job in (await stub.BatchCreateJobs(batch)).jobs]
-    assert made[0] == made[2] != made[1]  # the repeated id within the batch returns the first job
+    assert made[0] == made[2] != made[1]  # the repeated request within the batch returns the first job
     assert again == made
     assert await _jobs_on(settings, queue) == 2
+
+
+async def test_a_request_id_reused_with_another_job_refuses_the_whole_batch(stub, settings):
+    queue = _queue()
+    reused = str(uuid.uuid4())
+    batch = api.BatchCreateJobsRequest(
+        requests=[
+            api.CreateJobRequest(job=http_job("https://hooks.example.com/a", queue=queue), request_id=reused),
+            api.CreateJobRequest(job=http_job("https://hooks.example.com/b", queue=queue)),
+            api.CreateJobRequest(job=http_job("https://hooks.example.com/c", queue=queue), request_id=reused),
+        ]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.BatchCreateJobs(batch)
+    assert raised.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert error_info_reason(raised.value) == "REQUEST_ID_REUSED"
+    assert f"request_id {reused} was used before with a different request" in (raised.value.details() or "")
+    assert await _jobs_on(settings, queue) == 0  # one transaction or none

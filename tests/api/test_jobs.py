@@ -56,6 +56,20 @@ async def test_request_id_makes_create_idempotent(stub):
     assert other.id != first.id
 
 
+async def test_a_request_id_reused_with_another_job_is_refused_naming_the_first(stub):
+    """As Stripe does for idempotency keys: the same request_id with a different request is a
+    client bug, answered ALREADY_EXISTS with the job the first request made."""
+    request_id = str(uuid.uuid4())
+    first = await create(stub, idle_job(labels={"v": "1"}), request_id=request_id)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create(stub, idle_job(labels={"v": "2"}), request_id=request_id)
+    assert raised.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert error_info_reason(raised.value) == "REQUEST_ID_REUSED"
+    assert first.id in (raised.value.details() or "")
+    # The same request again is still a retry, answered with the first job.
+    assert (await create(stub, idle_job(labels={"v": "1"}), request_id=request_id)).id == first.id
+
+
 async def test_paging_through_250_jobs_100_at_a_time(stub):
     batch = uuid.uuid4().hex[:12]
     semaphore = asyncio.Semaphore(20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -22,6 +23,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "Page",
+    "RequestKey",
     "RetryPolicy",
 ]
 
@@ -118,6 +120,15 @@ class JobSpec:
     @property
     def kind(self) -> JobKind:
         return JobKind.ONE_OFF if self.schedule is None else JobKind.RECURRING
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """A create request's AIP-155 ``request_id`` and a digest of the request it came with: the
+    same id with another request is refused, not silently answered with the first job."""
+
+    id: uuid.UUID
+    fingerprint: bytes
 
 
 @dataclass(frozen=True, slots=True)

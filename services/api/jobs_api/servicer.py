@@ -6,8 +6,8 @@ Servicers raise domain errors; :mod:`jobs_api.errors` turns them into statuses.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from itertools import islice
@@ -21,7 +21,7 @@ from jobs_api.masks import apply_update_mask
 from jobs_api.metrics import JOBS_CREATED
 from jobs_api.redaction import generated_secrets, restore_redacted
 from jobs_api.watch import watch_job
-from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState
+from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState, RequestKey
 from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
 from jobs_common.queue import Dispatcher
 from jobs_common.schedules import fire_times
@@ -94,13 +94,14 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             ]
         )
 
-    def _checked(self, request: api.CreateJobRequest, prefix: str = "") -> tuple[JobSpec, uuid.UUID | None]:
-        """The request's job, validated, and its request_id; every violation, named ``prefix`` +
-        field, is raised at once."""
+    def _checked(self, request: api.CreateJobRequest, prefix: str = "") -> tuple[JobSpec, RequestKey | None]:
+        """The request's job, validated, and its request_id with the digest of the job it came
+        with; every violation, named ``prefix`` + field, is raised at once."""
         violations: list[FieldViolation] = []
-        request_id = spec = None
+        key = spec = None
         try:
-            request_id = validate_request_id(request.request_id, f"{prefix}request_id")
+            if (request_id := validate_request_id(request.request_id, f"{prefix}request_id")) is not None:
+                key = RequestKey(request_id, _fingerprint(request.job))
         except InvalidArgumentError as error:
             violations += error.violations
         try:
@@ -112,9 +113,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if violations:
             raise InvalidArgumentError(violations)
         assert spec is not None
-        return spec, request_id
+        return spec, key
 
-    async def _create(self, requests: list[tuple[JobSpec, uuid.UUID | None]]) -> list[Job]:
+    async def _create(self, requests: list[tuple[JobSpec, RequestKey | None]]) -> list[Job]:
         """Commits the jobs (one statement for one job, one transaction for several), then
         enqueues their due executions. A client that gives up (deadline, cancel) while the INSERT
         is in flight must not stop the enqueue of what PostgreSQL commits anyway: both run to
@@ -280,6 +281,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         except REDIS_ERRORS as exc:
             # The worker's fenced write still refuses to move a cancelled execution.
             logger.warning("could not ask workers to abort execution %s: %s", execution_id, exc)
+
+
+def _fingerprint(job: pb.Job) -> bytes:
+    """A digest of a create request's job, to tell a retry from another request reusing its
+    request_id. Deterministic serialization orders map entries, so equal jobs digest equal."""
+    return hashlib.sha256(job.SerializeToString(deterministic=True)).digest()
 
 
 def _run_at(execution: Execution) -> datetime | None:

@@ -87,6 +87,8 @@ class JobRow(CallDefinition, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    # SHA-256 of the create request that came with request_id (NULL before migration 0010).
+    request_fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
     run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     queue: Mapped[str] = mapped_column(String(63))
     labels: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, AttemptRow, Base, ExecutionRow, JobRow
@@ -34,8 +34,9 @@ from jobs_common.domain import (
     JobSpec,
     JobState,
     Page,
+    RequestKey,
 )
-from jobs_common.errors import FailedPreconditionError, NotFoundError
+from jobs_common.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
 from jobs_common.schedules import next_fire_time
 from jobs_common.secrets import SecretBox
@@ -54,7 +55,7 @@ class _NewJob:
     statement: Executable
     columns: dict[str, object]
     job: Job
-    request_id: uuid.UUID | None
+    request: RequestKey | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,34 +121,43 @@ class JobStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def create_job(
-        self, spec: JobSpec, request_id: uuid.UUID | None, trace_parent: str | None = None
+        self, spec: JobSpec, request: RequestKey | None, trace_parent: str | None = None
     ) -> CreatedJob:
         """Commits the job in one statement: a one-off job with its execution (QUEUED, or
         SCHEDULED for a future run_at), a recurring one with its first fire time. A repeated
         request_id returns the job created the first time. ``trace_parent``: the W3C traceparent
-        the execution's spans hang under."""
-        new = self._new_job(spec, request_id, trace_parent)
+        the execution's spans hang under.
+
+        Raises:
+            AlreadyExistsError: the request_id came before with another request.
+        """
+        new = self._new_job(spec, request, trace_parent)
         async with self._autocommit.connect() as conn:
             inserted = await conn.scalar(new.statement, new.columns)
-        return await self._created(new, inserted is not None)
+            existing = None if inserted is not None else await _earlier_job(conn, new)
+        return await self._created(new, existing)
 
     async def create_jobs(
-        self, requests: list[tuple[JobSpec, uuid.UUID | None]], trace_parent: str | None = None
+        self, requests: list[tuple[JobSpec, RequestKey | None]], trace_parent: str | None = None
     ) -> list[CreatedJob]:
         """Commits every job of ``requests`` in one transaction, or none: each as create_job
         does, a repeated request_id (also one repeated within the batch) returning the job it
-        made first."""
-        news = [self._new_job(spec, request_id, trace_parent) for spec, request_id in requests]
+        made first, and one that came with another request refusing the whole batch."""
+        news = [self._new_job(spec, request, trace_parent) for spec, request in requests]
         async with self._engine.begin() as conn:
-            inserted = [await conn.scalar(new.statement, new.columns) for new in news]
-        return [await self._created(new, row is not None) for new, row in zip(news, inserted, strict=True)]
+            existing = []
+            for new in news:
+                inserted = await conn.scalar(new.statement, new.columns)
+                existing.append(None if inserted is not None else await _earlier_job(conn, new))
+        return [await self._created(new, job_id) for new, job_id in zip(news, existing, strict=True)]
 
-    def _new_job(self, spec: JobSpec, request_id: uuid.UUID | None, trace_parent: str | None) -> _NewJob:
+    def _new_job(self, spec: JobSpec, request: RequestKey | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)
         job_id, execution_id = uuid.uuid4(), uuid.uuid4()
         columns: dict[str, object] = {
             "id": job_id,
-            "request_id": request_id,
+            "request_id": request.id if request else None,
+            "request_fingerprint": request.fingerprint if request else None,
             "state": JobState.ACTIVE.value,
             "create_time": now,
             "update_time": now,
@@ -198,15 +208,13 @@ class JobStore:
             last_execution=execution,
             next_run_time=columns["next_run_time"],  # type: ignore[arg-type]
         )
-        return _NewJob(statement, columns, job, request_id)
+        return _NewJob(statement, columns, job, request)
 
-    async def _created(self, new: _NewJob, inserted: bool) -> CreatedJob:
-        if inserted:
+    async def _created(self, new: _NewJob, existing: uuid.UUID | None) -> CreatedJob:
+        """The job ``new`` made, or the one its request_id made before (``existing``)."""
+        if existing is None:
             return CreatedJob(new.job, created=True)
-        assert new.request_id is not None  # only a repeated request_id inserts nothing
         async with self._sessions() as session:
-            existing = await session.scalar(select(JobRow.id).where(JobRow.request_id == new.request_id))
-            assert existing is not None
             return CreatedJob(await self._get_job(session, existing), created=False)
 
     async def get_job(self, job_id: uuid.UUID) -> Job:
@@ -472,3 +480,21 @@ def _complete_one_off_job(job_id: uuid.UUID, execution_id: uuid.UUID, now: datet
         )
         .values(state=JobState.COMPLETED.value, update_time=now)
     )
+
+
+async def _earlier_job(conn: AsyncConnection, new: _NewJob) -> uuid.UUID:
+    """The job that ``new``'s request_id made before (only a repeated request_id inserts
+    nothing), after checking it came with the same request."""
+    assert new.request is not None
+    earlier_id: uuid.UUID
+    fingerprint: bytes | None
+    earlier_id, fingerprint = (
+        await conn.execute(select(_JOBS.c.id, _JOBS.c.request_fingerprint).where(_JOBS.c.request_id == new.request.id))
+    ).one()
+    if fingerprint is not None and fingerprint != new.request.fingerprint:
+        raise AlreadyExistsError(
+            f"request_id {new.request.id} was used before with a different request, which created job"
+            f" {earlier_id}; a retry must resend the same request, and a new job needs a new request_id",
+            reason="REQUEST_ID_REUSED",
+        )
+    return earlier_id

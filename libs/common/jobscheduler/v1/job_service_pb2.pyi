@@ -27,7 +27,10 @@ class CreateJobRequest(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional. A UUID that makes the call idempotent: the same request_id returns the same job."""
+    """Optional. A UUID that makes the call idempotent: the same request_id with the same job returns
+    the job the first call made. The same request_id with a different job is refused with
+    ALREADY_EXISTS (reason REQUEST_ID_REUSED) naming that first job.
+    """
     @_builtins.property
     def job(self) -> _resources_pb2.Job:
         """Required. The job to create; output-only fields are ignored."""
