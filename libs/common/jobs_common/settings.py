@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     worker_drain_timeout: Duration = timedelta(seconds=95)
     worker_health_file: str = "/tmp/jobs-worker.health"
     worker_health_max_age: Duration = timedelta(seconds=30)
+    # At start, how long a worker waits for Redis and PostgreSQL (at the schema it needs) to
+    # answer before it exits non-zero, saying which did not.
+    worker_startup_timeout: Duration = timedelta(seconds=60)
+    # This many claims or records in a row failing on PostgreSQL make the health check fail.
+    worker_unhealthy_after_errors: int = Field(default=3, ge=1)
 
     queue_batch_size: int = Field(default=100, ge=1)
     queue_poll_interval: Duration = timedelta(milliseconds=10)
@@ -186,6 +191,11 @@ class Settings(BaseSettings):
     def arq_job_timeout(self) -> timedelta:
         """arq's job_timeout: above the longest allowed call, so the HTTP timeout always fires first."""
         return self.job_max_timeout + timedelta(seconds=30)
+
+    @property
+    def public_database_url(self) -> str:
+        """DATABASE_URL without its password, for messages."""
+        return _redact_url(self.database_url)
 
     def public_summary(self) -> dict[str, Any]:
         """Settings safe to log: no passwords."""

@@ -38,6 +38,7 @@ from jobs_worker.metrics import (
     EXECUTIONS_FINISHED,
     IN_FLIGHT,
     LEASES_LOST,
+    STORE_ERRORS,
 )
 
 __all__ = ["ExecutionRunner"]
@@ -81,6 +82,26 @@ class ExecutionRunner:
         self._max_redirects = max_redirects
         # Executions this process holds a lease on, from the claim until the outcome is written.
         self._held: dict[uuid.UUID, Claim] = {}
+        # Claims and records that failed on PostgreSQL since the last one that succeeded.
+        self._failures_in_a_row = 0
+        self._last_failure = ""
+
+    def health_problem(self, unhealthy_after: int) -> str | None:
+        """Why this worker is unhealthy (``unhealthy_after`` claims or records in a row
+        failed), or None."""
+        if self._failures_in_a_row < unhealthy_after:
+            return None
+        return f"{self._failures_in_a_row} claims or records in a row failed; the last: {self._last_failure}"
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        STORE_ERRORS.labels(operation).inc()
+        self._failures_in_a_row += 1
+        self._last_failure = (
+            f"{operation}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
+
+    def _succeeded(self) -> None:
+        self._failures_in_a_row = 0
 
     @property
     def held(self) -> int:
@@ -89,7 +110,11 @@ class ExecutionRunner:
     async def renew_leases(self) -> None:
         """The heartbeat: extends the lease of every execution this process holds."""
         held = list(self._held)
-        lost = await self._leases.renew(held)
+        try:
+            lost = await self._leases.renew(held)
+        except STORAGE_ERRORS:
+            STORE_ERRORS.labels("renew").inc()
+            raise
         for execution_id in lost.intersection(self._held):
             LEASES_LOST.inc()
             logger.warning(
@@ -103,8 +128,10 @@ class ExecutionRunner:
         try:
             claimed = await self._leases.claim(uuid.UUID(execution_id))
         except STORAGE_ERRORS as exc:
+            self._failed("claim", exc)
             logger.warning("claim of %s failed (%s); redelivering", execution_id, exc)
             raise Retry(defer=STORAGE_RETRY_DELAY) from exc
+        self._succeeded()
         if isinstance(claimed, NotClaimed):
             return self._not_claimed(execution_id, claimed)
         self._held[claimed.execution_id] = claimed
@@ -147,7 +174,9 @@ class ExecutionRunner:
             result = decide(outcome, claimed.retry_policy, claimed.counted_before + 1)
         _describe_attempt(span, result)
         try:
-            moved = await self._with_retries(lambda: self._leases.finish(claimed, result), self._record_deadline)
+            moved = await self._with_retries(
+                lambda: self._leases.finish(claimed, result), self._record_deadline, "record"
+            )
         except STORAGE_ERRORS as exc:
             # Kept as long as WORKER_RECORD_DEADLINE allows; now the outcome is given up and the
             # call is made again once the lease lapses.
@@ -218,13 +247,14 @@ class ExecutionRunner:
     async def _release(self, claim: Claim) -> None:
         try:
             await self._with_retries(
-                lambda: self._leases.release(claim, "worker stopped during the call"), RELEASE_DEADLINE
+                lambda: self._leases.release(claim, "worker stopped during the call"), RELEASE_DEADLINE, "release"
             )
         except STORAGE_ERRORS:
             logger.exception("could not release execution %s; its lease will lapse", claim.execution_id)
 
-    async def _with_retries(self, write: Callable[[], Awaitable[T]], deadline: timedelta) -> T:
-        """Runs a PostgreSQL write, retrying with capped backoff until ``deadline`` has passed."""
+    async def _with_retries(self, write: Callable[[], Awaitable[T]], deadline: timedelta, operation: str) -> T:
+        """Runs a PostgreSQL write, retrying with capped backoff until ``deadline`` has passed;
+        each failed try counts as an ``operation`` error."""
         give_up_at = time.monotonic() + deadline.total_seconds()
         backoff = WRITE_BACKOFF_FIRST
         failures = 0
@@ -232,6 +262,7 @@ class ExecutionRunner:
             try:
                 result = await write()
             except STORAGE_ERRORS as exc:
+                self._failed(operation, exc)
                 failures += 1
                 if time.monotonic() + backoff > give_up_at:
                     raise
@@ -240,6 +271,7 @@ class ExecutionRunner:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, WRITE_BACKOFF_CAP)
             else:
+                self._succeeded()
                 if failures:
                     logger.info("PostgreSQL write succeeded after %d failures", failures)
                 return result

@@ -117,7 +117,8 @@ class JobsWorker(Worker):
       job whose arq bookkeeping failed is left for its in-progress key to lapse.
     * SIGTERM drains (arq's ``job_completion_wait``); a second SIGTERM is logged, not obeyed.
     * A health file refreshed from the poll loop (at most once a second), so a container
-      health check proves the loop runs, not only that the process exists.
+      health check proves the loop runs, not only that the process exists; it holds the
+      problem when WORKER_UNHEALTHY_AFTER_ERRORS claims or records in a row failed.
     """
 
     def __init__(self, *args: Any, health_file: str, **kwargs: Any) -> None:
@@ -278,7 +279,11 @@ class JobsWorker(Worker):
         now = time.monotonic()
         if now - self._last_health_write >= 1.0:
             self._last_health_write = now
-            self._health_file.touch()
+            # Empty while healthy; else why not, for the health check to print.
+            runner: ExecutionRunner | None = self.ctx.get("runner")
+            settings: Settings = self.ctx["settings"]
+            problem = runner.health_problem(settings.worker_unhealthy_after_errors) if runner else None
+            self._health_file.write_text(problem or "")
 
 
 def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> JobsWorker:

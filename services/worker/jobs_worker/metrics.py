@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["ATTEMPTS", "ATTEMPT_SECONDS", "DISPATCH_LAG_SECONDS", "EXECUTIONS_FINISHED", "IN_FLIGHT", "LEASES_LOST"]
+__all__ = [
+    "ATTEMPTS",
+    "ATTEMPT_SECONDS",
+    "DISPATCH_LAG_SECONDS",
+    "EXECUTIONS_FINISHED",
+    "IN_FLIGHT",
+    "LEASES_LOST",
+    "STORE_ERRORS",
+]
 
 # Up to the longest allowed timeouts (90 s default, 300 s cap).
 _CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 90, 120, 300)
@@ -32,3 +40,11 @@ IN_FLIGHT = Gauge("jobscheduler_in_flight_calls", "HTTP calls this worker is mak
 LEASES_LOST = Counter(
     "jobscheduler_leases_lost_total", "Executions whose lease this worker lost while it held them (missed heartbeats)."
 )
+STORE_ERRORS = Counter(
+    "jobscheduler_worker_store_errors_total",
+    "PostgreSQL operations of the worker that failed, by operation: claim, record (an attempt's"
+    " outcome; each try), release, renew (the lease heartbeat).",
+    ["operation"],
+)
+for _operation in ("claim", "record", "release", "renew"):
+    STORE_ERRORS.labels(_operation)  # exported as 0 from the start: a rate() needs the series
