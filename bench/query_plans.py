@@ -17,14 +17,14 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jobs_common.domain import ErrorKind
+from jobs_common.domain import ErrorKind, ExecutionState
 from jobs_common.migrate import migrate
 from jobs_common.secrets import SecretBox
 from jobs_common.settings import Settings
@@ -206,6 +206,11 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         ("ListExecutions of a job", lambda: jobs.list_executions(some_job, 50, "")),
         ("reconciler pass", lambda: reconcile.find(timedelta(seconds=10), 1000)),
         ("scheduler: next due time", ticks.next_due_time),
+        ("scheduler: complete ended recurring jobs", lambda: ticks.complete_ended_jobs(datetime.now(UTC))),
+        (
+            "ListJobs: failed jobs (last execution DEAD)",
+            lambda: jobs.list_jobs(50, "", None, None, {}, None, ExecutionState.DEAD),
+        ),
         ("worker claim", lambda: leases.claim(waiting_id)),
         ("PurgeDeadLetters: 100 by queue", lambda: dead.purge(DeadLetterFilter(queue=queue), 100)),
     ]

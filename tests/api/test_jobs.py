@@ -10,7 +10,7 @@ import pytest
 
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import create, error_info_reason, field_violations, http_job
+from tests.support.jobs import create, error_info_reason, field_violations, http_job, wait_terminal
 
 # No worker serves this queue: jobs created here stay QUEUED, which is what these tests read.
 IDLE_QUEUE = "api-tests-idle"
@@ -157,3 +157,27 @@ async def test_unknown_ids_are_not_found(stub, call):
         await getattr(stub, call)(requests[call])
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     assert missing in (error.value.details() or "")
+
+
+async def test_list_jobs_by_last_execution_state_tells_failed_from_succeeded(stub, target, worker, key):
+    """A COMPLETED one-off job may have succeeded or failed: the last execution's state tells."""
+    labels = {"outcome-test": key[:12]}
+    ok = await create(stub, http_job(target.url(f"/ok/{key}"), labels=labels))
+    failing = http_job(target.url(f"/status/500/{key}"), labels=labels)
+    failing.retry_policy.max_attempts = 1
+    failed = await create(stub, failing)
+    await wait_terminal(stub, ok.last_execution.id)
+    await wait_terminal(stub, failed.last_execution.id)
+
+    async def listed(state: pb.ExecutionState.ValueType) -> list[str]:
+        request = api.ListJobsRequest(labels=labels, last_execution_state=state)
+        return [job.id for job in (await stub.ListJobs(request)).jobs]
+
+    assert await listed(pb.EXECUTION_STATE_DEAD) == [failed.id]
+    assert await listed(pb.EXECUTION_STATE_SUCCEEDED) == [ok.id]
+    assert await listed(pb.EXECUTION_STATE_QUEUED) == []
+    both = await stub.ListJobs(api.ListJobsRequest(labels=labels, state=pb.JOB_STATE_COMPLETED))
+    assert {job.id for job in both.jobs} == {ok.id, failed.id}
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListJobs(api.ListJobsRequest(last_execution_state=99))  # type: ignore[arg-type]
+    assert "last_execution_state" in field_violations(raised.value)

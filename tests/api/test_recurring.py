@@ -97,10 +97,32 @@ async def test_an_interval_job_fires_on_time_tick_after_tick(stub, target, worke
     for execution, received in zip(executions, target.received(path), strict=True):
         lag = received.time - execution.tick_time.ToNanoseconds() / 1e9
         assert 0 <= lag < 1.0, f"request {lag:.3f}s after its tick"
+
+    async def completed() -> bool:  # max_runs reached, and the last run has ended
+        return (await stub.GetJob(api.GetJobRequest(id=job.id))).job.state == pb.JOB_STATE_COMPLETED
+
+    await eventually(completed, timeout=5)
     done = (await stub.GetJob(api.GetJobRequest(id=job.id))).job
-    assert done.state == pb.JOB_STATE_COMPLETED  # max_runs reached
     assert done.run_count == 4
     assert not done.HasField("next_run_time")
+
+
+async def test_a_max_runs_job_completes_when_its_last_run_ends_not_when_it_starts(stub, target, worker, key):
+    path = f"/sleep/2/{key}"
+    job = await create(stub, http_job(target.url(path), schedule=every(1, start_in_s=0.5, max_runs=1)))
+    await eventually(lambda: len(target.received(path)) == 1, timeout=10)
+    running = (await stub.GetJob(api.GetJobRequest(id=job.id))).job
+    assert running.state == pb.JOB_STATE_ACTIVE, "COMPLETED while its last run is still going"
+    assert running.run_count == 1
+    assert not running.HasField("next_run_time")  # no tick left
+    assert running.last_execution.state == pb.EXECUTION_STATE_RUNNING
+    await wait_terminal(stub, running.last_execution.id)
+
+    async def completed() -> bool:
+        return (await stub.GetJob(api.GetJobRequest(id=job.id))).job.state == pb.JOB_STATE_COMPLETED
+
+    await eventually(completed, timeout=5)
+    assert len(target.received(path)) == 1
 
 
 async def test_pause_stops_ticks_and_resume_restarts_from_now(stub, target, worker, key):

@@ -119,6 +119,11 @@ def job_kind_from_proto(value: int) -> JobKind | None:
     return _enum_from_proto(pb.JobKind, value, "JOB_KIND_", JobKind, "kind", "job kind")
 
 
+def execution_state_from_proto(value: int, field_name: str) -> ExecutionState | None:
+    """None for EXECUTION_STATE_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
+    return _enum_from_proto(pb.ExecutionState, value, "EXECUTION_STATE_", ExecutionState, field_name, "execution state")
+
+
 def error_kind_from_proto(value: int, field_name: str) -> ErrorKind | None:
     """None for ERROR_KIND_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
     return _enum_from_proto(pb.ErrorKind, value, "ERROR_KIND_", ErrorKind, field_name, "error kind")

@@ -69,6 +69,8 @@ class SchedulerLoop(BackgroundLoop):
 
     async def step(self) -> float:
         fired = await self.fire_due()
+        if completed := await self._ticks.complete_ended_jobs(datetime.now(UTC)):
+            logger.info("scheduler: %d recurring jobs completed (schedule ended, last runs finished)", completed)
         if fired.jobs >= self._batch_size:
             return 0.0  # more may be due
         next_due = await self._ticks.next_due_time()

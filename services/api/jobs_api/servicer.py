@@ -152,6 +152,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             queue=request.queue or None,
             labels=dict(request.labels),
             kind=convert.job_kind_from_proto(request.kind),
+            last_execution_state=convert.execution_state_from_proto(
+                request.last_execution_state, "last_execution_state"
+            ),
         )
         return api.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.items], next_page_token=page.next_page_token

@@ -122,6 +122,14 @@ class JobRow(CallDefinition, Base):
         # The scheduler reads only the next due jobs, whatever the table's size.
         Index("ix_jobs_next_run_time", "next_run_time", postgresql_where=text("state = 'ACTIVE'")),
         Index("ix_jobs_buffered_tick", "buffered_tick", postgresql_where=text("buffered_tick IS NOT NULL")),
+        # Recurring jobs whose schedule ended while runs were unfinished: completed when they end.
+        Index(
+            "ix_jobs_schedule_ended",
+            "id",
+            postgresql_where=text(
+                "state = 'ACTIVE' AND next_run_time IS NULL AND buffered_tick IS NULL AND schedule_kind <> 'ONE_OFF'"
+            ),
+        ),
         # ListQueues: the distinct queue names, by skipping through this index.
         Index("ix_jobs_queue", "queue"),
     )

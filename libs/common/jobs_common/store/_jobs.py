@@ -229,8 +229,11 @@ class JobStore:
         queue: str | None,
         labels: dict[str, str],
         kind: JobKind | None = None,
+        last_execution_state: ExecutionState | None = None,
     ) -> Page[Job]:
         fingerprint = filter_fingerprint(state=state, queue=queue, labels=labels, kind=kind)
+        if last_execution_state is not None:  # only then: page tokens made before stay valid
+            fingerprint = filter_fingerprint(previous=fingerprint, last_execution_state=last_execution_state)
         position = decode_page_token(page_token, fingerprint)
         query = _JOBS_WITH_LAST_EXECUTION
         query = query.where(JobRow.state == state.value) if state else query.where(JobRow.state != "DELETED")
@@ -242,6 +245,8 @@ class JobStore:
             query = query.where(JobRow.schedule_kind == "ONE_OFF")
         elif kind is JobKind.RECURRING:
             query = query.where(JobRow.schedule_kind != "ONE_OFF")
+        if last_execution_state is not None:
+            query = query.where(_LAST_EXECUTION.state == last_execution_state.value)
         if position:
             query = query.where(tuple_(JobRow.create_time, JobRow.id) < (position.create_time, position.id))
         query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, ExecutionRow, JobRow
@@ -97,12 +97,31 @@ class TickStore:
                 firing.add_to(session, fired, count_run=True)
                 if schedule.max_runs is not None and job.run_count >= schedule.max_runs:
                     job.next_run_time = job.buffered_tick = None
-                if job.next_run_time is None and job.buffered_tick is None:
+                if job.next_run_time is None and job.buffered_tick is None and not firing.unfinished:
                     job.state = JobState.COMPLETED.value
+                # Else the schedule has ended with runs unfinished: complete_ended_jobs ends the
+                # job once they have.
                 job.update_time = now
             fired.jobs = len(due)
             await _cancel(session, fired.cancelled, now)
         return fired
+
+    async def complete_ended_jobs(self, now: datetime) -> int:
+        """Completes the recurring jobs whose schedule has ended (end_time passed, max_runs
+        reached) once their last runs have ended, so a COMPLETED job never has one running."""
+        async with self._sessions.begin() as session:
+            ended = await session.execute(
+                update(JobRow)
+                .where(
+                    JobRow.state == JobState.ACTIVE.value,
+                    JobRow.next_run_time.is_(None),
+                    JobRow.buffered_tick.is_(None),
+                    JobRow.schedule_kind != "ONE_OFF",
+                    ~exists().where(ExecutionRow.job_id == JobRow.id, ExecutionRow.state.in_(UNFINISHED_STATES)),
+                )
+                .values(state=JobState.COMPLETED.value, update_time=now)
+            )
+            return int(ended.rowcount)  # type: ignore[attr-defined]
 
     async def run_now(self, job_id: uuid.UUID, trace_parent: str | None = None) -> RunNow:
         """RunJob: fires a recurring job now, outside its schedule, under its overlap policy."""

@@ -185,6 +185,7 @@ class ListJobsRequest(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    LAST_EXECUTION_STATE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Optional. At most this many jobs; 0 means 50; values above 1000 are capped."""
     page_token: _builtins.str
@@ -195,6 +196,11 @@ class ListJobsRequest(_message.Message):
     """Optional. Only jobs on this queue."""
     kind: _resources_pb2.JobKind.ValueType
     """Optional. Only one-off or only recurring jobs."""
+    last_execution_state: _resources_pb2.ExecutionState.ValueType
+    """Optional. Only jobs whose most recent execution is in this state: with
+    EXECUTION_STATE_DEAD the jobs that failed (a COMPLETED one-off job whose execution is a dead
+    letter), with EXECUTION_STATE_SUCCEEDED the jobs that succeeded.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Optional. Only jobs that carry all of these labels with these values."""
@@ -208,10 +214,11 @@ class ListJobsRequest(_message.Message):
         queue: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         kind: _resources_pb2.JobKind.ValueType = ...,
+        last_execution_state: _resources_pb2.ExecutionState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "labels", b"labels", "last_execution_state", b"last_execution_state", "page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -147,8 +147,9 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     JOB_STATE_PAUSED: _JobState.ValueType  # 2
     """A recurring job paused by PauseJob: no tick runs until ResumeJob."""
     JOB_STATE_COMPLETED: _JobState.ValueType  # 3
-    """A one-off job whose execution reached a terminal state, or a recurring job whose schedule
-    ended (`end_time` passed or `max_runs` reached).
+    """A one-off job whose execution reached a terminal state (succeeded or not: its
+    `last_execution.state` says, and ListJobs filters by it), or a recurring job whose schedule
+    ended (`end_time` passed or `max_runs` reached) and whose last runs have ended.
     """
     JOB_STATE_DELETED: _JobState.ValueType  # 4
     """Deleted by DeleteJob; kept for the record."""
@@ -162,8 +163,9 @@ JOB_STATE_ACTIVE: JobState.ValueType  # 1
 JOB_STATE_PAUSED: JobState.ValueType  # 2
 """A recurring job paused by PauseJob: no tick runs until ResumeJob."""
 JOB_STATE_COMPLETED: JobState.ValueType  # 3
-"""A one-off job whose execution reached a terminal state, or a recurring job whose schedule
-ended (`end_time` passed or `max_runs` reached).
+"""A one-off job whose execution reached a terminal state (succeeded or not: its
+`last_execution.state` says, and ListJobs filters by it), or a recurring job whose schedule
+ended (`end_time` passed or `max_runs` reached) and whose last runs have ended.
 """
 JOB_STATE_DELETED: JobState.ValueType  # 4
 """Deleted by DeleteJob; kept for the record."""
