@@ -1,5 +1,7 @@
-"""The api's background loops: the scheduler (due ticks → executions) and the reconciler
-(executions Redis lost → re-dispatched). Every replica runs both; they are safe side by side."""
+"""The api's background loops: the scheduler (due ticks → executions), the reconciler
+(executions Redis lost → re-dispatched) and the queue gauges. Every replica runs them; they are
+safe side by side. Each records its last completed pass in
+``jobscheduler_loop_last_pass_timestamp_seconds``."""
 
 from __future__ import annotations
 
@@ -7,13 +9,19 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import Gauge
+
+from jobs_api.metrics import DEAD_LETTERS, EXECUTIONS, LOOP_LAST_PASS, OLDEST_READY_AGE, QUEUE_PAUSED, WORKERS
+from jobs_common.domain import TERMINAL_EXECUTION_STATES, ExecutionState
 from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
 from jobs_common.queue import Dispatcher
-from jobs_common.store import FiredTicks, QueueStore, Reconciliation, TickStore
+from jobs_common.store import DeadLetters, FiredTicks, QueueStore, Reconciliation, TickStore
+from jobs_common.workers import WorkerRegistry
 
-__all__ = ["BackgroundLoop", "ReconcilerLoop", "SchedulerLoop"]
+__all__ = ["BackgroundLoop", "QueueGaugesLoop", "ReconcilerLoop", "SchedulerLoop"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +37,10 @@ class BackgroundLoop(ABC):
         self._wake = asyncio.Event()
         self._stopping = False
 
+    def passed(self) -> None:
+        """Records a completed pass."""
+        LOOP_LAST_PASS.labels(self.name).set_to_current_time()
+
     @abstractmethod
     async def step(self) -> float: ...
 
@@ -40,6 +52,7 @@ class BackgroundLoop(ABC):
         self._wake.set()
 
     async def run(self) -> None:
+        LOOP_LAST_PASS.labels(self.name).set(0)  # never, until a pass completes
         while not self._stopping:
             delay = self.interval
             try:
@@ -71,6 +84,7 @@ class SchedulerLoop(BackgroundLoop):
         fired = await self.fire_due()
         if completed := await self._ticks.complete_ended_jobs(datetime.now(UTC)):
             logger.info("scheduler: %d recurring jobs completed (schedule ended, last runs finished)", completed)
+        self.passed()
         if fired.jobs >= self._batch_size:
             return 0.0  # more may be due
         next_due = await self._ticks.next_due_time()
@@ -123,7 +137,8 @@ class ReconcilerLoop(BackgroundLoop):
         self._batch = batch
 
     async def step(self) -> float:
-        await self.reconcile()
+        if await self.reconcile() is not None:  # a replica that did not lead made no pass
+            self.passed()
         return self.interval
 
     async def reconcile(self) -> dict[str, int] | None:
@@ -147,3 +162,66 @@ class ReconcilerLoop(BackgroundLoop):
                 ", ".join(redispatched),
             )
         return counts
+
+
+# Unfinished states: each is exported for every known queue, 0 when it has none.
+_UNFINISHED = [state for state in ExecutionState if state not in TERMINAL_EXECUTION_STATES]
+
+
+class QueueGaugesLoop(BackgroundLoop):
+    """Refreshes the queue gauges for every known queue (a job names it, it has settings, or a
+    worker serves it), 0 where there is nothing to count, so a series never vanishes because a
+    queue emptied: executions by unfinished state and the oldest ready age (one grouped query
+    over unfinished executions), dead letters, paused or not, and live workers."""
+
+    name = "queue-gauges"
+
+    def __init__(
+        self,
+        queues: QueueStore,
+        dead_letters: DeadLetters,
+        workers: WorkerRegistry,
+        worker_lease_ttl: timedelta,
+        interval: timedelta,
+    ) -> None:
+        super().__init__(interval)
+        self._queues = queues
+        self._dead_letters = dead_letters
+        self._workers = workers
+        self._worker_lease_ttl = worker_lease_ttl
+        # The label sets each gauge was last given, to remove those no longer known.
+        self._shown: dict[Gauge, set[tuple[str, ...]]] = {}
+
+    async def step(self) -> float:
+        known = await self._queues.all_queues()
+        depth = await self._queues.depth()
+        dead = await self._dead_letters.count_by_queue()
+        live: Counter[str] | None
+        try:
+            live = Counter(worker.queue for worker in await self._workers.live(self._worker_lease_ttl))
+        except REDIS_ERRORS as exc:
+            logger.warning("queue-gauges: Redis did not answer (%s); workers not counted", exc)
+            live = None
+        names = {q.name for q in known} | {row.queue for row in depth} | set(dead) | set(live or ())
+        counts = {(row.queue, row.state): row.count for row in depth}
+        ages: dict[str, float] = {}
+        for row in depth:
+            ages[row.queue] = max(ages.get(row.queue, 0.0), row.oldest_ready_age or 0.0)
+        paused = {q.name for q in known if q.paused}
+        self._export(EXECUTIONS, {(n, s.value): counts.get((n, s), 0) for n in names for s in _UNFINISHED})
+        self._export(OLDEST_READY_AGE, {(n,): ages.get(n, 0.0) for n in names})
+        self._export(DEAD_LETTERS, {(n,): dead.get(n, 0) for n in names})
+        self._export(QUEUE_PAUSED, {(n,): 1 if n in paused else 0 for n in names})
+        if live is not None:
+            self._export(WORKERS, {(n,): live[n] for n in names})
+        self.passed()
+        return self.interval
+
+    def _export(self, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+        """Sets every labelled value and removes only the label sets no longer known: a scrape
+        never sees a known series missing (clearing first would leave a window without it)."""
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+        for labels in self._shown.get(gauge, set()) - values.keys():
+            gauge.remove(*labels)
+        self._shown[gauge] = set(values)

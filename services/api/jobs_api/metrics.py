@@ -1,22 +1,29 @@
-"""The api's Prometheus metrics (see the README's table), and the loop that refreshes the
-queue gauges from PostgreSQL."""
+"""The api's Prometheus metrics (see the README's table); :mod:`jobs_api.loops` refreshes the
+queue gauges."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from jobs_api.interceptors import Context, Continuation, split_method, wrap_handler
-from jobs_api.loops import BackgroundLoop
-from jobs_common.store import QueueStore
 
-__all__ = ["DEPENDENCY_UP", "JOBS_CREATED", "MetricsInterceptor", "QueueGaugesLoop"]
+__all__ = [
+    "DEAD_LETTERS",
+    "DEPENDENCY_UP",
+    "EXECUTIONS",
+    "JOBS_CREATED",
+    "LOOP_LAST_PASS",
+    "OLDEST_READY_AGE",
+    "QUEUE_PAUSED",
+    "WORKERS",
+    "MetricsInterceptor",
+]
 
 JOBS_CREATED = Counter(
     "jobscheduler_jobs_created_total", "Jobs created (a repeated request_id is not counted).", ["kind"]
@@ -27,8 +34,16 @@ EXECUTIONS = Gauge(
 )
 OLDEST_READY_AGE = Gauge(
     "jobscheduler_oldest_ready_age_seconds",
-    "How long the oldest due, waiting execution of a queue has waited.",
+    "How long the oldest due, waiting execution of a queue has waited (0 when none waits).",
     ["queue"],
+)
+DEAD_LETTERS = Gauge("jobscheduler_dead_letters", "Dead letters (DEAD executions not replayed) by queue.", ["queue"])
+QUEUE_PAUSED = Gauge("jobscheduler_queue_paused", "1 while the queue is paused (PauseQueue), else 0.", ["queue"])
+WORKERS = Gauge("jobscheduler_workers", "Live workers (heartbeat within WORKER_LEASE_TTL) by queue.", ["queue"])
+LOOP_LAST_PASS = Gauge(
+    "jobscheduler_loop_last_pass_timestamp_seconds",
+    "When this api's background loop last completed a pass (the reconciler: one it led), Unix time.",
+    ["loop"],
 )
 GRPC_HANDLED = Counter(
     "grpc_server_handled_total",
@@ -61,26 +76,3 @@ async def _observed(full_method: str, context: Context) -> AsyncIterator[None]:
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
         GRPC_HANDLED.labels(service, method, name).inc()
         GRPC_HANDLING_SECONDS.labels(service, method).observe(time.perf_counter() - started)
-
-
-class QueueGaugesLoop(BackgroundLoop):
-    """Refreshes ``jobscheduler_executions`` and ``jobscheduler_oldest_ready_age_seconds`` from
-    one grouped query over unfinished executions (bounded by the backlog, not by history)."""
-
-    name = "queue-gauges"
-
-    def __init__(self, stats: QueueStore, interval: timedelta) -> None:
-        super().__init__(interval)
-        self._stats = stats
-
-    async def step(self) -> float:
-        depth = await self._stats.depth()
-        EXECUTIONS.clear()
-        OLDEST_READY_AGE.clear()
-        ages: dict[str, float] = {}
-        for row in depth:
-            EXECUTIONS.labels(row.queue, row.state.value).set(row.count)
-            ages[row.queue] = max(ages.get(row.queue, 0.0), row.oldest_ready_age or 0.0)
-        for queue, age in ages.items():
-            OLDEST_READY_AGE.labels(queue).set(age)
-        return self.interval

@@ -16,8 +16,8 @@ from grpc_reflection.v1alpha import reflection
 from jobs_api.auth import AuthInterceptor
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
-from jobs_api.loops import BackgroundLoop, ReconcilerLoop, SchedulerLoop
-from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor, QueueGaugesLoop
+from jobs_api.loops import BackgroundLoop, QueueGaugesLoop, ReconcilerLoop, SchedulerLoop
+from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor
 from jobs_api.queues import QueueServicer
 from jobs_api.scaler import ExternalScalerServicer
 from jobs_api.scaler import add_to_server as add_scaler
@@ -121,7 +121,15 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     )
     await probe.check_once()
     probe_task = asyncio.create_task(probe.run(), name="health-probe")
-    loops: list[BackgroundLoop] = [QueueGaugesLoop(queues, settings.metrics_refresh_interval)]
+    loops: list[BackgroundLoop] = [
+        QueueGaugesLoop(
+            queues,
+            DeadLetters(engine),
+            WorkerRegistry(redis),
+            settings.worker_lease_ttl,
+            settings.metrics_refresh_interval,
+        )
+    ]
     if settings.scheduler_enabled:
         loops.append(scheduler)
     if settings.reconciler_enabled:

@@ -220,7 +220,10 @@ class ExecutionRunner:
             )
         except asyncio.CancelledError:
             # A cancel (arq abort) or the worker stopping: either way the attempt is not a failure.
-            await asyncio.shield(self._release(claimed))
+            handed_back = await asyncio.shield(self._release(claimed))
+            ATTEMPT_SECONDS.observe(time.perf_counter() - started)
+            # Handed back to the queue: the worker stopped; else the execution was cancelled.
+            ATTEMPTS.labels("cancelled", (ErrorKind.INTERRUPTED if handed_back else ErrorKind.CANCELLED).value).inc()
             raise
         finally:
             IN_FLIGHT.dec()
@@ -244,13 +247,15 @@ class ExecutionRunner:
             raise Retry(defer=found.until_lease_expiry + LEASE_EXPIRY_MARGIN)
         raise Retry(defer=max(found.until_due, timedelta(milliseconds=10)))
 
-    async def _release(self, claim: Claim) -> None:
+    async def _release(self, claim: Claim) -> bool:
+        """Hands the execution back (True), unless it was cancelled or is no longer ours."""
         try:
-            await self._with_retries(
+            return await self._with_retries(
                 lambda: self._leases.release(claim, "worker stopped during the call"), RELEASE_DEADLINE, "release"
             )
         except STORAGE_ERRORS:
             logger.exception("could not release execution %s; its lease will lapse", claim.execution_id)
+            return True  # it will be run again, once the lease lapses
 
     async def _with_retries(self, write: Callable[[], Awaitable[T]], deadline: timedelta, operation: str) -> T:
         """Runs a PostgreSQL write, retrying with capped backoff until ``deadline`` has passed;

@@ -20,7 +20,8 @@ _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 ATTEMPTS = Counter(
     "jobscheduler_attempts_total",
-    "HTTP attempts made, by outcome (success or failure) and error kind (empty on success).",
+    "HTTP attempts made, by outcome (success, failure, or cancelled: the call was cut short) and error kind"
+    " (empty on success; CANCELLED or INTERRUPTED when cancelled).",
     ["outcome", "error_kind"],
 )
 ATTEMPT_SECONDS = Histogram(

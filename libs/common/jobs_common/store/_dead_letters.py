@@ -31,6 +31,17 @@ AND (CAST(:error_kind AS text) IS NULL OR CAST(:error_kind AS text) = (
     SELECT a.error_kind FROM attempts a WHERE a.execution_id = e.id AND a.number = e.attempt_count))
 """
 
+# Dead letters per queue: the partial index ix_executions_dead, a replay probe and a primary-key
+# probe of jobs for each (the dead-letter set, not the history).
+_COUNT_BY_QUEUE = text(
+    """
+SELECT (SELECT j.queue FROM jobs j WHERE j.id = e.job_id) AS queue, count(*) AS dead_letters
+FROM executions e
+WHERE e.state = 'DEAD' AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.replay_of = e.id)
+GROUP BY 1
+"""
+)
+
 _PAGE = text(
     f"""
 SELECT e.id, e.end_time FROM executions e JOIN jobs j ON j.id = e.job_id
@@ -102,6 +113,11 @@ class DeadLetters:
         items = [execution_from_row(found[r.id]) for r in rows if r.id in found]
         token = encode_page_token(PagePosition(rows[-1].end_time, rows[-1].id), fingerprint) if more else ""
         return Page(items, token)
+
+    async def count_by_queue(self) -> dict[str, int]:
+        """How many dead letters each queue has (queues without any are absent)."""
+        async with self._engine.connect() as conn:
+            return {row.queue: row.dead_letters for row in (await conn.execute(_COUNT_BY_QUEUE)).all()}
 
     async def purge(self, matching: DeadLetterFilter, limit: int) -> int:
         """Deletes up to ``limit`` matching dead letters (oldest first) with their attempts."""
