@@ -203,6 +203,7 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
             lambda: dead.page(DeadLetterFilter(error_kind=ErrorKind.HTTP_STATUS), 50, ""),
         ),
         ("ReplayDeadLetters: ids by filter", lambda: dead.ids(DeadLetterFilter(queue=queue), 100)),
+        ("queue gauges: dead letters by queue", dead.count_by_queue),
         ("ListExecutions of a job", lambda: jobs.list_executions(some_job, 50, "")),
         ("reconciler pass", lambda: reconcile.find(timedelta(seconds=10), 1000)),
         ("scheduler: next due time", ticks.next_due_time),
