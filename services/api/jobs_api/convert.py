@@ -69,11 +69,16 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
     )
     if schedule.HasField("interval") and recurring.interval is None and not violations:
         violations.append(FieldViolation(f"{prefix}.schedule.interval", "is not a valid duration"))
+    body = request.body
+    try:
+        body = request_body(request, f"{prefix}.http_request")
+    except InvalidArgumentError as error:
+        violations.extend(error.violations)
     draft = JobDraft(
         url=request.url,
         method=_enum_name(pb.HttpMethod, request.method, _METHOD_PREFIX),
         headers=dict(request.headers),
-        body=request.body,
+        body=body,
         follow_redirects=request.follow_redirects,
         secret_headers=list(request.secret_headers),
         signing_secrets=list(request.signing.secrets),
@@ -92,6 +97,33 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
     if violations:
         raise InvalidArgumentError(violations)
     return draft
+
+
+def request_body(request: pb.HttpRequest, field_path: str) -> bytes:
+    """The body the request asks for: ``body``, or ``body_text`` as UTF-8.
+
+    Raises:
+        InvalidArgumentError: both set, with different content.
+    """
+    if not request.body_text:
+        return request.body
+    text_body = request.body_text.encode()
+    if request.body and request.body != text_body:
+        raise InvalidArgumentError(
+            [FieldViolation(f"{field_path}.body_text", "set body or body_text, not both with different content")]
+        )
+    return text_body
+
+
+def fold_body_text(job: pb.Job, prefix: str = "job") -> pb.Job:
+    """A copy of ``job`` whose ``body_text`` is moved into ``body`` (UpdateJob merges the stored
+    body with what the request sets, so the request's text must arrive as ``body``)."""
+    folded = pb.Job()
+    folded.CopyFrom(job)
+    if job.http_request.body_text:
+        folded.http_request.body = request_body(job.http_request, f"{prefix}.http_request")
+        folded.http_request.ClearField("body_text")
+    return folded
 
 
 def timestamp_field(message: Message, name: str, field_path: str) -> datetime | None:

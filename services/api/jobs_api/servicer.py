@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from jobs_api import convert
 from jobs_api.faults import crash_after_commit
@@ -42,6 +43,7 @@ _T = TypeVar("_T")
 # BatchCreateJobs takes at most this many jobs (AIP-233 batches are bounded).
 MAX_BATCH_CREATE = 1000
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
+_BODY_TEXT_PATHS = {"http_request.body_text": "http_request.body"}
 # GetJob previews this many fire times of a recurring job.
 UPCOMING_PREVIEW = 5
 
@@ -167,8 +169,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
         sent = pb.HttpRequest()
 
+        update = convert.fold_body_text(request.job)
+        # body_text arrives as body (above), so a mask naming it names body.
+        mask = FieldMask(paths=[_BODY_TEXT_PATHS.get(path, path) for path in request.update_mask.paths])
+
         def apply(current: Job) -> JobSpec:
-            merged = apply_update_mask(convert.job_to_proto(current, redact=False), request.job, request.update_mask)
+            merged = apply_update_mask(convert.job_to_proto(current, redact=False), update, mask)
             restore_redacted(merged.http_request, current.spec.http_request)
             sent.CopyFrom(merged.http_request)
             spec = validate_job(convert.job_draft(merged), self._settings)

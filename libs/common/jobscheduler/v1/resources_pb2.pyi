@@ -306,17 +306,26 @@ class HttpRequest(_message.Message):
     FOLLOW_REDIRECTS_FIELD_NUMBER: _builtins.int
     SECRET_HEADERS_FIELD_NUMBER: _builtins.int
     SIGNING_FIELD_NUMBER: _builtins.int
+    BODY_TEXT_FIELD_NUMBER: _builtins.int
     method: Global___HttpMethod.ValueType
     """Optional. Defaults to POST."""
     url: _builtins.str
     """Required. Absolute http:// or https:// URL of the target."""
     body: _builtins.bytes
-    """Optional. Request body, at most the configured body limit (default 1 MiB)."""
+    """Optional. Request body, at most the configured body limit (default 1 MiB). In JSON (grpcurl)
+    a bytes field is base64: `"body": "eyJhIjogMX0="`; to send text such as JSON as it is, use
+    `body_text`. Answers carry the body here, base64 in JSON (jq's `@base64d` decodes it).
+    """
     follow_redirects: _builtins.bool
     """Optional. Follow redirects (at most EGRESS_MAX_REDIRECTS, default 5), each hop checked by
     the egress policy; a 303, or a 301/302 after a POST, continues as a GET without the body,
     and credential headers are not sent to another origin. When false (the default), a 3xx
     answer is a final failure recorded with its Location.
+    """
+    body_text: _builtins.str
+    """Input only. The body as text, sent as its UTF-8 bytes: JSON without base64, e.g.
+    `"body_text": "{\\"event\\": \\"paid\\"}"` (set a Content-Type header too). It fills `body`:
+    set one of them (both only with the same content). Answers leave it empty.
     """
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -346,10 +355,11 @@ class HttpRequest(_message.Message):
         follow_redirects: _builtins.bool = ...,
         secret_headers: _abc.Iterable[_builtins.str] | None = ...,
         signing: Global___WebhookSigning | None = ...,
+        body_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signing", b"signing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "follow_redirects", b"follow_redirects", "headers", b"headers", "method", b"method", "secret_headers", b"secret_headers", "signing", b"signing", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "body_text", b"body_text", "follow_redirects", b"follow_redirects", "headers", b"headers", "method", b"method", "secret_headers", b"secret_headers", "signing", b"signing", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
