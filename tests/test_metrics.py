@@ -102,7 +102,11 @@ async def test_queue_gauges_read_zero_instead_of_vanishing_and_say_what_people_a
     queue = f"alerts-{key}"
     api_port, worker_port = free_port(), free_port()
     private = settings.model_copy(
-        update={"metrics_port": api_port, "metrics_refresh_interval": timedelta(milliseconds=200)}
+        update={
+            "metrics_port": api_port,
+            "metrics_refresh_interval": timedelta(milliseconds=200),
+            "metrics_dead_letters_interval": timedelta(milliseconds=200),
+        }
     )
     worker_env = settings_env(
         settings.model_copy(update={"worker_queue": queue, "worker_metrics_port": worker_port}),

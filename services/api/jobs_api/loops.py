@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -183,19 +184,26 @@ class QueueGaugesLoop(BackgroundLoop):
         workers: WorkerRegistry,
         worker_lease_ttl: timedelta,
         interval: timedelta,
+        dead_letters_interval: timedelta,
     ) -> None:
         super().__init__(interval)
+        self._dead_letters_interval = dead_letters_interval.total_seconds()
         self._queues = queues
         self._dead_letters = dead_letters
         self._workers = workers
         self._worker_lease_ttl = worker_lease_ttl
         # The label sets each gauge was last given, to remove those no longer known.
         self._shown: dict[Gauge, set[tuple[str, ...]]] = {}
+        self._dead: dict[str, int] = {}
+        self._dead_letters_due = 0.0
 
     async def step(self) -> float:
         known = await self._queues.all_queues()
         depth = await self._queues.depth()
-        dead = await self._dead_letters.count_by_queue()
+        if time.monotonic() >= self._dead_letters_due:
+            self._dead = await self._dead_letters.count_by_queue()
+            self._dead_letters_due = time.monotonic() + self._dead_letters_interval
+        dead = self._dead
         live: Counter[str] | None
         try:
             live = Counter(worker.queue for worker in await self._workers.live(self._worker_lease_ttl))

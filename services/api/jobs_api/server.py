@@ -128,6 +128,7 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
             WorkerRegistry(redis),
             settings.worker_lease_ttl,
             settings.metrics_refresh_interval,
+            settings.metrics_dead_letters_interval,
         )
     ]
     if settings.scheduler_enabled:
