@@ -8,11 +8,13 @@ import os
 import re
 import sys
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from jobs_common._durations import parse_duration
 from jobs_common.secrets import parse_secret_keys
@@ -168,3 +170,39 @@ def test_compose_default_secrets_key_is_a_valid_key():
     value = re.fullmatch(r"\$\{SECRETS_KEYS:-(.+)\}", default)
     assert value is not None
     assert [key_id for key_id, _ in parse_secret_keys(value.group(1))] == ["dev"]
+
+
+# Defaults the table describes in words rather than as the literal value.
+_DESCRIBED_DEFAULTS = {"AUTH_OPEN_SERVICES"}
+_NO_VALUE = {"unset", "(none)", "empty"}
+
+
+def test_the_readme_configuration_table_gives_every_default_the_code_has():
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    defaults = Settings.model_construct()  # the class defaults, no environment
+    checked = set()
+    for row in section.splitlines():
+        if not row.startswith("| `"):
+            continue
+        names_cell, default_cell = row.split(" | ")[:2]
+        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", names_cell)
+        if set(names) & _DESCRIBED_DEFAULTS:
+            continue
+        values = re.findall(r"`([^`]*)`", default_cell) or [default_cell.strip()] * len(names)
+        assert len(values) == len(names), row
+        for name, documented in zip(names, values, strict=True):
+            actual = getattr(defaults, name.lower())
+            if isinstance(actual, SecretStr):
+                actual = actual.get_secret_value()
+            if documented in _NO_VALUE:
+                assert actual in (None, ""), f"{name}: the README says {documented}, the code has {actual!r}"
+            elif isinstance(actual, timedelta):
+                assert parse_duration(documented) == actual, f"{name}: README {documented}, code {actual}"
+            elif isinstance(actual, bool):
+                assert documented == str(actual).lower(), f"{name}: README {documented}, code {actual}"
+            elif isinstance(actual, int | float):
+                assert float(documented) == actual, f"{name}: README {documented}, code {actual}"
+            else:
+                assert documented == str(actual), f"{name}: README {documented}, code {actual}"
+            checked.add(name)
+    assert SETTING_NAMES - checked == _DESCRIBED_DEFAULTS

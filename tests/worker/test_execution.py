@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import grpc
 import pytest
@@ -39,7 +40,9 @@ async def test_success_records_the_attempt(stub, target, key):
     assert len(received) == 1
     assert received[0].method == "POST"
     assert received[0].headers["Idempotency-Key"] == execution.id
-    assert received[0].headers["User-Agent"].startswith("job-scheduler/")
+    # Exactly what the README says targets receive.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"`User-Agent: {received[0].headers['User-Agent']}`" in readme
     finished_job = (await stub.GetJob(api.GetJobRequest(id=job.id))).job
     assert finished_job.state == pb.JOB_STATE_COMPLETED
     assert finished_job.last_execution.state == pb.EXECUTION_STATE_SUCCEEDED

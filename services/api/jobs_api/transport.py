@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from jobs_common.settings import Settings
 
@@ -37,9 +38,11 @@ def add_api_port(server: grpc.aio.Server, settings: Settings) -> tuple[int, str]
 
 
 def health_only_server(settings: Settings, servicer: health.aio.HealthServicer) -> tuple[grpc.aio.Server, int] | None:
-    """A plaintext server with grpc.health.v1 alone on GRPC_HEALTH_PORT, or None when it is 0."""
+    """A plaintext server with grpc.health.v1 alone on GRPC_HEALTH_PORT, or None when it is 0.
+    Reflection there describes that one service, so grpcurl can call it without .proto files."""
     if not settings.grpc_health_port:
         return None
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection([health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     return server, server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_health_port}")
