@@ -72,7 +72,7 @@ async def _postgres_problem(settings: Settings, needed: str) -> str | None:
         async with engine.connect() as conn:
             has_schema = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
             found = await conn.scalar(text("SELECT version_num FROM alembic_version")) if has_schema else None
-    except (*DEPENDENCY_ERRORS, OSError) as exc:
+    except DEPENDENCY_ERRORS as exc:
         return f"{where}: {_first_line(exc)}"
     finally:
         await engine.dispose()

@@ -231,9 +231,10 @@ class JobStore:
         kind: JobKind | None = None,
         last_execution_state: ExecutionState | None = None,
     ) -> Page[Job]:
-        fingerprint = filter_fingerprint(state=state, queue=queue, labels=labels, kind=kind)
-        if last_execution_state is not None:  # only then: page tokens made before stay valid
-            fingerprint = filter_fingerprint(previous=fingerprint, last_execution_state=last_execution_state)
+        filters: dict[str, object] = {"state": state, "queue": queue, "labels": labels, "kind": kind}
+        if last_execution_state is not None:  # only when set: page tokens made before stay valid
+            filters["last_execution_state"] = last_execution_state
+        fingerprint = filter_fingerprint(**filters)
         position = decode_page_token(page_token, fingerprint)
         query = _JOBS_WITH_LAST_EXECUTION
         query = query.where(JobRow.state == state.value) if state else query.where(JobRow.state != "DELETED")
