@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobscheduler.v1 import job_service_pb2 as api
-from jobscheduler.v1 import queue_service_pb2, queue_service_pb2_grpc
+from jobscheduler.v1 import job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.apis import private_api
 from tests.support.jobs import create, eventually, http_job, wait_for_state, wait_terminal
@@ -41,12 +44,25 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-async def test_api_and_worker_metrics_follow_the_work(settings, target, tmp_path: Path):
-    key = uuid.uuid4().hex[:8]
-    queue, idle_queue = f"metrics-{key}", f"metrics-idle-{key}"
+@dataclass
+class Metered:
+    """An api of the test's own and a worker on ``queue``, each serving /metrics."""
+
+    stub: job_service_pb2_grpc.JobServiceAsyncStub
+    channel: grpc.aio.Channel
+    api_port: int
+    worker_port: int
+
+
+@contextlib.asynccontextmanager
+async def _metered(settings, queue: str, tmp_path: Path, refresh: timedelta) -> AsyncIterator[Metered]:
     api_port, worker_port = free_port(), free_port()
     private = settings.model_copy(
-        update={"metrics_port": api_port, "metrics_refresh_interval": timedelta(milliseconds=300)}
+        update={
+            "metrics_port": api_port,
+            "metrics_refresh_interval": refresh,
+            "metrics_dead_letters_interval": refresh,
+        }
     )
     worker_env = settings_env(
         settings.model_copy(update={"worker_queue": queue, "worker_metrics_port": worker_port}),
@@ -54,20 +70,28 @@ async def test_api_and_worker_metrics_follow_the_work(settings, target, tmp_path
     )
     worker = ChildProcess("jobs_worker", worker_env, tmp_path / "worker.log")
     try:
-        async with private_api(private) as (stub, _):
+        async with private_api(private) as (stub, channel):
             await worker.wait_for_log("ready on queue")
-            before = await _scrape(api_port)
-            job = await create(stub, http_job(target.url(f"/flaky/{key}?fail=1"), queue=queue))
-            done = await wait_terminal(stub, job.last_execution.id, timeout=20)
-            with pytest.raises(grpc.aio.AioRpcError):
-                await stub.GetJob(api.GetJobRequest(id=str(uuid.uuid4())))
-            # Waits on a queue no worker serves, so the queue gauges have something to show.
-            await create(stub, http_job(target.url(f"/ok/{key}"), queue=idle_queue))
-            await asyncio.sleep(1.0)
-            after = await _scrape(api_port)
-        worker_samples = await _scrape(worker_port)
+            yield Metered(stub, channel, api_port, worker_port)
     finally:
         await worker.stop()
+
+
+async def test_api_and_worker_metrics_follow_the_work(settings, target, tmp_path: Path):
+    key = uuid.uuid4().hex[:8]
+    queue, idle_queue = f"metrics-{key}", f"metrics-idle-{key}"
+    async with _metered(settings, queue, tmp_path, timedelta(milliseconds=300)) as metered:
+        stub, api_port = metered.stub, metered.api_port
+        before = await _scrape(api_port)
+        job = await create(stub, http_job(target.url(f"/flaky/{key}?fail=1"), queue=queue))
+        done = await wait_terminal(stub, job.last_execution.id, timeout=20)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetJob(api.GetJobRequest(id=str(uuid.uuid4())))
+        # Waits on a queue no worker serves, so the queue gauges have something to show.
+        await create(stub, http_job(target.url(f"/ok/{key}"), queue=idle_queue))
+        await asyncio.sleep(1.0)
+        after = await _scrape(api_port)
+        worker_samples = await _scrape(metered.worker_port)
 
     assert done.state == pb.EXECUTION_STATE_SUCCEEDED
 
@@ -100,41 +124,25 @@ async def test_queue_gauges_read_zero_instead_of_vanishing_and_say_what_people_a
 ):
     key = uuid.uuid4().hex[:8]
     queue = f"alerts-{key}"
-    api_port, worker_port = free_port(), free_port()
-    private = settings.model_copy(
-        update={
-            "metrics_port": api_port,
-            "metrics_refresh_interval": timedelta(milliseconds=200),
-            "metrics_dead_letters_interval": timedelta(milliseconds=200),
-        }
-    )
-    worker_env = settings_env(
-        settings.model_copy(update={"worker_queue": queue, "worker_metrics_port": worker_port}),
-        WORKER_HEALTH_FILE=str(tmp_path / "w"),
-    )
-    worker = ChildProcess("jobs_worker", worker_env, tmp_path / "worker.log")
-    try:
-        async with private_api(private) as (stub, channel):
-            queues = queue_service_pb2_grpc.QueueServiceStub(channel)
-            await worker.wait_for_log("ready on queue")
-            failing = http_job(target.url(f"/status/500/{key}"), queue=queue)
-            failing.retry_policy.max_attempts = 1
-            dead = await wait_terminal(stub, (await create(stub, failing)).last_execution.id)
-            slow = await create(stub, http_job(target.url(f"/sleep/30/{key}"), queue=queue))
-            await wait_for_state(stub, slow.last_execution.id, {pb.EXECUTION_STATE_RUNNING})
-            await stub.CancelExecution(api.CancelExecutionRequest(id=slow.last_execution.id))
-            await queues.PauseQueue(queue_service_pb2.PauseQueueRequest(name=queue))
-            await asyncio.sleep(1.0)  # a few gauge refreshes
-            after = await _scrape(api_port)
-            await queues.ResumeQueue(queue_service_pb2.ResumeQueueRequest(name=queue))
+    async with _metered(settings, queue, tmp_path, timedelta(milliseconds=200)) as metered:
+        stub = metered.stub
+        queues = queue_service_pb2_grpc.QueueServiceStub(metered.channel)
+        failing = http_job(target.url(f"/status/500/{key}"), queue=queue)
+        failing.retry_policy.max_attempts = 1
+        dead = await wait_terminal(stub, (await create(stub, failing)).last_execution.id)
+        slow = await create(stub, http_job(target.url(f"/sleep/30/{key}"), queue=queue))
+        await wait_for_state(stub, slow.last_execution.id, {pb.EXECUTION_STATE_RUNNING})
+        await stub.CancelExecution(api.CancelExecutionRequest(id=slow.last_execution.id))
+        await queues.PauseQueue(queue_service_pb2.PauseQueueRequest(name=queue))
+        await asyncio.sleep(1.0)  # a few gauge refreshes
+        after = await _scrape(metered.api_port)
+        await queues.ResumeQueue(queue_service_pb2.ResumeQueueRequest(name=queue))
 
-            async def cancelled_counted() -> bool:
-                samples = await _scrape(worker_port)
-                return _value(samples, "jobscheduler_attempts_total", outcome="cancelled", error_kind="CANCELLED") == 1
+        async def cancelled_counted() -> bool:
+            samples = await _scrape(metered.worker_port)
+            return _value(samples, "jobscheduler_attempts_total", outcome="cancelled", error_kind="CANCELLED") == 1
 
-            await eventually(cancelled_counted, timeout=10)
-    finally:
-        await worker.stop()
+        await eventually(cancelled_counted, timeout=10)
 
     assert dead.state == pb.EXECUTION_STATE_DEAD
     for state in ("SCHEDULED", "QUEUED", "RUNNING", "RETRY_SCHEDULED"):
