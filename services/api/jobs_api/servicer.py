@@ -20,7 +20,7 @@ from jobs_api import convert
 from jobs_api.faults import crash_after_commit
 from jobs_api.masks import apply_update_mask
 from jobs_api.metrics import JOBS_CREATED
-from jobs_api.redaction import generated_secrets, restore_redacted
+from jobs_api.redaction import generated_secrets, keep_stored_secrets, restore_redacted
 from jobs_api.watch import watch_job
 from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState, RequestKey
 from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
@@ -186,7 +186,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 raise InvalidArgumentError(
                     [FieldViolation("job.schedule.run_at", "cannot change: the job's execution already exists")]
                 )
-            return spec
+            return keep_stored_secrets(spec, current.spec, update.http_request)
 
         job = await self._store.update_job(job_id, apply)
         self._wake_scheduler()

@@ -338,7 +338,9 @@ class HttpRequest(_message.Message):
     def secret_headers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Optional. Names of headers in `headers` whose values are secret, besides `Authorization`,
         `Cookie`, `Proxy-Authorization` and `X-Api-Key`, which always are. Output: every secret
-        header of the request.
+        header of the request. In UpdateJob a stored secret stays secret until its value is sent
+        again, and secrets kept from storage do not follow the URL to another origin (send them
+        again, or the update is INVALID_ARGUMENT).
         """
 
     @_builtins.property
