@@ -59,6 +59,44 @@ async def test_a_window_that_ends_before_it_starts_is_refused(stub, target, key)
     assert field_violations(raised.value) == {"job.schedule.end_time": "must be after start_time"}
 
 
+def _at(text: str) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromJsonString(text)
+    return stamp
+
+
+@pytest.mark.parametrize(
+    ("schedule", "field"),
+    [
+        # Once answered INTERNAL: cronsim ran past the year 9999 looking for the next Feb 29.
+        (cron("0 0 29 2 *", start_time=_at("9999-12-30T00:00:00Z")), "job.schedule.start_time"),
+        (every(60, start_time=_at("9999-12-31T23:59:59Z")), "job.schedule.start_time"),
+        (every(60, start_time=_at("0001-01-01T00:00:00Z")), "job.schedule.start_time"),
+        (every(60, end_time=_at("9999-12-31T23:59:59Z")), "job.schedule.end_time"),
+    ],
+)
+async def test_schedule_times_near_the_ends_of_the_calendar_are_refused(stub, target, key, schedule, field):
+    """Times that would take fire-time arithmetic past what datetime and cronsim can represent
+    are INVALID_ARGUMENT at create and update, never INTERNAL."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create(stub, http_job(target.url(f"/ok/{key}"), schedule=schedule))
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "must be between 1970-01-01 and 100 years from now" in field_violations(raised.value)[field]
+    job = await create(stub, http_job(target.url(f"/ok/{key}"), schedule=every(3600)))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.UpdateJob(api.UpdateJobRequest(job=pb.Job(id=job.id, schedule=schedule)))
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(raised.value)
+
+
+async def test_a_window_years_ahead_still_previews(stub, target, key):
+    schedule = cron("0 0 29 2 *", start_time=_hours_ahead(24 * 365 * 50))
+    job = await create(stub, http_job(target.url(f"/ok/{key}"), schedule=schedule))
+    fetched = (await stub.GetJob(api.GetJobRequest(id=job.id))).job
+    assert len(fetched.upcoming_run_times) == 5
+    assert all(t.ToDatetime().strftime("%m-%d") == "02-29" for t in fetched.upcoming_run_times)
+
+
 async def test_get_job_shows_the_next_run_and_a_preview(stub, target, key):
     job = await create(stub, http_job(target.url(f"/ok/{key}"), schedule=cron("0 9 * * MON-FRI", "Europe/Berlin")))
     assert job.kind == pb.JOB_KIND_RECURRING

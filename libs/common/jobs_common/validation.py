@@ -53,6 +53,10 @@ DEFAULT_MAX_BACKOFF = timedelta(seconds=600)
 DEFAULT_MULTIPLIER = 2.0
 MAX_MULTIPLIER = 10.0
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
+# A recurring schedule's window: its fire times, and the five GetJob previews, must stay far from
+# the year 9999 where Python's datetime (and cronsim's search for the next match) ends.
+EARLIEST_SCHEDULE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_WINDOW_AHEAD = timedelta(days=100 * 365)
 MAX_BACKOFF_LIMIT = timedelta(days=1)
 MAX_INTERVAL = timedelta(days=366)
 DEFAULT_CATCH_UP_LIMIT = 10
@@ -463,7 +467,17 @@ def _check_schedule(draft: ScheduleDraft, settings: Settings, bad: _Bad) -> Recu
     if catch_up is CatchUpPolicy.SKIP_MISSED:
         limit = 1
     start, end = _utc(draft.start_time), _utc(draft.end_time)
-    if start is not None and end is not None and end <= start:
+    latest = datetime.now(UTC) + MAX_WINDOW_AHEAD
+    outside = [
+        name
+        for name, value in (("start_time", start), ("end_time", end))
+        if value is not None and not EARLIEST_SCHEDULE_TIME <= value <= latest
+    ]
+    if outside:  # then comparing the two says nothing more
+        for name in outside:
+            bad(f"schedule.{name}", f"must be between 1970-01-01 and 100 years from now ({latest:%Y-%m-%d})")
+        ok = False
+    elif start is not None and end is not None and end <= start:
         bad("schedule.end_time", "must be after start_time")
         ok = False
     elif end is not None and end <= datetime.now(UTC):

@@ -500,11 +500,13 @@ class Schedule(_message.Message):
 
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional. Recurring jobs: no run before this time."""
+        """Optional. Recurring jobs: no run before this time (between 1970-01-01 and 100 years from now)."""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Optional. Recurring jobs: no run after this time; the job is COMPLETED then."""
+        """Optional. Recurring jobs: no run after this time (at most 100 years from now); the job is
+        COMPLETED then.
+        """
 
     def __init__(
         self,
