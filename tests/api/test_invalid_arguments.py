@@ -99,6 +99,11 @@ CASES = {
     "multiplier below 1": (_job(retry_policy__multiplier=0.5), "job.retry_policy.multiplier"),
     "non-4xx retry status": (_job(retry_policy__retry_status_codes=[200]), "job.retry_policy.retry_status_codes"),
     "bad queue name": (_job(queue="Bad Queue"), "job.queue"),
+    # Python's `$` matches before a final newline: every pattern must match the whole value.
+    "queue name with a trailing newline": (_job(queue="default\n"), "job.queue"),
+    "label key with a trailing newline": (_job(labels={"team\n": "x"}), "job.labels"),
+    "label value with a trailing newline": (_job(labels={"team": "x\n"}), "job.labels"),
+    "header name with a trailing newline": (_job(http_request__headers={"X-Team\n": "v"}), "job.http_request.headers"),
     "bad label key": (_job(labels={"Bad": "x"}), "job.labels"),
     "bad label value": (_job(labels={"team": "Has Spaces"}), "job.labels"),
 }

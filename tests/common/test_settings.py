@@ -56,6 +56,9 @@ def test_redis_url_wins_over_parts(monkeypatch):
         ("WORKER_HEARTBEAT_INTERVAL", "0s"),
         ("SCALING_MIN_WORKERS", "50"),
         ("SCALING_TARGET_UTILIZATION", "0"),
+        # Names must match whole: `$` would let a trailing newline through.
+        ("API_TOKENS", "orders\n:0123456789abcdef0123"),
+        ("SECRETS_KEYS", "k1\n:" + "A" * 43 + "="),
     ],
 )
 def test_bad_values_fail_at_start(monkeypatch, name, value):

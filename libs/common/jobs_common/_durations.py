@@ -8,7 +8,7 @@ from datetime import timedelta
 __all__ = ["parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_PATTERN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
 
 
 def parse_duration(value: object) -> timedelta:
@@ -21,7 +21,7 @@ def parse_duration(value: object) -> timedelta:
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _PATTERN.match(value)):
+    elif isinstance(value, str) and (match := _PATTERN.fullmatch(value)):
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     else:
         raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 500ms, 2m)")

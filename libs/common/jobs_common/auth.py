@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 __all__ = ["ApiToken", "parse_api_tokens"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 MIN_TOKEN_LENGTH = 16
 
 
@@ -28,13 +28,13 @@ def parse_api_tokens(value: str) -> list[ApiToken]:
             continue
         name, sep, secret = raw.partition(":")
         where = f"API_TOKENS entry {position + 1}"
-        if not sep or not _NAME.match(name):
+        if not sep or not _NAME.fullmatch(name):
             raise ValueError(
                 f"{where}: expected 'name:token' or 'name:sha256:<hex>' with a name of letters, digits, '.', '_' or '-'"
             )
         if secret.startswith("sha256:"):
             hexdigest = secret.removeprefix("sha256:")
-            if not _HEX_DIGEST.match(hexdigest):
+            if not _HEX_DIGEST.fullmatch(hexdigest):
                 raise ValueError(f"{where} ({name}): a sha256 digest is 64 hexadecimal digits")
             digest = bytes.fromhex(hexdigest)
         else:

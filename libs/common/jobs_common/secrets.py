@@ -33,7 +33,7 @@ DEFAULT_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorizat
 # What a secret value reads as in every answer of the api.
 REDACTED = "[REDACTED]"
 
-_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NONCE_BYTES = 12
 
 
@@ -107,7 +107,7 @@ def parse_secret_keys(text: str) -> tuple[tuple[str, bytes], ...]:
         if not entry:
             continue
         key_id, sep, encoded = entry.partition(":")
-        if not sep or not _KEY_ID.match(key_id):
+        if not sep or not _KEY_ID.fullmatch(key_id):
             raise SecretsError(f"SECRETS_KEYS entry {position} must be id:base64-key (id: letters, digits, - or _)")
         try:
             key = base64.b64decode(encoded, validate=True)

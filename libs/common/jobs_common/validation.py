@@ -78,11 +78,11 @@ RESERVED_HEADERS = frozenset(
     }
 )
 
-_QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _QUEUE_NAME_RULE = "must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\x00]")
 
 # The ``bad(path, description)`` callback that collects violations.
@@ -170,7 +170,7 @@ def validate_job(draft: JobDraft, settings: Settings, prefix: str = "job") -> Jo
     schedule = _check_schedule(draft.schedule, settings, bad)
 
     queue = draft.queue or DEFAULT_QUEUE
-    if not _QUEUE_NAME.match(queue):
+    if not _QUEUE_NAME.fullmatch(queue):
         bad("queue", _QUEUE_NAME_RULE)
     _check_labels(draft.labels, settings.job_max_labels, bad)
 
@@ -206,7 +206,7 @@ def validate_queue_name(value: str, field_name: str = "name") -> str:
     """A queue name as jobs name it: required here (no default)."""
     if not value:
         raise InvalidArgumentError([FieldViolation(field_name, "is required")])
-    if not _QUEUE_NAME.match(value):
+    if not _QUEUE_NAME.fullmatch(value):
         raise InvalidArgumentError([FieldViolation(field_name, _QUEUE_NAME_RULE)])
     return value
 
@@ -297,14 +297,14 @@ def _never_allowed(host: str, policy: EgressPolicy) -> str | None:
     return None if refusal is None else f"{address} ({refusal})"
 
 
-_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
 
 
 def _odd_ipv4_spelling(host: str) -> bool:
     """Decimal (2130706433), octal (0177.0.0.1), hex (0x7f.1) or shortened (127.1) spellings:
     resolvers read them as addresses, so they would slip past a check of the written name."""
     labels = host.rstrip(".").split(".")
-    if not all(_NUMERIC_LABEL.match(label) for label in labels):
+    if not all(_NUMERIC_LABEL.fullmatch(label) for label in labels):
         return False
     try:
         ipaddress.IPv4Address(host.rstrip("."))
@@ -337,7 +337,7 @@ def _check_headers(headers: dict[str, str], settings: Settings, bad: _Bad) -> No
         bad(path, f"total {size} bytes; the limit is {settings.job_max_header_bytes}")
     for name, value in headers.items():
         shown = name[:64]
-        if not _HEADER_NAME.match(name):
+        if not _HEADER_NAME.fullmatch(name):
             bad(path, f"{shown!r} is not a valid header name")
         elif name.lower() in RESERVED_HEADERS:
             bad(path, f"{shown!r} is set by the service and cannot be given")
@@ -523,7 +523,7 @@ def _check_labels(labels: dict[str, str], max_labels: int, bad: _Bad) -> None:
     if len(labels) > max_labels:
         bad("labels", f"has {len(labels)} labels; the limit is {max_labels}")
     for key, value in labels.items():
-        if not _LABEL_KEY.match(key):
+        if not _LABEL_KEY.fullmatch(key):
             bad("labels", f"key {key[:64]!r} must be 1-63 lowercase letters, digits, '-' or '_', letter first")
-        elif not _LABEL_VALUE.match(value):
+        elif not _LABEL_VALUE.fullmatch(value):
             bad("labels", f"value of {key!r} must be at most 63 lowercase letters, digits, '-' or '_'")
