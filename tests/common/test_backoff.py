@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jobs_common.backoff import JITTER_FRACTION, next_delay, parse_retry_after
+import pytest
+
+from jobs_common.backoff import JITTER_FRACTION, LONGEST_RETRY_AFTER, next_delay, parse_retry_after
 from jobs_common.domain import RetryPolicy
 
 POLICY = RetryPolicy(
@@ -37,3 +39,18 @@ def test_parse_retry_after_seconds_dates_and_garbage():
     assert parse_retry_after("soon") is None
     assert parse_retry_after("") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["²", "3²", "٣", "99999999999999999999999", "9" * 5000, "1e9", "-5", "Thu, 01 Jan 1970 00:00:00 +9999"],
+)
+def test_odd_retry_after_values_are_ignored_or_bounded_never_raised(value):
+    """Every value a target sends is parsed defensively: "²".isdigit() is true, int("²") raises."""
+    parsed = parse_retry_after(value)
+    assert parsed is None or timedelta(0) <= parsed <= LONGEST_RETRY_AFTER
+
+
+def test_a_huge_retry_after_is_bounded():
+    assert parse_retry_after("99999999999") == LONGEST_RETRY_AFTER
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == LONGEST_RETRY_AFTER

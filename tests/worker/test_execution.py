@@ -111,6 +111,17 @@ async def test_429_retry_after_is_honoured(stub, target, key):
     assert second.time - first.time >= 2.0
 
 
+async def test_an_odd_retry_after_falls_back_to_the_normal_backoff(stub, target, key):
+    """Once recorded as a lost worker: "²" passes str.isdigit() and int() refuses it."""
+    path = f"/flaky/{key}"
+    job = await create(stub, http_job(target.url(path) + "?fail=1&code=503&retry_after=%C2%B2"))
+    execution = await wait_terminal(stub, job.last_execution.id)
+    assert execution.state == pb.EXECUTION_STATE_SUCCEEDED
+    assert [a.response_status_code for a in execution.attempts] == [503, 200]
+    assert execution.attempts[0].response_headers["retry-after"] == "²"
+    assert execution.attempts[0].error_kind == pb.ERROR_KIND_HTTP_STATUS
+
+
 async def test_timeout_is_recorded_and_retried(stub, target, key):
     path = f"/sleep/5/{key}"
     job = await create(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -14,6 +15,10 @@ __all__ = ["JITTER_FRACTION", "next_delay", "parse_retry_after"]
 # Each delay is shortened by up to this fraction, so that a burst of failures spreads out while
 # successive delays still grow whenever multiplier > 1 / (1 - JITTER_FRACTION).
 JITTER_FRACTION = 0.1
+# Retry-After is the target's word: anything longer reads as this (max_backoff bounds the delay
+# anyway), so no number a target sends overflows a timedelta.
+LONGEST_RETRY_AFTER = timedelta(days=366)
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}")  # RFC 9110 delay-seconds: ASCII digits
 
 
 def next_delay(
@@ -37,16 +42,17 @@ def next_delay(
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
-    """Parses a Retry-After header: delay-seconds or an HTTP-date. Garbage yields None."""
+    """Parses a Retry-After header: delay-seconds or an HTTP-date, at most LONGEST_RETRY_AFTER.
+    Anything else a target sends yields None (the normal backoff applies); nothing raises."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if _DELAY_SECONDS.fullmatch(value):
+        return min(timedelta(seconds=int(value)), LONGEST_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(when - (now or datetime.now(UTC)), timedelta(0))
+    return min(max(when - (now or datetime.now(UTC)), timedelta(0)), LONGEST_RETRY_AFTER)
