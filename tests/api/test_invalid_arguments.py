@@ -59,6 +59,13 @@ CASES = {
         _job(http_request__headers={"x-evil": "a\r\nInjected: yes"}),
         "job.http_request.headers",
     ),
+    # RFC 9110 field values as httpx sends them: visible ASCII, spaces, tabs.
+    "header value with a control character": (
+        _job(http_request__headers={"x-a": "a\x01b"}),
+        "job.http_request.headers",
+    ),
+    "header value outside ASCII": (_job(http_request__headers={"x-a": "caf\u20ac"}), "job.http_request.headers"),
+    "header value with DEL": (_job(http_request__headers={"x-a": "a\x7fb"}), "job.http_request.headers"),
     "invalid header name": (_job(http_request__headers={"bad header": "v"}), "job.http_request.headers"),
     "redacted header value": (
         _job(http_request__headers={"Authorization": "[REDACTED]"}),
@@ -174,3 +181,11 @@ async def test_other_requests_reject_bad_fields(stub, call, field):
         await calls[call]()
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in field_violations(error.value)
+
+
+async def test_a_refused_header_value_is_never_quoted(stub):
+    job = _job(http_request__headers={"X-Partner": "sk-\u20ac-c0ffee"})
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJob(api.CreateJobRequest(job=job))
+    assert "c0ffee" not in (raised.value.details() or "")
+    assert "c0ffee" not in str(field_violations(raised.value))

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
 import grpc
 import pytest
 from arq.jobs import Job as ArqJob
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_common.queue import RUN_EXECUTION, arq_queue_name
 from jobs_worker import build_worker
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import create, eventually, executions_of, http_job, seconds, wait_for_state, wait_terminal
+from tests.support.jobs import (
+    create,
+    eventually,
+    every,
+    executions_of,
+    http_job,
+    seconds,
+    wait_for_state,
+    wait_terminal,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -303,3 +315,24 @@ def _rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+async def test_a_stored_header_value_httpx_refuses_is_never_quoted(settings, stub, target, worker, key):
+    """A value stored before RFC 9110 values were checked at create: the attempt fails as
+    PROTOCOL, and neither its error nor the worker's log holds the value."""
+    mark = f"c0ffee{key[:8]}"
+    job = await create(stub, http_job(target.url(f"/ok/{key}"), schedule=every(3600)))
+    engine = create_async_engine(settings.database_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE jobs SET headers = CAST(:headers AS jsonb) WHERE id = :id"),
+            {"headers": json.dumps({"X-Odd": f"x\r\nInjected: {mark}"}), "id": job.id},
+        )
+    await engine.dispose()
+    ran = (await stub.RunJob(api.RunJobRequest(id=job.id))).execution
+    done = await wait_terminal(stub, ran.id)
+    assert done.attempts[0].error_kind == pb.ERROR_KIND_PROTOCOL
+    assert "could not be sent" in done.attempts[0].error_message
+    assert mark not in done.attempts[0].error_message
+    assert mark not in done.last_error
+    assert mark not in worker.log()

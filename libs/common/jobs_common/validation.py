@@ -83,7 +83,9 @@ _QUEUE_NAME_RULE = "must be 1-63 lowercase letters, digits, '-' or '_', starting
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FORBIDDEN_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+# RFC 9110 field values as we send them: visible ASCII, spaces and tabs (httpx encodes ASCII; a
+# control character or CR/LF would split or corrupt the request).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 # The ``bad(path, description)`` callback that collects violations.
 _Bad = Callable[[str, str], None]
@@ -341,8 +343,8 @@ def _check_headers(headers: dict[str, str], settings: Settings, bad: _Bad) -> No
             bad(path, f"{shown!r} is not a valid header name")
         elif name.lower() in RESERVED_HEADERS:
             bad(path, f"{shown!r} is set by the service and cannot be given")
-        elif _FORBIDDEN_VALUE_CHARS.search(value):
-            bad(path, f"value of {shown!r} must not contain CR, LF or NUL")
+        elif not _HEADER_VALUE.fullmatch(value):
+            bad(path, f"value of {shown!r} may hold only visible ASCII characters, spaces and tabs (RFC 9110)")
         elif value == REDACTED:
             bad(path, f"value of {shown!r} is {REDACTED}, which stands for a stored secret: send the value itself")
 

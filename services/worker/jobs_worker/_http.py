@@ -95,7 +95,12 @@ async def perform(
         return HttpOutcome(error_kind=ErrorKind.TIMEOUT, error_message=f"no complete answer within {seconds:g}s")
     except httpx.ConnectError as exc:
         return HttpOutcome(error_kind=_connect_error_kind(exc), error_message=_describe(exc))
-    except (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError) as exc:
+    except httpx.LocalProtocolError as exc:
+        # Its text may quote what we tried to send (a header value): name the error only.
+        return HttpOutcome(
+            error_kind=ErrorKind.PROTOCOL, error_message=f"{type(exc).__name__}: the request could not be sent as HTTP"
+        )
+    except (httpx.RemoteProtocolError, httpx.DecodingError) as exc:
         return HttpOutcome(error_kind=ErrorKind.PROTOCOL, error_message=_describe(exc))
     except httpx.TransportError as exc:
         return HttpOutcome(error_kind=ErrorKind.CONNECT, error_message=_describe(exc))
@@ -144,7 +149,10 @@ class _Hops:
                     self._method, self._url, headers=self._headers, content=self._body or None, timeout=self._timeout
                 )
             except Exception as exc:  # no I/O happened: whatever failed is the request itself
-                raise _InvalidRequestError(f"invalid request: {_describe(exc)}") from exc
+                # Named, never quoted: the text of an encoding error holds part of a header value.
+                raise _InvalidRequestError(
+                    f"invalid request: its URL, headers or body cannot be sent ({type(exc).__name__})"
+                ) from exc
             response = await self._client.send(built, stream=True)
             try:
                 if response.has_redirect_location and self.taken < self._max_redirects:
