@@ -58,11 +58,30 @@ async def test_the_backlog_counts_what_is_due_and_running_on_the_queue(stub, sca
     assert first.result is True
 
 
-async def test_bad_trigger_metadata_is_invalid_argument_naming_the_key(scaler):
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await scaler.GetMetricSpec(_ref(targetPerWorker="lots"))
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "scalerMetadata.targetPerWorker" in field_violations(raised.value)
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"targetPerWorker": "lots"},
+        # inf and 1e300 answered INTERNAL: round(inf) and timedelta(seconds=1e300) overflow.
+        {"targetPerWorker": "inf"},
+        {"targetPerWorker": "1e300"},
+        {"dueWithinSeconds": "inf"},
+        {"dueWithinSeconds": "1e300"},
+        {"dueWithinSeconds": "nan"},
+        {"queue": "Bad Queue"},
+    ],
+)
+async def test_bad_trigger_metadata_is_invalid_argument_naming_the_key(scaler, metadata):
+    [key] = metadata
+    for call in (
+        scaler.GetMetricSpec(_ref(**metadata)),
+        scaler.IsActive(_ref(**metadata)),
+        scaler.GetMetrics(keda.GetMetricsRequest(scaledObjectRef=_ref(**metadata))),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"scalerMetadata.{key}" in field_violations(raised.value)
 
 
 async def test_grpcurl_reads_the_metric_through_reflection(api, stub, target):

@@ -25,12 +25,16 @@ from externalscaler import externalscaler_pb2 as keda
 from externalscaler import externalscaler_pb2_grpc
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 from jobs_common.store import QueueStore
+from jobs_common.validation import validate_queue_name
 
 __all__ = ["ExternalScalerServicer", "Trigger", "add_to_server", "metric_name"]
 
 DEFAULT_QUEUE = "default"
 DEFAULT_TARGET_PER_WORKER = 100.0
 DEFAULT_DUE_WITHIN = timedelta(seconds=30)
+# Bounds of the trigger's numbers: a backlog per worker, and seconds (366 days).
+MAX_TARGET_PER_WORKER = 1_000_000.0
+MAX_DUE_WITHIN_S = 366 * 24 * 3600.0
 # StreamIsActive: how often the backlog is looked at (an answer is sent when activity changes).
 STREAM_CHECK_INTERVAL = 5.0
 
@@ -43,12 +47,14 @@ class Trigger:
     """The trigger's metadata, checked: INVALID_ARGUMENT names a bad key."""
 
     def __init__(self, metadata: Mapping[str, str]) -> None:
-        self.queue = metadata.get("queue", DEFAULT_QUEUE) or DEFAULT_QUEUE
-        self.target = _positive(metadata, "targetPerWorker", DEFAULT_TARGET_PER_WORKER)
-        self.due_within = timedelta(seconds=_positive(metadata, "dueWithinSeconds", DEFAULT_DUE_WITHIN.total_seconds()))
+        self.queue = validate_queue_name(metadata.get("queue") or DEFAULT_QUEUE, "scalerMetadata.queue")
+        self.target = _positive(metadata, "targetPerWorker", DEFAULT_TARGET_PER_WORKER, MAX_TARGET_PER_WORKER)
+        due_within = _positive(metadata, "dueWithinSeconds", DEFAULT_DUE_WITHIN.total_seconds(), MAX_DUE_WITHIN_S)
+        self.due_within = timedelta(seconds=due_within)
 
 
-def _positive(metadata: Mapping[str, str], key: str, default: float) -> float:
+def _positive(metadata: Mapping[str, str], key: str, default: float, maximum: float) -> float:
+    """A positive number up to ``maximum`` (``inf`` or ``1e300`` would overflow what is made of it)."""
     raw = metadata.get(key)
     if raw is None or raw == "":
         return default
@@ -56,8 +62,10 @@ def _positive(metadata: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise InvalidArgumentError([FieldViolation(f"scalerMetadata.{key}", f"must be a positive number, not {raw!r}")])
+    if not 0 < value <= maximum:
+        raise InvalidArgumentError(
+            [FieldViolation(f"scalerMetadata.{key}", f"must be a number above 0 and at most {maximum:g}, not {raw!r}")]
+        )
     return value
 
 
