@@ -9,12 +9,15 @@ Routes (``{key}`` keeps tests apart; every request is recorded under its path):
 * ``/sleep/{seconds}/{key}``           answers 200 after that many seconds
 * ``/big/{nbytes}/{key}``              streams that many bytes (stops when the client leaves)
 * ``/redirect/{code}/{key}?to=URL``    that 3xx status with ``Location: URL`` (without ``to``: itself)
+* ``/encoded/{encoding}/{key}``        ``compressed <key>`` 1000 times, with that Content-Encoding: gzip,
+                                       deflate (zlib), raw-deflate (sent as deflate) or corrupt (gzip)
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,6 +57,7 @@ class TargetServer:
         app.router.add_route("*", "/sleep/{seconds}/{key}", self._sleep)
         app.router.add_route("*", "/big/{nbytes}/{key}", self._big)
         app.router.add_route("*", "/redirect/{code}/{key}", self._redirect)
+        app.router.add_route("*", "/encoded/{encoding}/{key}", self._encoded)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -97,6 +101,16 @@ class TargetServer:
         return web.Response(
             status=int(request.match_info["code"]), headers={"Location": request.query.get("to", request.path)}
         )
+
+    async def _encoded(self, request: web.Request) -> web.Response:
+        plain = f"compressed {request.match_info['key']} ".encode() * 1000
+        wbits = {"gzip": 31, "deflate": 15, "raw-deflate": -15, "corrupt": 31}[request.match_info["encoding"]]
+        packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+        body = packer.compress(plain) + packer.flush()
+        if request.match_info["encoding"] == "corrupt":
+            body = body[:20] + b"\xff" * 40 + body[60:]
+        name = "gzip" if wbits == 31 else "deflate"
+        return web.Response(body=body, headers={"Content-Encoding": name})
 
     async def _big(self, request: web.Request) -> web.StreamResponse:
         remaining = int(request.match_info["nbytes"])

@@ -336,3 +336,21 @@ async def test_a_stored_header_value_httpx_refuses_is_never_quoted(settings, stu
     assert mark not in done.attempts[0].error_message
     assert mark not in done.last_error
     assert mark not in worker.log()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+async def test_compressed_answers_are_kept_decoded(stub, target, key, encoding):
+    job = await create(stub, http_job(target.url(f"/encoded/{encoding}/{key}")))
+    execution = await wait_terminal(stub, job.last_execution.id)
+    [attempt] = execution.attempts
+    assert attempt.response_body == f"compressed {key} ".encode() * 1000
+    assert not attempt.response_body_truncated
+
+
+async def test_a_corrupt_compressed_answer_is_a_protocol_error(stub, target, key):
+    job = await create(
+        stub, http_job(target.url(f"/encoded/corrupt/{key}"), retry_policy=pb.RetryPolicy(max_attempts=1))
+    )
+    execution = await wait_terminal(stub, job.last_execution.id)
+    assert execution.attempts[0].error_kind == pb.ERROR_KIND_PROTOCOL
+    assert "corrupt" in execution.attempts[0].error_message

@@ -1,6 +1,7 @@
 """Hostile targets against a real worker process: a 10 GB body, a 1 byte/s trickle, a 100 MB
-header and a TLS handshake that never completes. Every attempt ends within its timeout, the
-worker's memory stays flat, and ordinary calls made meanwhile are not slowed down."""
+header, a TLS handshake that never completes and a gzip bomb (256 MiB of zeros). Every attempt
+ends within its timeout, the worker's memory stays flat, and ordinary calls made meanwhile are
+not slowed down."""
 
 from __future__ import annotations
 
@@ -76,6 +77,11 @@ async def test_hostile_targets_end_within_their_timeout_and_leave_memory_flat(
                 assert execution.state == pb.EXECUTION_STATE_SUCCEEDED
                 assert attempt.response_body_truncated
                 assert len(attempt.response_body) == settings.response_body_capture_bytes
+            for execution in by_kind["gzip_bomb"]:
+                [attempt] = execution.attempts
+                assert execution.state == pb.EXECUTION_STATE_SUCCEEDED
+                assert attempt.response_body_truncated
+                assert attempt.response_body == bytes(settings.response_body_capture_bytes)  # decoded, capped
             for kind, error_kind in (
                 ("trickle", pb.ERROR_KIND_TIMEOUT),
                 ("stuck_tls", pb.ERROR_KIND_TIMEOUT),

@@ -19,6 +19,7 @@ import asyncio
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -183,14 +184,48 @@ class _Hops:
 
 
 async def _read_capped(response: httpx.Response, capture_bytes: int) -> tuple[bytes, bool]:
+    """The first ``capture_bytes`` of the decoded body, and whether there was more. The body is
+    read raw and inflated only as far as what is kept: 250 KB of gzip that would inflate to
+    256 MiB cost 64 KiB here (httpx's own decoder inflates each network chunk whole)."""
+    decoder = _BoundedDecoder.for_encoding(response.headers.get("content-encoding", ""))
     kept = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
         room = capture_bytes - len(kept)
-        if len(chunk) > room:
-            kept += chunk[:room]
+        piece = decoder.decode(chunk, room + 1)  # one byte more than fits tells it was cut
+        if len(piece) > room:
+            kept += piece[:room]
             return bytes(kept), True
-        kept += chunk
+        kept += piece
     return bytes(kept), False
+
+
+class _BoundedDecoder:
+    """Content-Encoding gzip or deflate, inflated at most ``limit`` bytes per call. Other or
+    stacked encodings are kept as sent, as httpx does with encodings it does not know."""
+
+    def __init__(self, wbits: int | None) -> None:
+        self._wbits = wbits
+        self._inflate = zlib.decompressobj(wbits) if wbits is not None else None
+        self._started = False
+
+    @classmethod
+    def for_encoding(cls, content_encoding: str) -> _BoundedDecoder:
+        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+        return cls(wbits.get(content_encoding.strip().lower()))
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        if self._inflate is None:
+            return data
+        try:
+            out = self._inflate.decompress(data, limit)
+        except zlib.error as exc:
+            if self._wbits == zlib.MAX_WBITS and not self._started:
+                # "deflate" sent without its zlib header, as some servers do (httpx allows it).
+                self._wbits, self._inflate = -zlib.MAX_WBITS, zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.decode(data, limit)
+            raise httpx.DecodingError("the compressed body is corrupt") from exc
+        self._started = True
+        return out
 
 
 def _connect_error_kind(exc: BaseException) -> ErrorKind:
