@@ -56,11 +56,14 @@ def keep_stored_secrets(spec: JobSpec, stored: JobSpec, sent: pb.HttpRequest) ->
         violations = []
         if kept_headers:
             names = ", ".join(sorted(kept_headers.values()))
+            were, their, them = (
+                ("was", "its value", "it") if len(kept_headers) == 1 else ("were", "their values", "them")
+            )
             violations.append(
                 FieldViolation(
                     "job.http_request.headers",
-                    f"{names} were given for {old} and the URL now goes to {new}: send their values again"
-                    " (or remove the headers) to change the origin",
+                    f"{names} {were} given for {old} and the URL now goes to {new}: send {their} again"
+                    f" (or remove {them}) to change the origin",
                 )
             )
         if kept_signing:
