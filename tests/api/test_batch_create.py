@@ -8,27 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_common.queue import arq_job_id, arq_queue_name
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import error_info_reason, field_violations, http_job
+from tests.support.jobs import error_info_reason, field_violations, http_job, jobs_on_queue
 
 pytestmark = pytest.mark.usefixtures("api")
 
 
 def _queue() -> str:
     return f"batch-{uuid.uuid4().hex[:8]}"
-
-
-async def _jobs_on(settings, queue: str) -> int:
-    engine = create_async_engine(settings.database_url)
-    async with engine.connect() as conn:
-        count = await conn.scalar(text("SELECT count(*) FROM jobs WHERE queue = :q"), {"q": queue})
-    await engine.dispose()
-    return int(count or 0)
 
 
 async def test_a_batch_creates_every_job_in_order_and_enqueues_the_due_ones(stub, settings, arq_redis):
@@ -83,7 +73,7 @@ async def test_one_bad_job_refuses_the_whole_batch_naming_every_bad_field(stub, 
         "requests[2].job.retry_policy.max_attempts",
         "requests[3].job",
     }
-    assert await _jobs_on(settings, queue) == 0
+    assert await jobs_on_queue(settings.database_url, queue) == 0
 
     refused_sizes = []
     for count in (0, 1001):
@@ -111,7 +101,7 @@ async def test_request_ids_make_a_batch_idempotent(stub, settings):
     again = [job.id for job in (await stub.BatchCreateJobs(batch)).jobs]
     assert made[0] == made[2] != made[1]  # the repeated request within the batch returns the first job
     assert again == made
-    assert await _jobs_on(settings, queue) == 2
+    assert await jobs_on_queue(settings.database_url, queue) == 2
 
 
 async def test_a_request_id_reused_with_another_job_refuses_the_whole_batch(stub, settings):
@@ -129,4 +119,4 @@ async def test_a_request_id_reused_with_another_job_refuses_the_whole_batch(stub
     assert raised.value.code() is grpc.StatusCode.ALREADY_EXISTS
     assert error_info_reason(raised.value) == "REQUEST_ID_REUSED"
     assert f"request_id {reused} was used before with a different request" in (raised.value.details() or "")
-    assert await _jobs_on(settings, queue) == 0  # one transaction or none
+    assert await jobs_on_queue(settings.database_url, queue) == 0  # one transaction or none

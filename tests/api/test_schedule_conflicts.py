@@ -8,29 +8,14 @@ import uuid
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.grpcurl import grpcurl
-from tests.support.jobs import create, every, field_violations, http_job
+from tests.support.jobs import create, every, field_violations, http_job, jobs_on_queue
 
 URL = "https://hooks.example.com/conflict"
 RULE = "set only one of run_at, cron or interval"
-
-
-@pytest.fixture
-async def jobs_on_queue(settings):
-    engine = create_async_engine(settings.database_url)
-
-    async def count(queue: str) -> int:
-        async with engine.connect() as conn:
-            found = await conn.scalar(text("SELECT count(*) FROM jobs WHERE queue = :q"), {"q": queue})
-            return int(found or 0)
-
-    yield count
-    await engine.dispose()
 
 
 def _queue() -> str:
@@ -43,7 +28,7 @@ def _cron_and_interval() -> pb.Schedule:
     return schedule
 
 
-async def test_grpcurl_with_cron_and_interval_is_refused(api, jobs_on_queue):
+async def test_grpcurl_with_cron_and_interval_is_refused(api, settings):
     """The newcomer's request: grpcurl sent both and the job kept one of them."""
     queue = _queue()
     body = (
@@ -54,7 +39,7 @@ async def test_grpcurl_with_cron_and_interval_is_refused(api, jobs_on_queue):
     assert code != 0, out
     assert "Code: InvalidArgument" in out, out
     assert f"job.schedule.interval: cannot be set together with cron: {RULE}" in out, out
-    assert await jobs_on_queue(queue) == 0
+    assert await jobs_on_queue(settings.database_url, queue) == 0
 
 
 @pytest.mark.parametrize(
@@ -66,7 +51,7 @@ async def test_grpcurl_with_cron_and_interval_is_refused(api, jobs_on_queue):
         (("run_at", "cron", "interval"), ["job.schedule.cron", "job.schedule.interval"]),
     ],
 )
-async def test_each_extra_schedule_kind_is_named(stub, jobs_on_queue, fields, named):
+async def test_each_extra_schedule_kind_is_named(stub, settings, fields, named):
     queue = _queue()
     job = http_job(URL, queue=queue)
     if "run_at" in fields:
@@ -81,10 +66,10 @@ async def test_each_extra_schedule_kind_is_named(stub, jobs_on_queue, fields, na
     violations = field_violations(raised.value)
     assert [field for field in violations if field.startswith("job.schedule")] == named
     assert all(RULE in violations[field] for field in named)
-    assert await jobs_on_queue(queue) == 0
+    assert await jobs_on_queue(settings.database_url, queue) == 0
 
 
-async def test_a_batch_names_the_request_that_sets_both(stub, jobs_on_queue):
+async def test_a_batch_names_the_request_that_sets_both(stub, settings):
     queue = _queue()
     batch = api.BatchCreateJobsRequest(
         requests=[
@@ -95,7 +80,7 @@ async def test_a_batch_names_the_request_that_sets_both(stub, jobs_on_queue):
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.BatchCreateJobs(batch)
     assert list(field_violations(raised.value)) == ["requests[1].job.schedule.interval"]
-    assert await jobs_on_queue(queue) == 0
+    assert await jobs_on_queue(settings.database_url, queue) == 0
 
 
 async def test_an_update_that_adds_a_second_kind_is_refused_and_changes_nothing(stub):

@@ -11,6 +11,8 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
@@ -130,3 +132,12 @@ async def executions_of(stub: job_service_pb2_grpc.JobServiceAsyncStub, job_id: 
         token = page.next_page_token
         if not token:
             return list(reversed(found))
+
+
+async def jobs_on_queue(database_url: str, queue: str) -> int:
+    """How many jobs the database holds on ``queue`` (to prove a refused request stored nothing)."""
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        count = await conn.scalar(text("SELECT count(*) FROM jobs WHERE queue = :q"), {"q": queue})
+    await engine.dispose()
+    return int(count or 0)

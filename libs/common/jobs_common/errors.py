@@ -29,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "UnauthenticatedError",
     "UnavailableError",
+    "dependency_error_summary",
 ]
 
 
@@ -89,3 +90,10 @@ REDIS_ERRORS = (RedisError, OSError)
 # What an unreachable PostgreSQL or Redis raises (SQLAlchemy's OperationalError and
 # InterfaceError are DBAPIErrors): a background loop or a worker write retries after these.
 DEPENDENCY_ERRORS = (DBAPIError, *REDIS_ERRORS)
+
+
+def dependency_error_summary(exc: BaseException) -> str:
+    """A dependency's error on one line, as its driver put it (SQLAlchemy wraps the driver's)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

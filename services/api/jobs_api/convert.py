@@ -116,13 +116,14 @@ def request_body(request: pb.HttpRequest, field_path: str) -> bytes:
 
 
 def fold_body_text(job: pb.Job, prefix: str = "job") -> pb.Job:
-    """A copy of ``job`` whose ``body_text`` is moved into ``body`` (UpdateJob merges the stored
+    """``job``, or a copy whose ``body_text`` is moved into ``body`` (UpdateJob merges the stored
     body with what the request sets, so the request's text must arrive as ``body``)."""
+    if not job.http_request.body_text:
+        return job
     folded = pb.Job()
     folded.CopyFrom(job)
-    if job.http_request.body_text:
-        folded.http_request.body = request_body(job.http_request, f"{prefix}.http_request")
-        folded.http_request.ClearField("body_text")
+    folded.http_request.body = request_body(job.http_request, f"{prefix}.http_request")
+    folded.http_request.ClearField("body_text")
     return folded
 
 

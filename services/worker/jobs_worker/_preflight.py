@@ -12,10 +12,9 @@ import time
 from alembic.script import ScriptDirectory
 from arq.connections import create_pool
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from jobs_common.db import create_engine
-from jobs_common.errors import DEPENDENCY_ERRORS
+from jobs_common.errors import DEPENDENCY_ERRORS, dependency_error_summary
 from jobs_common.migrate import alembic_config
 from jobs_common.queue import redis_settings
 from jobs_common.settings import Settings
@@ -61,7 +60,7 @@ async def _redis_problem(settings: Settings) -> str | None:
         finally:
             await pool.aclose()
     except DEPENDENCY_ERRORS as exc:
-        return f"Redis at {once.host}:{once.port} db {once.database}: {_first_line(exc)}"
+        return f"Redis at {once.host}:{once.port} db {once.database}: {dependency_error_summary(exc)}"
     return None
 
 
@@ -73,7 +72,7 @@ async def _postgres_problem(settings: Settings, needed: str) -> str | None:
             has_schema = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
             found = await conn.scalar(text("SELECT version_num FROM alembic_version")) if has_schema else None
     except DEPENDENCY_ERRORS as exc:
-        return f"{where}: {_first_line(exc)}"
+        return f"{where}: {dependency_error_summary(exc)}"
     finally:
         await engine.dispose()
     if found != needed:
@@ -88,10 +87,3 @@ def _schema_head() -> str:
     head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
     assert head is not None
     return head
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own error (SQLAlchemy wraps it), on one line."""
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__

@@ -24,7 +24,7 @@ import httpx
 from arq import Retry
 
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, ErrorKind, ExecutionState
-from jobs_common.errors import DEPENDENCY_ERRORS
+from jobs_common.errors import DEPENDENCY_ERRORS, dependency_error_summary
 from jobs_common.logs import bind
 from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
 from jobs_common.throughput import Throughput
@@ -96,9 +96,7 @@ class ExecutionRunner:
     def _failed(self, operation: str, exc: BaseException) -> None:
         STORE_ERRORS.labels(operation).inc()
         self._failures_in_a_row += 1
-        self._last_failure = (
-            f"{operation}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        )
+        self._last_failure = f"{operation}: {dependency_error_summary(exc)}"
 
     def _succeeded(self) -> None:
         self._failures_in_a_row = 0
