@@ -24,19 +24,11 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jobs_common.domain import ErrorKind, ExecutionState
+from jobs_common.domain import DeadLetterFilter, ErrorKind, ExecutionState
 from jobs_common.migrate import migrate
 from jobs_common.secrets import SecretBox
 from jobs_common.settings import Settings
-from jobs_common.store import (
-    DeadLetterFilter,
-    DeadLetters,
-    ExecutionLeases,
-    JobStore,
-    QueueStore,
-    Reconciliation,
-    TickStore,
-)
+from jobs_common.store import DeadLetters, ExecutionLeases, JobStore, QueueStore, Reconciliation, TickStore
 from tests.support import services
 
 __all__ = ["explain_store_statements", "populate"]

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks import Webhook
 
-from jobs_common.secrets import REDACTED
+from jobs_common.domain import REDACTED
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import queue_service_pb2, queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb

@@ -3,10 +3,15 @@ change; a partly set nested message never erases its siblings."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from jobs_api.validation import JobLimits, validate_job
+from jobs_common.domain import draft_of
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
+from tests.common.test_patch import EVERY_HOUR, _spec
 from tests.support.jobs import create, every, seconds, wait_terminal
 
 
@@ -135,3 +140,11 @@ async def test_signing_generate_secret_alone_keeps_the_other_request_fields(stub
     assert secret.startswith("whsec_")  # generated, and shown once
     assert updated.http_request.body == b'{"hello": "world"}'
     assert updated.http_request.headers["Authorization"] == "[REDACTED]"
+
+
+def test_a_stored_definition_checked_again_is_unchanged(settings):
+    """UpdateJob re-checks the merged job: a definition drafted back must validate to itself."""
+    limits = JobLimits.from_settings(settings)
+    run_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    for spec in (_spec(), _spec(EVERY_HOUR), _spec(run_at=run_at)):
+        assert validate_job(draft_of(spec), limits) == spec

@@ -11,10 +11,10 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobs_common.secrets import REDACTED
+from jobs_common.domain import REDACTED
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import create, every, field_violations, http_job, wait_terminal
+from tests.support.jobs import create, every, field_violations, http_job, seconds, wait_terminal
 
 
 def _secret_job(url: str, token: str, auth: str) -> pb.Job:
@@ -109,3 +109,50 @@ async def test_a_new_origin_needs_a_new_signing_secret(stub, target, key):
     moved = (await stub.UpdateJob(api.UpdateJobRequest(job=fresh, update_mask=mask))).job
     [secret] = moved.http_request.signing.secrets
     assert secret.startswith("whsec_")  # a new one, shown once
+
+
+def _one_field_updates(url: str) -> dict[str, pb.Job]:
+    """A valid change of every leaf field of a job (an interval job with secret headers)."""
+    redacted = {"Authorization": REDACTED, "X-Partner-Token": REDACTED}
+    return {
+        "http_request.method": pb.Job(http_request=pb.HttpRequest(method=pb.HTTP_METHOD_PUT)),
+        "http_request.url": pb.Job(http_request=pb.HttpRequest(url=url + "-moved")),
+        "http_request.headers": pb.Job(http_request=pb.HttpRequest(headers={**redacted, "X-Plain": "visible"})),
+        "http_request.body": pb.Job(http_request=pb.HttpRequest(body=b"new body")),
+        "http_request.follow_redirects": pb.Job(http_request=pb.HttpRequest(follow_redirects=True)),
+        "http_request.secret_headers": pb.Job(http_request=pb.HttpRequest(secret_headers=["X-Partner-Token"])),
+        "http_request.signing.generate_secret": pb.Job(
+            http_request=pb.HttpRequest(signing=pb.WebhookSigning(generate_secret=True))
+        ),
+        "timeout": pb.Job(timeout=seconds(30)),
+        "retry_policy.max_attempts": pb.Job(retry_policy=pb.RetryPolicy(max_attempts=7)),
+        "retry_policy.min_backoff": pb.Job(retry_policy=pb.RetryPolicy(min_backoff=seconds(2))),
+        "retry_policy.max_backoff": pb.Job(retry_policy=pb.RetryPolicy(max_backoff=seconds(60))),
+        "retry_policy.multiplier": pb.Job(retry_policy=pb.RetryPolicy(multiplier=3)),
+        "retry_policy.retry_status_codes": pb.Job(retry_policy=pb.RetryPolicy(retry_status_codes=[409])),
+        "schedule.interval": pb.Job(schedule=pb.Schedule(interval=seconds(7200))),
+        "schedule.overlap_policy": pb.Job(schedule=pb.Schedule(overlap_policy=pb.OVERLAP_POLICY_ALLOW)),
+        "schedule.catch_up_policy": pb.Job(schedule=pb.Schedule(catch_up_policy=pb.CATCH_UP_POLICY_RUN_ALL)),
+        "schedule.max_runs": pb.Job(schedule=pb.Schedule(max_runs=50)),
+        "queue": pb.Job(queue="other-queue"),
+        "labels": pb.Job(labels={"team": "payments"}),
+    }
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["implied-mask", "named-mask"])
+async def test_updating_any_field_never_returns_or_stores_a_secret_in_clear(settings, stub, target, key, named):
+    url = target.url(f"/ok/{key}")
+    token, auth = f"partner-{uuid.uuid4().hex}", f"Bearer {uuid.uuid4().hex}"
+    job = await create(stub, _secret_job(url, token, auth))
+    for path, update in _one_field_updates(url).items():
+        update.id = job.id
+        mask = FieldMask(paths=[path] if named else [])
+        updated = await stub.UpdateJob(api.UpdateJobRequest(job=update, update_mask=mask))
+        shown = str(updated) + str(await stub.GetJob(api.GetJobRequest(id=job.id)))
+        assert token not in shown, path
+        assert auth not in shown, path
+        assert updated.job.http_request.headers["X-Partner-Token"] == REDACTED, path
+        assert updated.job.http_request.headers["Authorization"] == REDACTED, path
+        row = await _job_row(settings, job.id)
+        assert token not in row, path
+        assert auth.split()[1] not in row, path

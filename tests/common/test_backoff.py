@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs_common.backoff import JITTER_FRACTION, LONGEST_RETRY_AFTER, next_delay, parse_retry_after
-from jobs_common.domain import RetryPolicy
+from jobs_common.domain import JITTER_FRACTION, LONGEST_RETRY_AFTER, RetryPolicy, next_delay, parse_retry_after
 
 POLICY = RetryPolicy(
     max_attempts=10, min_backoff=timedelta(seconds=1), max_backoff=timedelta(seconds=30), multiplier=2.0

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs_common.schedules import (
+from jobs_common.domain import (
     CatchUpPolicy,
     CronSpec,
     RecurringSchedule,

@@ -12,11 +12,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from jobs_common.domain import ErrorKind, ExecutionState, HttpMethod, HttpRequestSpec, RetryPolicy
+from jobs_common.domain import ErrorKind, ExecutionState, HttpMethod, HttpOutcome, HttpRequestSpec, RetryPolicy, decide
 from jobs_common.egress import EgressPolicy
 from jobs_worker._egress import guarded_client
-from jobs_worker._http import HttpOutcome, perform
-from jobs_worker._outcome import decide
+from jobs_worker._http import perform
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env

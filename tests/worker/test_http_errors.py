@@ -9,9 +9,8 @@ from datetime import timedelta
 
 import httpx
 
-from jobs_common.domain import ErrorKind, ExecutionState, HttpMethod, HttpRequestSpec, RetryPolicy
+from jobs_common.domain import ErrorKind, ExecutionState, HttpMethod, HttpRequestSpec, RetryPolicy, decide
 from jobs_worker._http import _connect_error_kind, perform
-from jobs_worker._outcome import decide
 
 
 def _error_caused_by(cause: BaseException) -> httpx.ConnectError:

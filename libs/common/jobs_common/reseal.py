@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jobs_common.secrets import DEFAULT_SECRET_HEADERS, SealedSecrets, SecretBox, SecretsError
+from jobs_common.domain import DEFAULT_SECRET_HEADERS
+from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError
 from jobs_common.settings import Settings
 
 __all__ = ["ResealReport", "reseal"]

@@ -20,18 +20,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
-    "DEFAULT_SECRET_HEADERS",
-    "REDACTED",
     "SealedSecrets",
     "SecretBox",
     "SecretsError",
     "parse_secret_keys",
 ]
-
-# Header values that are always secret, besides the ones a job marks.
-DEFAULT_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
-# What a secret value reads as in every answer of the api.
-REDACTED = "[REDACTED]"
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NONCE_BYTES = 12

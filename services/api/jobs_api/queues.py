@@ -24,7 +24,8 @@ from jobs_api.convert import (
     timestamp_proto,
 )
 from jobs_api.scaling import IdleClock, ScalingInputs, recommend
-from jobs_common.domain import ExecutionState
+from jobs_api.validation import validate_id, validate_page_size, validate_queue_name
+from jobs_common.domain import DeadLetterFilter, ExecutionState, QueueDepth, QueueInfo
 from jobs_common.errors import (
     REDIS_ERRORS,
     FailedPreconditionError,
@@ -34,10 +35,9 @@ from jobs_common.errors import (
 )
 from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetterFilter, DeadLetters, JobStore, QueueDepth, QueueInfo, QueueStore
+from jobs_common.store import DeadLetters, JobStore, QueueStore
 from jobs_common.throughput import read_throughput
 from jobs_common.tracing import current_traceparent
-from jobs_common.validation import validate_id, validate_page_size, validate_queue_name
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobscheduler.v1 import queue_service_pb2 as api
 from jobscheduler.v1 import queue_service_pb2_grpc

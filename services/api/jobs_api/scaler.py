@@ -23,9 +23,9 @@ import grpc
 
 from externalscaler import externalscaler_pb2 as keda
 from externalscaler import externalscaler_pb2_grpc
+from jobs_api.validation import validate_queue_name
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 from jobs_common.store import QueueStore
-from jobs_common.validation import validate_queue_name
 
 __all__ = ["ExternalScalerServicer", "Trigger", "add_to_server", "metric_name"]
 

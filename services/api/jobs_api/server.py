@@ -25,6 +25,7 @@ from jobs_api.scaling import IdleClock
 from jobs_api.servicer import JobServicer
 from jobs_api.tracing import TracingInterceptor
 from jobs_api.transport import add_api_port, health_only_server, server_options
+from jobs_api.validation import JobLimits
 from jobs_common.db import create_engine
 from jobs_common.metrics import serve_metrics
 from jobs_common.migrate import migrate
@@ -88,7 +89,10 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
     if settings.secret_box.current_key_id is None:
         logger.warning("SECRETS_KEYS is empty: secret header values and signing secrets are stored in clear")
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
-        JobServicer(store, ticks, dispatcher, settings, events, wake_scheduler=scheduler.wake), server
+        JobServicer(
+            store, ticks, dispatcher, settings, JobLimits.from_settings(settings), events, wake_scheduler=scheduler.wake
+        ),
+        server,
     )
     queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
         QueueServicer(

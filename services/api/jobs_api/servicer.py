@@ -10,26 +10,33 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
-from itertools import islice
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf.field_mask_pb2 import FieldMask
 
 from jobs_api import convert
 from jobs_api.faults import crash_after_commit
-from jobs_api.masks import apply_update_mask
+from jobs_api.masks import update_paths
 from jobs_api.metrics import JOBS_CREATED
-from jobs_api.redaction import generated_secrets, keep_stored_secrets, restore_redacted
+from jobs_api.signing_secrets import generated_secrets, with_requested_secret
+from jobs_api.validation import JobLimits, validate_id, validate_job, validate_page_size, validate_request_id
 from jobs_api.watch import watch_job
-from jobs_common.domain import Execution, ExecutionState, Job, JobKind, JobSpec, JobState, RequestKey
+from jobs_common.domain import (
+    Execution,
+    ExecutionState,
+    Job,
+    JobPatch,
+    JobSpec,
+    RequestKey,
+    apply_patch,
+    keep_stored_secrets,
+    upcoming_run_times,
+)
 from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
 from jobs_common.queue import Dispatcher
-from jobs_common.schedules import fire_times
 from jobs_common.settings import Settings
 from jobs_common.store import JobEvents, JobStore, TickStore
 from jobs_common.tracing import current_traceparent
-from jobs_common.validation import validate_id, validate_job, validate_page_size, validate_request_id
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
@@ -43,9 +50,6 @@ _T = TypeVar("_T")
 # BatchCreateJobs takes at most this many jobs (AIP-233 batches are bounded).
 MAX_BATCH_CREATE = 1000
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
-_BODY_TEXT_PATHS = {"http_request.body_text": "http_request.body"}
-# GetJob previews this many fire times of a recurring job.
-UPCOMING_PREVIEW = 5
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -55,6 +59,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         ticks: TickStore,
         dispatcher: Dispatcher,
         settings: Settings,
+        limits: JobLimits,
         events: JobEvents,
         wake_scheduler: Callable[[], None] = lambda: None,
     ) -> None:
@@ -63,13 +68,14 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._ticks = ticks
         self._dispatcher = dispatcher
         self._settings = settings
+        self._limits = limits
         self._wake_scheduler = wake_scheduler
         # Commits that outlive the call that asked for them (its client gave up meanwhile).
         self._unattended: set[asyncio.Task[Any]] = set()
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
         [job] = await self._create([self._checked(request)])
-        shown = generated_secrets(job.spec.http_request, request.job.http_request)
+        shown = generated_secrets(job.spec.http_request, request.job.http_request.signing.secrets)
         return api.CreateJobResponse(job=convert.job_to_proto(job, shown_secrets=shown))
 
     async def BatchCreateJobs(
@@ -91,7 +97,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         jobs = await self._create(checked)
         return api.BatchCreateJobsResponse(
             jobs=[
-                convert.job_to_proto(job, shown_secrets=generated_secrets(job.spec.http_request, item.job.http_request))
+                convert.job_to_proto(
+                    job, shown_secrets=generated_secrets(job.spec.http_request, item.job.http_request.signing.secrets)
+                )
                 for job, item in zip(jobs, request.requests, strict=True)
             ]
         )
@@ -109,7 +117,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         try:
             if not request.HasField("job"):
                 raise InvalidArgumentError([FieldViolation(f"{prefix}job", "is required")])
-            spec = validate_job(convert.job_draft(request.job, f"{prefix}job"), self._settings, f"{prefix}job")
+            draft = with_requested_secret(convert.job_draft(request.job, f"{prefix}job"))
+            spec = validate_job(draft, self._limits, f"{prefix}job")
         except InvalidArgumentError as error:
             violations += error.violations
         if violations:
@@ -144,7 +153,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def GetJob(self, request: api.GetJobRequest, context: Context) -> api.GetJobResponse:
         job = await self._store.get_job(validate_id(request.id))
-        return api.GetJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
+        return api.GetJobResponse(job=convert.job_to_proto(job, upcoming_run_times(job)))
 
     async def ListJobs(self, request: api.ListJobsRequest, context: Context) -> api.ListJobsResponse:
         page = await self._store.list_jobs(
@@ -167,31 +176,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             raise InvalidArgumentError([FieldViolation("job", "is required")])
         job_id = validate_id(request.job.id, "job.id")
 
-        sent = pb.HttpRequest()
-
         update = convert.fold_body_text(request.job)
-        # body_text arrives as body (above), so a mask naming it names body.
-        mask = FieldMask(paths=[_BODY_TEXT_PATHS.get(path, path) for path in request.update_mask.paths])
+        patch = JobPatch(paths=tuple(update_paths(update, request.update_mask)), sent=convert.job_draft(update))
+        # The signing secrets the merged job holds before any is generated: the answer shows the rest.
+        kept_signing: list[str] = []
 
-        def apply(current: Job) -> JobSpec:
-            merged = apply_update_mask(convert.job_to_proto(current, redact=False), update, mask)
-            restore_redacted(merged.http_request, current.spec.http_request)
-            sent.CopyFrom(merged.http_request)
-            spec = validate_job(convert.job_draft(merged), self._settings)
-            if spec.kind is not current.spec.kind:
-                raise InvalidArgumentError(
-                    [FieldViolation("job.schedule", "a one-off job cannot become recurring or the reverse")]
-                )
-            if spec.kind is JobKind.ONE_OFF and spec.run_at != current.spec.run_at:
-                raise InvalidArgumentError(
-                    [FieldViolation("job.schedule.run_at", "cannot change: the job's execution already exists")]
-                )
-            return keep_stored_secrets(spec, current.spec, update.http_request)
+        def revise(current: JobSpec) -> JobSpec:
+            merged = apply_patch(current, patch)
+            kept_signing[:] = merged.signing_secrets
+            spec = validate_job(with_requested_secret(merged), self._limits)
+            return keep_stored_secrets(spec, current, patch.sent)
 
-        job = await self._store.update_job(job_id, apply)
+        job = await self._store.update_job(job_id, revise)
         self._wake_scheduler()
-        shown = generated_secrets(job.spec.http_request, sent)
-        return api.UpdateJobResponse(job=convert.job_to_proto(job, _upcoming(job), shown_secrets=shown))
+        shown = generated_secrets(job.spec.http_request, kept_signing)
+        return api.UpdateJobResponse(job=convert.job_to_proto(job, upcoming_run_times(job), shown_secrets=shown))
 
     async def PauseJob(self, request: api.PauseJobRequest, context: Context) -> api.PauseJobResponse:
         job = await self._store.pause_job(validate_id(request.id))
@@ -200,7 +199,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def ResumeJob(self, request: api.ResumeJobRequest, context: Context) -> api.ResumeJobResponse:
         job = await self._store.resume_job(validate_id(request.id))
         self._wake_scheduler()
-        return api.ResumeJobResponse(job=convert.job_to_proto(job, _upcoming(job)))
+        return api.ResumeJobResponse(job=convert.job_to_proto(job, upcoming_run_times(job)))
 
     async def RunJob(self, request: api.RunJobRequest, context: Context) -> api.RunJobResponse:
         ran = await self._ticks.run_now(validate_id(request.id), current_traceparent())
@@ -301,15 +300,3 @@ def _fingerprint(job: pb.Job) -> bytes:
 def _run_at(execution: Execution) -> datetime | None:
     """When arq should run it: its schedule time if that is ahead (SCHEDULED), else now."""
     return execution.schedule_time if execution.state is ExecutionState.SCHEDULED else None
-
-
-def _upcoming(job: Job) -> list[Any]:
-    """The next fire times of an active recurring job: its next_run_time and those after it."""
-    schedule = job.spec.schedule
-    if schedule is None or job.state is not JobState.ACTIVE or job.next_run_time is None:
-        return []
-    count = UPCOMING_PREVIEW
-    if schedule.max_runs is not None:
-        count = min(count, schedule.max_runs - job.run_count)
-    following = fire_times(schedule, job.next_run_time, anchor=job.create_time)
-    return [job.next_run_time, *islice(following, max(count - 1, 0))][: max(count, 0)]

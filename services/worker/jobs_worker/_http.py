@@ -20,19 +20,16 @@ import socket
 import ssl
 import time
 import zlib
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
 
-from jobs_common.backoff import parse_retry_after
-from jobs_common.domain import ErrorKind, HttpRequestSpec
-from jobs_common.secrets import DEFAULT_SECRET_HEADERS
+from jobs_common.domain import DEFAULT_SECRET_HEADERS, ErrorKind, HttpOutcome, HttpRequestSpec
 from jobs_common.signing import signature_headers
 from jobs_common.tracing import TRACEPARENT
 from jobs_worker._egress import EgressRefusedError
 
-__all__ = ["ATTEMPT_HEADER", "USER_AGENT", "HttpOutcome", "perform"]
+__all__ = ["ATTEMPT_HEADER", "USER_AGENT", "perform"]
 
 BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
 
@@ -40,22 +37,6 @@ USER_AGENT = "job-scheduler/0.1 (+https://github.com/job-scheduler)"
 # The attempt number (1 for the first) of this request; with Idempotency-Key (the execution id)
 # it names one delivery, as Cloud Tasks' X-CloudTasks-TaskExecutionCount does.
 ATTEMPT_HEADER = "X-Job-Attempt"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpOutcome:
-    status_code: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    truncated: bool = False
-    error_kind: ErrorKind | None = None
-    error_message: str = ""
-    # False when trying again cannot help (the request itself is unusable).
-    retryable: bool = True
-
-    @property
-    def retry_after(self) -> timedelta | None:
-        return parse_retry_after(self.headers.get("retry-after"))
 
 
 async def perform(

@@ -23,14 +23,22 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from arq import Retry
 
-from jobs_common.domain import TERMINAL_EXECUTION_STATES, ErrorKind, ExecutionState
+from jobs_common.domain import (
+    TERMINAL_EXECUTION_STATES,
+    AttemptResult,
+    Claim,
+    ErrorKind,
+    ExecutionState,
+    HttpOutcome,
+    NotClaimed,
+    decide,
+)
 from jobs_common.errors import DEPENDENCY_ERRORS, dependency_error_summary
 from jobs_common.logs import bind
-from jobs_common.store import AttemptResult, Claim, ExecutionLeases, NotClaimed
+from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.tracing import AttemptSpan, ExecutionTrace
-from jobs_worker._http import HttpOutcome, perform
-from jobs_worker._outcome import decide
+from jobs_worker._http import perform
 from jobs_worker.metrics import (
     ATTEMPT_SECONDS,
     ATTEMPTS,

@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from jobs_common.db import ExecutionRow
-from jobs_common.domain import ErrorKind, Execution, Page
+from jobs_common.domain import DeadLetterFilter, Execution, Page
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
 from jobs_common.store._rows import execution_from_row
 
-__all__ = ["DeadLetterFilter", "DeadLetters"]
+__all__ = ["DeadLetters"]
 
 _MATCHING = """
 e.state = 'DEAD'
@@ -71,22 +69,15 @@ SELECT count(*) FROM gone
 )
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetterFilter:
-    queue: str | None = None
-    job_id: uuid.UUID | None = None
-    ended_after: datetime | None = None
-    ended_before: datetime | None = None
-    error_kind: ErrorKind | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "job_id": self.job_id,
-            "ended_after": self.ended_after,
-            "ended_before": self.ended_before,
-            "error_kind": self.error_kind.value if self.error_kind else None,
-        }
+def _filter_params(matching: DeadLetterFilter) -> dict[str, Any]:
+    """The statements' parameters for a filter."""
+    return {
+        "queue": matching.queue,
+        "job_id": matching.job_id,
+        "ended_after": matching.ended_after,
+        "ended_before": matching.ended_before,
+        "error_kind": matching.error_kind.value if matching.error_kind else None,
+    }
 
 
 class DeadLetters:
@@ -100,7 +91,7 @@ class DeadLetters:
         return [row.id for row in page]
 
     async def page(self, matching: DeadLetterFilter, page_size: int, page_token: str) -> Page[Execution]:
-        fingerprint = filter_fingerprint(**matching.params())
+        fingerprint = filter_fingerprint(**_filter_params(matching))
         position = decode_page_token(page_token, fingerprint)
         rows = await self._page(matching, page_size + 1, position)
         more = len(rows) > page_size
@@ -122,11 +113,11 @@ class DeadLetters:
     async def purge(self, matching: DeadLetterFilter, limit: int) -> int:
         """Deletes up to ``limit`` matching dead letters (oldest first) with their attempts."""
         async with self._engine.connect() as conn:
-            return int(await conn.scalar(_PURGE, {**matching.params(), "limit": limit}) or 0)
+            return int(await conn.scalar(_PURGE, {**_filter_params(matching), "limit": limit}) or 0)
 
     async def _page(self, matching: DeadLetterFilter, limit: int, after: PagePosition | None) -> list[Any]:
         params = {
-            **matching.params(),
+            **_filter_params(matching),
             "after_time": after.create_time if after else None,
             "after_id": after.id if after else None,
             "limit": limit,

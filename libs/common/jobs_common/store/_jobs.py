@@ -35,10 +35,10 @@ from jobs_common.domain import (
     JobState,
     Page,
     RequestKey,
+    next_fire_time,
 )
 from jobs_common.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
-from jobs_common.schedules import next_fire_time
 from jobs_common.secrets import SecretBox
 from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns, schedule_from_row
 
@@ -260,8 +260,8 @@ class JobStore:
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page(jobs, token)
 
-    async def update_job(self, job_id: uuid.UUID, apply: Callable[[Job], JobSpec]) -> Job:
-        """Replaces the job's definition with ``apply(current job)``, under the job's row lock.
+    async def update_job(self, job_id: uuid.UUID, revise: Callable[[JobSpec], JobSpec]) -> Job:
+        """Replaces the job's definition with ``revise(current definition)``, under the job's row lock.
         Executions already created keep the definition they have; a recurring job's next tick is
         recomputed from now when its schedule changed (a finished one whose new schedule has
         ticks left becomes ACTIVE again)."""
@@ -273,7 +273,7 @@ class JobStore:
             if row.state == JobState.DELETED.value:
                 raise FailedPreconditionError(f"job {job_id} is deleted", reason="JOB_DELETED")
             current = job_from_row(row, None, self._box)
-            spec = apply(current)
+            spec = revise(current.spec)
             for name, value in job_spec_columns(spec, self._box).items():
                 setattr(row, name, value)
             rescheduled = spec.schedule is not None and spec.schedule != current.spec.schedule

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs_common.domain import TERMINAL_EXECUTION_STATES, ErrorKind, ExecutionState, HttpRequestSpec, RetryPolicy
+from jobs_common.domain import TERMINAL_EXECUTION_STATES, AttemptResult, Claim, ExecutionState, NotClaimed
 from jobs_common.secrets import SecretBox, SecretsError
 from jobs_common.store._rows import http_request_from, retry_policy_from
 
-__all__ = ["AttemptResult", "Claim", "ExecutionLeases", "NotClaimed"]
+__all__ = ["ExecutionLeases"]
 
 # Whether execution ``e``'s queue is paused (QueueService.PauseQueue).
 _QUEUE_PAUSED = (
@@ -135,57 +134,6 @@ WITH attempt AS (
 SELECT count(*) FROM execution
 """
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """An execution this worker now runs, as attempt ``number``."""
-
-    execution_id: uuid.UUID
-    job_id: uuid.UUID
-    number: int
-    # Earlier attempts that used up the retry budget (interrupted ones do not).
-    counted_before: int
-    request: HttpRequestSpec
-    timeout: timedelta
-    retry_policy: RetryPolicy
-    # How long the attempt had been due when it was claimed (PostgreSQL's clock).
-    due_for: timedelta
-    # When the execution was created, and the traceparent it was created under (tracing).
-    create_time: datetime
-    trace_parent: str | None
-    # Why the request's secrets cannot be opened here (this worker lacks the key): no call.
-    secrets_problem: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NotClaimed:
-    """Why a delivery did not claim: the execution is missing, finished, not yet due, leased, or
-    its queue is paused."""
-
-    state: ExecutionState | None
-    until_due: timedelta
-    until_lease_expiry: timedelta | None
-    # Its queue is paused (QueueService.PauseQueue).
-    paused: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.state is None or self.state in TERMINAL_EXECUTION_STATES
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """What to record of an attempt and where the execution goes next."""
-
-    state: ExecutionState
-    status_code: int | None = None
-    response_headers: dict[str, str] | None = None
-    response_body: bytes = b""
-    truncated: bool = False
-    error_kind: ErrorKind | None = None
-    error_message: str = ""
-    retry_delay: timedelta | None = None
 
 
 class ExecutionLeases:

@@ -5,17 +5,16 @@ so their cost follows the backlog, not the history."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs_common.domain import ExecutionState
+from jobs_common.domain import ExecutionState, QueueDepth, QueueInfo
 from jobs_common.errors import NotFoundError
 
-__all__ = ["QUEUE_OF_EXECUTION", "QueueDepth", "QueueInfo", "QueueStore"]
+__all__ = ["QUEUE_OF_EXECUTION", "QueueStore"]
 
 # The queue of execution ``e``, looked up by primary key for each execution read: a scalar
 # subquery is never turned into a join, so PostgreSQL cannot choose to hash the whole jobs table
@@ -84,22 +83,6 @@ WHERE (e.state = 'RUNNING'
   AND {QUEUE_OF_EXECUTION} = :queue
 """
 )
-
-
-@dataclass(frozen=True, slots=True)
-class QueueDepth:
-    queue: str
-    state: ExecutionState
-    count: int
-    # Seconds the oldest due, waiting execution in this state has waited; None if none is due.
-    oldest_ready_age: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    name: str
-    paused: bool
-    pause_time: datetime | None
 
 
 class QueueStore:

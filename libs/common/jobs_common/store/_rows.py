@@ -7,7 +7,10 @@ from typing import Protocol
 
 from jobs_common.db import AttemptRow, ExecutionRow, JobRow
 from jobs_common.domain import (
+    DEFAULT_SECRET_HEADERS,
     Attempt,
+    CatchUpPolicy,
+    CronSpec,
     ErrorKind,
     Execution,
     ExecutionState,
@@ -16,10 +19,11 @@ from jobs_common.domain import (
     Job,
     JobSpec,
     JobState,
+    OverlapPolicy,
+    RecurringSchedule,
     RetryPolicy,
 )
-from jobs_common.schedules import CatchUpPolicy, CronSpec, OverlapPolicy, RecurringSchedule
-from jobs_common.secrets import DEFAULT_SECRET_HEADERS, SealedSecrets, SecretBox
+from jobs_common.secrets import SealedSecrets, SecretBox
 
 __all__ = [
     "CallColumns",

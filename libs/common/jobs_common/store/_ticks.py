@@ -18,9 +18,8 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, ExecutionRow, JobRow
-from jobs_common.domain import Execution, ExecutionState, JobState
+from jobs_common.domain import Execution, ExecutionState, JobState, OverlapPolicy, plan_due_ticks
 from jobs_common.errors import FailedPreconditionError, NotFoundError
-from jobs_common.schedules import OverlapPolicy, plan_due_ticks
 from jobs_common.store._rows import execution_from_row, schedule_from_row
 
 __all__ = ["FiredTicks", "RunNow", "TickStore"]

@@ -1,4 +1,4 @@
-"""Domain types shared by the api, the store and the worker; protobuf stops before these."""
+"""Jobs: the definition a client sends (:class:`JobSpec`) and the job as stored (:class:`Job`)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Generic, TypeVar
 
-from jobs_common.schedules import RecurringSchedule
+from jobs_common.domain._executions import Execution
+from jobs_common.domain._schedules import RecurringSchedule, fire_times
 
 __all__ = [
-    "TERMINAL_EXECUTION_STATES",
-    "Attempt",
-    "ErrorKind",
-    "Execution",
-    "ExecutionState",
+    "DEFAULT_SECRET_HEADERS",
+    "REDACTED",
     "HttpMethod",
     "HttpRequestSpec",
     "Job",
@@ -25,10 +24,20 @@ __all__ = [
     "Page",
     "RequestKey",
     "RetryPolicy",
+    "upcoming_run_times",
 ]
 
 
 T = TypeVar("T")
+
+# GetJob previews this many fire times of a recurring job.
+UPCOMING_PREVIEW = 5
+
+# Header values that are always secret, besides the ones a job marks.
+DEFAULT_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+# What a secret value reads as in every answer of the api; sent back in an update, it keeps the
+# stored value.
+REDACTED = "[REDACTED]"
 
 
 class HttpMethod(enum.StrEnum):
@@ -51,34 +60,6 @@ class JobState(enum.StrEnum):
 class JobKind(enum.StrEnum):
     ONE_OFF = "ONE_OFF"
     RECURRING = "RECURRING"
-
-
-class ExecutionState(enum.StrEnum):
-    SCHEDULED = "SCHEDULED"
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    RETRY_SCHEDULED = "RETRY_SCHEDULED"
-    SUCCEEDED = "SUCCEEDED"
-    DEAD = "DEAD"
-    CANCELLED = "CANCELLED"
-    SKIPPED = "SKIPPED"
-
-
-TERMINAL_EXECUTION_STATES = frozenset(
-    {ExecutionState.SUCCEEDED, ExecutionState.DEAD, ExecutionState.CANCELLED, ExecutionState.SKIPPED}
-)
-
-
-class ErrorKind(enum.StrEnum):
-    TIMEOUT = "TIMEOUT"
-    CONNECT = "CONNECT"
-    DNS = "DNS"
-    TLS = "TLS"
-    HTTP_STATUS = "HTTP_STATUS"
-    PROTOCOL = "PROTOCOL"
-    CANCELLED = "CANCELLED"
-    INTERRUPTED = "INTERRUPTED"
-    POLICY = "POLICY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,37 +113,6 @@ class RequestKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
-    number: int
-    worker_id: str
-    start_time: datetime
-    end_time: datetime | None
-    response_status_code: int | None
-    response_headers: dict[str, str]
-    response_body: bytes
-    response_body_truncated: bool
-    error_kind: ErrorKind | None
-    error_message: str
-    superseded: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    id: str
-    job_id: str
-    state: ExecutionState
-    attempt_count: int
-    schedule_time: datetime
-    start_time: datetime | None
-    end_time: datetime | None
-    last_error: str
-    replay_of: str | None
-    create_time: datetime
-    attempts: tuple[Attempt, ...] = ()
-    tick_time: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Job:
     id: str
     spec: JobSpec
@@ -180,3 +130,15 @@ class Page(Generic[T]):
 
     items: list[T] = field(default_factory=list)
     next_page_token: str = ""
+
+
+def upcoming_run_times(job: Job, count: int = UPCOMING_PREVIEW) -> list[datetime]:
+    """The next fire times of an active recurring job: its next_run_time and those after it,
+    at most ``count`` and no more than its ``max_runs`` leave."""
+    schedule = job.spec.schedule
+    if schedule is None or job.state is not JobState.ACTIVE or job.next_run_time is None:
+        return []
+    if schedule.max_runs is not None:
+        count = min(count, schedule.max_runs - job.run_count)
+    following = fire_times(schedule, job.next_run_time, anchor=job.create_time)
+    return [job.next_run_time, *islice(following, max(count - 1, 0))][: max(count, 0)]

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from jobs_common.domain import RetryPolicy
+from jobs_common.domain._jobs import RetryPolicy
 
-__all__ = ["JITTER_FRACTION", "next_delay", "parse_retry_after"]
+__all__ = ["JITTER_FRACTION", "LONGEST_RETRY_AFTER", "next_delay", "parse_retry_after"]
 
 # Each delay is shortened by up to this fraction, so that a burst of failures spreads out while
 # successive delays still grow whenever multiplier > 1 / (1 - JITTER_FRACTION).
