@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.arq_noop import DONE_KEY
 from bench.scheduling import measure_fire_accuracy, measure_scheduler_cost
+from jobs_common.arq_extension import create_redis_pool
 from jobs_common.migrate import migrate
-from jobs_common.queue import create_redis_pool
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc

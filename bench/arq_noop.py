@@ -11,8 +11,8 @@ from typing import Any
 
 from arq import Worker
 
+from jobs_common.arq_extension import redis_settings
 from jobs_common.logs import configure_logging
-from jobs_common.queue import redis_settings
 from jobs_common.settings import Settings
 
 DONE_KEY = "bench:arq-noop:done"

@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from pydantic import SecretStr
 
 from jobs_api.server import RunningApi, running_api
-from jobs_common.queue import create_redis_pool
+from jobs_common.arq_extension import create_redis_pool
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from jobs_api.scaler import Trigger
+from jobs_api.keda_scaler import Trigger
 from jobs_common._durations import parse_duration
 from jobs_common.settings import Settings
 

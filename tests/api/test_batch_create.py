@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from jobs_common.queue import arq_job_id, arq_queue_name
+from jobs_common.arq_extension import arq_job_id, arq_queue_name
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import error_info_reason, field_violations, http_job, jobs_on_queue

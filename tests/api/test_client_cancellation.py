@@ -10,7 +10,7 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobs_common.queue import arq_job_id, arq_queue_name
+from jobs_common.arq_extension import arq_job_id, arq_queue_name
 from jobscheduler.v1 import job_service_pb2 as api
 from tests.support.jobs import create, http_job
 

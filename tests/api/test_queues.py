@@ -11,7 +11,7 @@ import grpc
 import pytest
 from redis.asyncio import Redis
 
-from jobs_common.queue import paused_key
+from jobs_common.arq_extension import paused_key
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import queue_service_pb2 as qapi
 from jobscheduler.v1 import queue_service_pb2_grpc

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobs_api.scaling import ScalingInputs, recommend
+from jobs_common.domain import ScalingInputs, recommend
 
 COOLDOWN = timedelta(minutes=5)
 

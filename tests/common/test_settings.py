@@ -30,7 +30,6 @@ def test_the_plans_variable_names_are_read(monkeypatch):
     assert settings.worker_http_timeout == timedelta(seconds=90)
     assert settings.queue_poll_interval == timedelta(seconds=1)
     assert settings.default_max_attempts == 4
-    assert "s3cret" not in str(settings.public_summary())
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("500ms", 0.5), ("2m", 120), ("1h", 3600), ("15", 15)])

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from jobs_common.arq_extension import Dispatcher, create_redis_pool
 from jobs_common.migrate import migrate
-from jobs_common.queue import Dispatcher, create_redis_pool
 from tests.support import services
 from tests.support.jobs import eventually
 from tests.support.processes import ChildProcess, settings_env

@@ -9,17 +9,26 @@ The tree::
     ├── AlreadyExistsError        → ALREADY_EXISTS
     ├── UnauthenticatedError      → UNAUTHENTICATED (no valid bearer token)
     └── UnavailableError          → UNAVAILABLE (PostgreSQL or Redis did not answer)
+
+Which failures of PostgreSQL and Redis mean "it did not answer" is decided here too, once:
+:data:`REDIS_ERRORS` and :data:`DEPENDENCY_ERRORS` are what a loop or a worker write waits out,
+:data:`LISTENER_ERRORS` what the change feed's own asyncpg connection raises, and
+:func:`dependency_unavailable` tells an outage (UNAVAILABLE) from a bug (INTERNAL) for the api.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 __all__ = [
     "DEPENDENCY_ERRORS",
+    "LISTENER_ERRORS",
     "REDIS_ERRORS",
     "AlreadyExistsError",
     "FailedPreconditionError",
@@ -30,6 +39,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "dependency_error_summary",
+    "dependency_unavailable",
 ]
 
 
@@ -90,6 +100,25 @@ REDIS_ERRORS = (RedisError, OSError)
 # What an unreachable PostgreSQL or Redis raises (SQLAlchemy's OperationalError and
 # InterfaceError are DBAPIErrors): a background loop or a worker write retries after these.
 DEPENDENCY_ERRORS = (DBAPIError, *REDIS_ERRORS)
+# What a raw asyncpg connection (WatchJob's LISTEN) raises when PostgreSQL goes away.
+LISTENER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+# PostgreSQL or Redis did not answer (refused, dropped, timed out), whatever the statement.
+_UNANSWERED = (OperationalError, InterfaceError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+# SQLSTATE classes that mean "PostgreSQL cannot serve you now": connection exceptions (08),
+# insufficient resources such as too many connections (53), and shutdown or start-up (57P01-03).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+
+
+def dependency_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says PostgreSQL or Redis cannot serve now (an answer to retry later),
+    False for anything else (a bug, or a statement PostgreSQL refused)."""
+    if isinstance(exc, _UNANSWERED):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 def dependency_error_summary(exc: BaseException) -> str:

@@ -1,9 +1,9 @@
-"""Configuration of every process, read once from the environment (see the README's table)."""
+"""Configuration of every process, read once from the environment (see docs/configuration.md)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     reconcile_interval: Duration = timedelta(seconds=10)
     reconcile_grace: Duration = timedelta(seconds=10)
     reconcile_batch_size: int = Field(default=1000, ge=1)
-    # QueueService.GetScalingRecommendation (see the README's formula).
+    # QueueService.GetScalingRecommendation (see the formula in docs/operations.md).
     scaling_target_utilization: float = Field(default=0.7, gt=0, le=1)
     scaling_min_workers: int = Field(default=1, ge=0)
     scaling_max_workers: int = Field(default=20, ge=1)
@@ -199,16 +199,6 @@ class Settings(BaseSettings):
     def public_database_url(self) -> str:
         """DATABASE_URL without its password, for messages."""
         return _redact_url(self.database_url)
-
-    def public_summary(self) -> dict[str, Any]:
-        """Settings safe to log: no passwords."""
-        data = self.model_dump()
-        data.pop("redis_password", None)
-        data.pop("api_tokens", None)
-        data.pop("secrets_keys", None)
-        data["redis_url"] = _redact_url(self.redis_dsn)
-        data["database_url"] = _redact_url(self.database_url)
-        return data
 
 
 def _redact_url(url: str) -> str:

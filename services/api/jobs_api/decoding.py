@@ -21,8 +21,6 @@ from jobs_common.errors import FieldViolation, InvalidArgumentError
 
 __all__ = ["bad_field_path", "decode_leniently", "nul_field_path"]
 
-_Deserializer = Callable[[bytes], Any]
-
 
 @dataclass(frozen=True, slots=True)
 class Undecodable:

@@ -15,9 +15,6 @@ from typing import Any, NoReturn
 import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from jobs_api.decoding import decode_leniently
 from jobs_api.interceptors import Context, Continuation, wrap_handler
@@ -29,6 +26,7 @@ from jobs_common.errors import (
     NotFoundError,
     UnauthenticatedError,
     UnavailableError,
+    dependency_unavailable,
 )
 
 __all__ = ["DOMAIN", "ErrorInterceptor", "abort_with", "to_status"]
@@ -46,16 +44,6 @@ _CODES: dict[type[JobSchedulerError], int] = {
     UnavailableError: code_pb2.UNAVAILABLE,
 }
 
-# PostgreSQL or Redis did not answer (refused, dropped, timed out).
-_UNAVAILABLE = (
-    OperationalError,
-    InterfaceError,
-    OSError,
-    TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
-)
-
 
 def to_status(error: JobSchedulerError) -> grpc.Status:
     status = status_pb2.Status(code=_CODES.get(type(error), code_pb2.UNKNOWN), message=error.message)
@@ -72,22 +60,12 @@ def to_status(error: JobSchedulerError) -> grpc.Status:
     return converted
 
 
-# SQLSTATE classes that mean "PostgreSQL cannot serve you now": connection exceptions (08),
-# insufficient resources such as too many connections (53), and shutdown or start-up (57P01-03).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
-
-
 def _classify(exc: BaseException) -> JobSchedulerError | None:
     if isinstance(exc, JobSchedulerError):
         return exc
-    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and _database_unavailable(exc)):
+    if dependency_unavailable(exc):
         return UnavailableError(f"a dependency did not answer: {type(exc).__name__}")
     return None
-
-
-def _database_unavailable(exc: DBAPIError) -> bool:
-    sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
-    return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):

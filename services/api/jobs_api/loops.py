@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Gauge
 
 from jobs_api.metrics import DEAD_LETTERS, EXECUTIONS, LOOP_LAST_PASS, OLDEST_READY_AGE, QUEUE_PAUSED, WORKERS
+from jobs_common.arq_extension import Dispatcher
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, ExecutionState
 from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
-from jobs_common.queue import Dispatcher
 from jobs_common.store import DeadLetters, FiredTicks, QueueStore, Reconciliation, TickStore
 from jobs_common.workers import WorkerRegistry
 

@@ -1,4 +1,6 @@
-"""Assembly of the api process: resources, gRPC server, background probes."""
+"""Assembly of the api process: resources (:mod:`jobs_api.resources`), the gRPC server
+(:func:`build_server`), the background loops (:func:`build_loops`) and the health probe, started
+and stopped in order by :func:`running_api`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -16,31 +18,45 @@ from grpc_reflection.v1alpha import reflection
 from jobs_api.auth import AuthInterceptor
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
+from jobs_api.idle_clock import IdleClock
+from jobs_api.job_service import JobServicer
+from jobs_api.keda_scaler import ExternalScalerServicer
+from jobs_api.keda_scaler import add_to_server as add_scaler
 from jobs_api.loops import BackgroundLoop, QueueGaugesLoop, ReconcilerLoop, SchedulerLoop
 from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor
-from jobs_api.queues import QueueServicer
-from jobs_api.scaler import ExternalScalerServicer
-from jobs_api.scaler import add_to_server as add_scaler
-from jobs_api.scaling import IdleClock
-from jobs_api.servicer import JobServicer
+from jobs_api.queue_service import QueueServicer
+from jobs_api.resources import ApiResources, open_resources
 from jobs_api.tracing import TracingInterceptor
 from jobs_api.transport import add_api_port, health_only_server, server_options
 from jobs_api.validation import JobLimits
-from jobs_common.db import create_engine
 from jobs_common.metrics import serve_metrics
-from jobs_common.migrate import migrate
-from jobs_common.queue import Dispatcher, create_redis_pool
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetters, JobEvents, JobStore, QueueStore, Reconciliation, TickStore
-from jobs_common.workers import WorkerRegistry
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 
-__all__ = ["RunningApi", "running_api", "serve"]
+__all__ = ["ApiLoops", "BuiltServer", "RunningApi", "build_loops", "build_server", "running_api", "serve"]
 
 logger = logging.getLogger(__name__)
 
 JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 QUEUE_SERVICE = queue_service_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltServer:
+    """The gRPC server, not started yet, with the port it bound and how (``transport``)."""
+
+    server: grpc.aio.Server
+    port: int
+    transport: str
+    health: health.aio.HealthServicer
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLoops:
+    scheduler: SchedulerLoop
+    reconciler: ReconcilerLoop
+    # The ones this replica runs (the scheduler and the reconciler can be switched off).
+    running: list[BackgroundLoop]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,28 +69,40 @@ class RunningApi:
     reconciler: ReconcilerLoop
 
 
-@contextlib.asynccontextmanager
-async def running_api(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[RunningApi]:
-    """Starts the api (migrations, pools, server, health probe) and stops it on exit."""
-    if run_migrations:
-        await migrate(settings)
-    engine = create_engine(settings)
-    redis = await create_redis_pool(settings)
-    store, ticks, dispatcher = JobStore(engine, settings.secret_box), TickStore(engine), Dispatcher(redis)
-    events = JobEvents(settings.database_url)
-    scheduler = SchedulerLoop(ticks, dispatcher, settings.scheduler_interval, settings.scheduler_batch_size)
-    queues = QueueStore(engine)
+def build_loops(settings: Settings, resources: ApiResources) -> ApiLoops:
+    """The scheduler, the reconciler and the queue gauges; every replica may run them."""
+    scheduler = SchedulerLoop(
+        resources.ticks, resources.dispatcher, settings.scheduler_interval, settings.scheduler_batch_size
+    )
     reconciler = ReconcilerLoop(
-        Reconciliation(engine),
-        queues,
-        dispatcher,
+        resources.reconciliation,
+        resources.queues,
+        resources.dispatcher,
         settings.reconcile_interval,
         settings.reconcile_grace,
         settings.reconcile_batch_size,
     )
+    running: list[BackgroundLoop] = [
+        QueueGaugesLoop(
+            resources.queues,
+            resources.dead_letters,
+            resources.workers,
+            settings.worker_lease_ttl,
+            settings.metrics_refresh_interval,
+            settings.metrics_dead_letters_interval,
+        )
+    ]
+    if settings.scheduler_enabled:
+        running.append(scheduler)
+    if settings.reconciler_enabled:
+        running.append(reconciler)
+    return ApiLoops(scheduler, reconciler, running)
 
-    # The metrics and tracing interceptors go outside the others, so they see the status those set.
+
+def build_server(settings: Settings, resources: ApiResources, wake_scheduler: Callable[[], None]) -> BuiltServer:
+    """The gRPC server with every service, interceptor and reflection, bound to its port."""
     tokens = settings.api_token_list
+    # The metrics and tracing interceptors go outside the others, so they see the status those set.
     server = grpc.aio.server(
         interceptors=[
             MetricsInterceptor(),
@@ -84,23 +112,32 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         ],
         options=server_options(settings),
     )
-    if not tokens:
-        logger.warning("API_TOKENS is empty: the api accepts every call without authentication")
-    if settings.secret_box.current_key_id is None:
-        logger.warning("SECRETS_KEYS is empty: secret header values and signing secrets are stored in clear")
     job_service_pb2_grpc.add_JobServiceServicer_to_server(
         JobServicer(
-            store, ticks, dispatcher, settings, JobLimits.from_settings(settings), events, wake_scheduler=scheduler.wake
+            resources.jobs,
+            resources.ticks,
+            resources.dispatcher,
+            settings,
+            JobLimits.from_settings(settings),
+            resources.events,
+            wake_scheduler=wake_scheduler,
         ),
         server,
     )
     queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
         QueueServicer(
-            queues, dispatcher, WorkerRegistry(redis), IdleClock(redis), DeadLetters(engine), store, redis, settings
+            resources.queues,
+            resources.dispatcher,
+            resources.workers,
+            IdleClock(resources.redis),
+            resources.dead_letters,
+            resources.jobs,
+            resources.redis,
+            settings,
         ),
         server,
     )
-    scaler_service = add_scaler(ExternalScalerServicer(queues), server)
+    scaler_service = add_scaler(ExternalScalerServicer(resources.queues), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -114,63 +151,61 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
         server,
     )
     port, transport = add_api_port(server, settings)
-    health_server = health_only_server(settings, health_servicer)
-    health_port = health_server[1] if health_server is not None else None
-    probe = DependencyProbe(
-        health_servicer,
-        ["", JOB_SERVICE, QUEUE_SERVICE],
-        {"postgresql": store.ping, "redis": redis.ping},
-        settings.health_check_interval.total_seconds(),
-        on_check=lambda name, ok: DEPENDENCY_UP.labels(name).set(1 if ok else 0),
-    )
-    await probe.check_once()
-    probe_task = asyncio.create_task(probe.run(), name="health-probe")
-    loops: list[BackgroundLoop] = [
-        QueueGaugesLoop(
-            queues,
-            DeadLetters(engine),
-            WorkerRegistry(redis),
-            settings.worker_lease_ttl,
-            settings.metrics_refresh_interval,
-            settings.metrics_dead_letters_interval,
+    return BuiltServer(server, port, transport, health_servicer)
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[RunningApi]:
+    """Starts the api (migrations, pools, server, loops, health probe) and stops it on exit."""
+    if not settings.api_token_list:
+        logger.warning("API_TOKENS is empty: the api accepts every call without authentication")
+    if settings.secret_box.current_key_id is None:
+        logger.warning("SECRETS_KEYS is empty: secret header values and signing secrets are stored in clear")
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(logger.info, "api stopped")  # last, once the pools are closed too
+        resources = await stack.enter_async_context(open_resources(settings, run_migrations=run_migrations))
+        loops = build_loops(settings, resources)
+        built = build_server(settings, resources, loops.scheduler.wake)
+        health_server = health_only_server(settings, built.health)
+        health_port = health_server[1] if health_server is not None else None
+        probe = DependencyProbe(
+            built.health,
+            ["", JOB_SERVICE, QUEUE_SERVICE],
+            {"postgresql": resources.jobs.ping, "redis": resources.redis.ping},
+            settings.health_check_interval.total_seconds(),
+            on_check=lambda name, ok: DEPENDENCY_UP.labels(name).set(1 if ok else 0),
         )
-    ]
-    if settings.scheduler_enabled:
-        loops.append(scheduler)
-    if settings.reconciler_enabled:
-        loops.append(reconciler)
-    loop_tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in loops]
-    loop_tasks.append(asyncio.create_task(events.run(), name="job-events"))
-    await server.start()
-    if health_server is not None:
-        await health_server[0].start()
-    stop_metrics = serve_metrics(settings.metrics_host, settings.metrics_port)
-    logger.info(
-        "api listening on %s:%d, %s (JobService, QueueService, KEDA's ExternalScaler, grpc.health.v1, "
-        "reflection; authentication %s; health-only port %s; background: %s)",
-        settings.grpc_host,
-        port,
-        transport,
-        "on" if tokens else "off",
-        health_port or "off",
-        ", ".join(loop.name for loop in loops) or "none",
-    )
-    try:
-        yield RunningApi(server, port, health_port, health_servicer, scheduler, reconciler)
-    finally:
-        await asyncio.to_thread(stop_metrics)
-        probe.stop()
-        for loop in loops:
-            loop.stop()
-        events.stop()
-        await asyncio.gather(probe_task, *loop_tasks)
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(settings.grpc_shutdown_grace.total_seconds())
+        await probe.check_once()
+        tasks = [asyncio.create_task(probe.run(), name="health-probe")]
+        tasks += [asyncio.create_task(loop.run(), name=loop.name) for loop in loops.running]
+        tasks.append(asyncio.create_task(resources.events.run(), name="job-events"))
+        await built.server.start()
         if health_server is not None:
-            await health_server[0].stop(None)
-        await redis.aclose()
-        await engine.dispose()
-        logger.info("api stopped")
+            await health_server[0].start()
+        stop_metrics = serve_metrics(settings.metrics_host, settings.metrics_port)
+        logger.info(
+            "api listening on %s:%d, %s (JobService, QueueService, KEDA's ExternalScaler, grpc.health.v1, "
+            "reflection; authentication %s; health-only port %s; background: %s)",
+            settings.grpc_host,
+            built.port,
+            built.transport,
+            "on" if settings.api_token_list else "off",
+            health_port or "off",
+            ", ".join(loop.name for loop in loops.running) or "none",
+        )
+        try:
+            yield RunningApi(built.server, built.port, health_port, built.health, loops.scheduler, loops.reconciler)
+        finally:
+            await asyncio.to_thread(stop_metrics)
+            probe.stop()
+            for loop in loops.running:
+                loop.stop()
+            resources.events.stop()
+            await asyncio.gather(*tasks)
+            await built.health.enter_graceful_shutdown()
+            await built.server.stop(settings.grpc_shutdown_grace.total_seconds())
+            if health_server is not None:
+                await health_server[0].stop(None)
 
 
 async def serve(settings: Settings) -> None:

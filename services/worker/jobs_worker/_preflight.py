@@ -13,10 +13,10 @@ from alembic.script import ScriptDirectory
 from arq.connections import create_pool
 from sqlalchemy import text
 
+from jobs_common.arq_extension import redis_settings
 from jobs_common.db import create_engine
 from jobs_common.errors import DEPENDENCY_ERRORS, dependency_error_summary
 from jobs_common.migrate import alembic_config
-from jobs_common.queue import redis_settings
 from jobs_common.settings import Settings
 
 __all__ = ["DependenciesNotReadyError", "wait_for_dependencies"]

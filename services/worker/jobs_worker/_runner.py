@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from arq import Retry
 
+from jobs_common.backoff import Backoff
 from jobs_common.domain import (
     TERMINAL_EXECUTION_STATES,
     AttemptResult,
@@ -267,24 +268,22 @@ class ExecutionRunner:
         """Runs a PostgreSQL write, retrying with capped backoff until ``deadline`` has passed;
         each failed try counts as an ``operation`` error."""
         give_up_at = time.monotonic() + deadline.total_seconds()
-        backoff = WRITE_BACKOFF_FIRST
-        failures = 0
+        backoff = Backoff(WRITE_BACKOFF_FIRST, WRITE_BACKOFF_CAP)
         while True:
             try:
                 result = await write()
             except STORAGE_ERRORS as exc:
                 self._failed(operation, exc)
-                failures += 1
-                if time.monotonic() + backoff > give_up_at:
+                delay = backoff.next_delay()
+                if time.monotonic() + delay > give_up_at:
                     raise
-                if failures == 1:
+                if backoff.failures == 1:
                     logger.warning("PostgreSQL write failed (%s); keeping the outcome and retrying", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, WRITE_BACKOFF_CAP)
+                await asyncio.sleep(delay)
             else:
                 self._succeeded()
-                if failures:
-                    logger.info("PostgreSQL write succeeded after %d failures", failures)
+                if backoff.failures:
+                    logger.info("PostgreSQL write succeeded after %d failures", backoff.failures)
                 return result
 
 

@@ -7,6 +7,7 @@ translates protobuf to these types at its edge, and the store and the worker spe
 * :mod:`._retry` — backoff delays and Retry-After;
 * :mod:`._outcomes` — a claimed execution, an HTTP outcome, and where the execution goes next;
 * :mod:`._queues` — queue settings, depths and dead-letter filters;
+* :mod:`._scaling` — GetScalingRecommendation's policy;
 * :mod:`._drafts` and :mod:`._patch` — a job as sent, and UpdateJob as data.
 """
 
@@ -38,6 +39,7 @@ from jobs_common.domain._patch import (
 )
 from jobs_common.domain._queues import DEFAULT_QUEUE, DeadLetterFilter, QueueDepth, QueueInfo
 from jobs_common.domain._retry import JITTER_FRACTION, LONGEST_RETRY_AFTER, next_delay, parse_retry_after
+from jobs_common.domain._scaling import ScalingInputs, ScalingPolicy, oldest_ready_age, per_worker_capacity, recommend
 from jobs_common.domain._schedules import (
     CRON_MACROS,
     MIN_INTERVAL,
@@ -90,6 +92,8 @@ __all__ = [
     "RecurringSchedule",
     "RequestKey",
     "RetryPolicy",
+    "ScalingInputs",
+    "ScalingPolicy",
     "ScheduleDraft",
     "TickPlan",
     "apply_patch",
@@ -100,10 +104,13 @@ __all__ = [
     "keep_stored_secrets",
     "next_delay",
     "next_fire_time",
+    "oldest_ready_age",
     "origin",
     "parse_retry_after",
     "patch_leaves",
+    "per_worker_capacity",
     "plan_due_ticks",
+    "recommend",
     "time_zone_error",
     "upcoming_run_times",
 ]

@@ -25,13 +25,13 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from jobs_common.domain import Execution, ExecutionState, JobState
+from jobs_common.errors import LISTENER_ERRORS
 
 __all__ = ["CHANNEL", "RESYNC", "ExecutionChanged", "JobChanged", "JobEvent", "JobEvents"]
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "job_events"
-_CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 # The listening connection's application_name (visible in pg_stat_activity).
 LISTENER_NAME = "job-scheduler-listen"
 
@@ -122,7 +122,7 @@ class JobEvents:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5, server_settings={"application_name": LISTENER_NAME})
-            except _CONNECTION_ERRORS as exc:
+            except LISTENER_ERRORS as exc:
                 logger.warning("job events: cannot listen (%s); retrying in %.0fs", exc, self._reconnect_delay)
                 await self._pause(self._reconnect_delay)
                 continue
@@ -132,14 +132,14 @@ class JobEvents:
                 self.connected.set()
                 self._broadcast(RESYNC)  # whatever happened while not listening
                 await self._until_lost(conn, lost)
-            except _CONNECTION_ERRORS as exc:
+            except LISTENER_ERRORS as exc:
                 logger.warning("job events: listening failed (%s)", exc)
             finally:
                 self.connected.clear()
                 if not conn.is_closed():
                     try:
                         await conn.close(timeout=2)
-                    except _CONNECTION_ERRORS:
+                    except LISTENER_ERRORS:
                         conn.terminate()
             if not self._stopping.is_set():
                 logger.warning("job events: listening connection lost; reconnecting")
@@ -153,7 +153,7 @@ class JobEvents:
                 return
             try:
                 await conn.fetchval("SELECT 1", timeout=5)
-            except _CONNECTION_ERRORS:
+            except LISTENER_ERRORS:
                 return
 
     async def _pause(self, seconds: float, also: asyncio.Event | None = None) -> None:

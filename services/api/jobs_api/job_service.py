@@ -21,6 +21,7 @@ from jobs_api.metrics import JOBS_CREATED
 from jobs_api.signing_secrets import generated_secrets, with_requested_secret
 from jobs_api.validation import JobLimits, validate_id, validate_job, validate_page_size, validate_request_id
 from jobs_api.watch import watch_job
+from jobs_common.arq_extension import Dispatcher
 from jobs_common.domain import (
     Execution,
     ExecutionState,
@@ -33,7 +34,6 @@ from jobs_common.domain import (
     upcoming_run_times,
 )
 from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
-from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
 from jobs_common.store import JobEvents, JobStore, TickStore
 from jobs_common.tracing import current_traceparent

@@ -7,8 +7,7 @@ import uuid
 
 from arq.constants import in_progress_key_prefix
 
-from jobs_common.queue import paused_key
-from jobs_worker._claim import DueJobClaimer
+from jobs_common.arq_extension import DueJobClaimer, paused_key
 
 
 async def test_claims_due_jobs_that_are_not_in_progress(arq_redis):

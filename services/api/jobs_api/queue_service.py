@@ -1,5 +1,5 @@
 """QueueService: list queues, read a queue's figures, pause and resume a queue, list the live
-workers, recommend a worker count (:mod:`jobs_api.scaling`), and list, replay and purge dead
+workers, recommend a worker count (:mod:`jobs_common.domain._scaling`), and list, replay and purge dead
 letters.
 
 A pause is written to PostgreSQL (``queue_settings``, the record) and then to Redis (the key the
@@ -23,9 +23,10 @@ from jobs_api.convert import (
     timestamp_field,
     timestamp_proto,
 )
-from jobs_api.scaling import IdleClock, ScalingInputs, recommend
+from jobs_api.idle_clock import IdleClock
 from jobs_api.validation import validate_id, validate_page_size, validate_queue_name
-from jobs_common.domain import DeadLetterFilter, ExecutionState, QueueDepth, QueueInfo
+from jobs_common.arq_extension import Dispatcher
+from jobs_common.domain import DeadLetterFilter, ExecutionState, QueueInfo, ScalingPolicy, oldest_ready_age, recommend
 from jobs_common.errors import (
     REDIS_ERRORS,
     FailedPreconditionError,
@@ -33,7 +34,6 @@ from jobs_common.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from jobs_common.queue import Dispatcher
 from jobs_common.settings import Settings
 from jobs_common.store import DeadLetters, JobStore, QueueStore
 from jobs_common.throughput import read_throughput
@@ -90,6 +90,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         self._workers = workers
         self._idle = idle
         self._settings = settings
+        self._scaling = scaling_policy(settings)
 
     async def ListQueues(self, request: api.ListQueuesRequest, context: Context) -> api.ListQueuesResponse:
         return api.ListQueuesResponse(queues=[_queue(q) for q in await self._queues.all_queues()])
@@ -113,7 +114,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             queued=counts[ExecutionState.QUEUED],
             running=counts[ExecutionState.RUNNING],
             retry_scheduled=counts[ExecutionState.RETRY_SCHEDULED],
-            oldest_ready_age=duration_proto(_oldest_ready_age(depth)),
+            oldest_ready_age=duration_proto(oldest_ready_age(depth)),
         )
         if rates.duration_p50 is not None and rates.duration_p95 is not None:
             response.attempt_duration_p50.CopyFrom(duration_proto(timedelta(seconds=rates.duration_p50)))
@@ -143,27 +144,16 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         queue = validate_queue_name(request.queue, "queue")
         backlog = await self._queues.backlog(queue, settings.scaling_due_within)
         depth = await self._queues.depth(queue)
-        running = sum(row.count for row in depth if row.state is ExecutionState.RUNNING)
-        oldest_ready = _oldest_ready_age(depth)
         rates = await read_throughput(self._redis, queue)
         mean = None if rates.duration_mean is None else timedelta(seconds=rates.duration_mean)
         workers = await self._workers.live(settings.worker_lease_ttl, queue)
-        capacity = (
-            round(sum(w.capacity for w in workers) / len(workers)) if workers else settings.worker_max_concurrent_jobs
-        )
-        inputs = ScalingInputs(
+        inputs = self._scaling.inputs(
             backlog=backlog,
-            current_workers=len(workers),
-            per_worker_capacity=capacity,
-            target_utilization=settings.scaling_target_utilization,
-            min_workers=settings.scaling_min_workers,
-            max_workers=settings.scaling_max_workers,
-            scale_down_cooldown=settings.scaling_scale_down_cooldown,
-            idle_for=await self._idle.observe(queue, busy=backlog > 0),
-            arrival_rate=rates.started_last_minute / 60,
+            depth=depth,
+            worker_capacities=[worker.capacity for worker in workers],
+            started_last_minute=rates.started_last_minute,
             mean_duration=mean,
-            oldest_ready_age=oldest_ready,
-            max_ready_age=settings.scaling_max_ready_age,
+            idle_for=await self._idle.observe(queue, busy=backlog > 0),
         )
         desired, reason = recommend(inputs)
         return api.GetScalingRecommendationResponse(
@@ -171,8 +161,8 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             desired_workers=desired,
             current_workers=inputs.current_workers,
             backlog=backlog,
-            in_flight=running,
-            per_worker_capacity=capacity,
+            in_flight=sum(row.count for row in depth if row.state is ExecutionState.RUNNING),
+            per_worker_capacity=inputs.per_worker_capacity,
             target_utilization=inputs.target_utilization,
             min_workers=inputs.min_workers,
             max_workers=inputs.max_workers,
@@ -182,8 +172,8 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             arrival_rate=inputs.arrival_rate,
             mean_attempt_duration=None if mean is None else duration_proto(mean),
             processing_demand=inputs.processing_demand,
-            oldest_ready_age=duration_proto(oldest_ready),
-            max_ready_age=duration_proto(settings.scaling_max_ready_age),
+            oldest_ready_age=duration_proto(inputs.oldest_ready_age),
+            max_ready_age=duration_proto(inputs.max_ready_age),
         )
 
     async def ListDeadLetters(
@@ -232,9 +222,16 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         )
 
 
-def _oldest_ready_age(depth: list[QueueDepth]) -> timedelta:
-    """How long the queue's oldest due, waiting execution has waited (0 when none)."""
-    return timedelta(seconds=max((row.oldest_ready_age or 0.0 for row in depth), default=0.0))
+def scaling_policy(settings: Settings) -> ScalingPolicy:
+    """GetScalingRecommendation's bounds (SCALING_*)."""
+    return ScalingPolicy(
+        target_utilization=settings.scaling_target_utilization,
+        min_workers=settings.scaling_min_workers,
+        max_workers=settings.scaling_max_workers,
+        scale_down_cooldown=settings.scaling_scale_down_cooldown,
+        max_ready_age=settings.scaling_max_ready_age,
+        default_capacity=settings.worker_max_concurrent_jobs,
+    )
 
 
 def _limit(value: int, default: int, maximum: int) -> int:

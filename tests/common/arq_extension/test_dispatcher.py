@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job_raw
 
-from jobs_common.queue import RUN_EXECUTION, Dispatcher, arq_job_id, arq_queue_name
+from jobs_common.arq_extension import RUN_EXECUTION, Dispatcher, arq_job_id, arq_queue_name
 
 
 async def test_dispatch_enqueues_once_in_arqs_own_format(arq_redis):
@@ -18,8 +18,8 @@ async def test_dispatch_enqueues_once_in_arqs_own_format(arq_redis):
     dispatcher = Dispatcher(arq_redis)
     before_ms = int(time.time() * 1000)
 
-    assert await dispatcher.dispatch(execution_id, queue) is True
-    assert await dispatcher.dispatch(execution_id, queue) is False
+    assert await dispatcher.dispatch_many([(execution_id, queue)]) == 1
+    assert await dispatcher.dispatch_many([(execution_id, queue)]) == 0
 
     job_id = arq_job_id(execution_id)
     function, args, kwargs, job_try, enqueue_ms = deserialize_job_raw(await arq_redis.get(job_key_prefix + job_id))
@@ -35,7 +35,7 @@ async def test_deferred_dispatch_scores_at_run_at_and_outlives_it(arq_redis):
     execution_id = uuid.uuid4()
     queue = f"q-{execution_id.hex[:8]}"
     run_at = datetime.now(UTC) + timedelta(hours=2)
-    await Dispatcher(arq_redis).dispatch(execution_id, queue, run_at)
+    await Dispatcher(arq_redis).dispatch_at([(execution_id, queue, run_at)])
     job_id = arq_job_id(execution_id)
     assert await arq_redis.zscore(arq_queue_name(queue), job_id) == int(run_at.timestamp() * 1000)
     assert await arq_redis.pttl(job_key_prefix + job_id) > 2 * 3600 * 1000 + expires_extra_ms - 60_000
@@ -44,5 +44,5 @@ async def test_deferred_dispatch_scores_at_run_at_and_outlives_it(arq_redis):
 async def test_a_kept_result_blocks_a_second_dispatch_like_arq(arq_redis):
     execution_id = uuid.uuid4()
     await arq_redis.set(result_key_prefix + arq_job_id(execution_id), b"done", px=60_000)
-    assert await Dispatcher(arq_redis).dispatch(execution_id, "default") is False
+    assert await Dispatcher(arq_redis).dispatch_many([(execution_id, "default")]) == 0
     assert await arq_redis.exists(job_key_prefix + arq_job_id(execution_id)) == 0

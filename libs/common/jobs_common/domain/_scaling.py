@@ -20,24 +20,58 @@ A ready execution waiting longer than SCALING_MAX_READY_AGE means the workers do
 whatever the counts say (CPU-bound, slow polls): one more worker, again at the next look if it
 still waits.
 
-The idle clock lives in Redis (one hash field per queue), so every api replica answers alike; it
-is restarted whenever a replica sees the queue busy.
+The idle clock that feeds ``idle_for`` lives in Redis (:mod:`jobs_api.idle_clock`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Awaitable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
 
-from redis.asyncio import Redis
+from jobs_common.domain._queues import QueueDepth
 
-__all__ = ["IdleClock", "ScalingInputs", "recommend"]
+__all__ = ["ScalingInputs", "ScalingPolicy", "oldest_ready_age", "per_worker_capacity", "recommend"]
 
-LAST_BUSY_KEY = "jobs:scaling:last-busy"  # hash: queue -> when it was last seen busy (ms)
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """The operator's bounds (SCALING_*), read once from the settings."""
+
+    target_utilization: float
+    min_workers: int
+    max_workers: int
+    scale_down_cooldown: timedelta
+    max_ready_age: timedelta
+    # A worker's capacity when none is live to say its own (WORKER_MAX_CONCURRENT_JOBS).
+    default_capacity: int
+
+    def inputs(
+        self,
+        *,
+        backlog: int,
+        depth: Iterable[QueueDepth],
+        worker_capacities: Sequence[int],
+        started_last_minute: int,
+        mean_duration: timedelta | None,
+        idle_for: timedelta,
+    ) -> ScalingInputs:
+        """What :func:`recommend` decides from: the queue's figures under this policy."""
+        return ScalingInputs(
+            backlog=backlog,
+            current_workers=len(worker_capacities),
+            per_worker_capacity=per_worker_capacity(worker_capacities, self.default_capacity),
+            target_utilization=self.target_utilization,
+            min_workers=self.min_workers,
+            max_workers=self.max_workers,
+            scale_down_cooldown=self.scale_down_cooldown,
+            idle_for=idle_for,
+            arrival_rate=started_last_minute / 60,
+            mean_duration=mean_duration,
+            oldest_ready_age=oldest_ready_age(depth),
+            max_ready_age=self.max_ready_age,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +135,12 @@ def _seconds(value: timedelta | None) -> str:
     return "?s" if value is None else f"{value.total_seconds():.3g}s"
 
 
-class IdleClock:
-    """When each queue was last seen busy, shared by every api replica through Redis."""
+def per_worker_capacity(capacities: Sequence[int], default: int) -> int:
+    """The mean capacity of the live workers, or ``default`` when none is live."""
+    return round(sum(capacities) / len(capacities)) if capacities else default
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
 
-    async def observe(self, queue: str, busy: bool) -> timedelta:
-        """Records what was just seen; returns how long the queue has been idle (0 when busy).
-        A queue never seen before starts its idle clock now."""
-        now_ms = int(time.time() * 1000)
-        if busy:
-            await cast(Awaitable[int], self._redis.hset(LAST_BUSY_KEY, queue, str(now_ms)))
-            return timedelta(0)
-        await cast(Awaitable[bool], self._redis.hsetnx(LAST_BUSY_KEY, queue, str(now_ms)))
-        last_busy = await cast(Awaitable[bytes | None], self._redis.hget(LAST_BUSY_KEY, queue))
-        return timedelta(milliseconds=max(0, now_ms - int(last_busy or now_ms)))
+def oldest_ready_age(depth: Iterable[QueueDepth]) -> timedelta:
+    """How long the oldest due, waiting execution of a queue has waited (0 when none waits):
+    the depth reports an age only for waiting states."""
+    return timedelta(seconds=max((row.oldest_ready_age or 0.0 for row in depth), default=0.0))

@@ -1,0 +1,109 @@
+"""Putting executions on arq (:data:`ENQUEUE_SCRIPT`), putting back the ones it lost
+(:data:`REDISPATCH_SCRIPT`), aborting them, and mirroring the queues' paused flags."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TypeAlias
+
+from arq.connections import ArqRedis
+from arq.constants import (
+    abort_jobs_ss,
+    expires_extra_ms,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import serialize_job
+
+from jobs_common.arq_extension._keys import RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
+from jobs_common.arq_extension._scripts import ENQUEUE_SCRIPT, REDISPATCH_SCRIPT
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """Puts executions on arq and aborts them."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self._redis = redis
+        self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
+        self._redispatch = redis.register_script(REDISPATCH_SCRIPT)
+
+    async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
+        """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
+        were new to arq."""
+        return await self.dispatch_at([(execution_id, queue, None) for execution_id, queue in executions])
+
+    async def dispatch_at(self, executions: Sequence[tuple[object, str, datetime | None]]) -> int:
+        """Enqueues executions (id, queue, run_at or None for now) in one pipelined round trip;
+        returns how many were new to arq."""
+        if not executions:
+            return 0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for execution_id, queue, run_at in executions:
+                keys, args = _enqueue_arguments(execution_id, queue, run_at)
+                await self._enqueue(keys=keys, args=args, client=pipe)
+            results = await pipe.execute()
+        return sum(1 for added in results if added)
+
+    async def redispatch(self, executions: Sequence[tuple[object, str, datetime]]) -> list[int]:
+        """Makes arq hold each (id, queue, schedule time) again; one pipelined round trip.
+        Returns the script's answer per execution (see ``REDISPATCH_SCRIPT``).
+
+        An execution that arq still holds is left alone. One it lost is enqueued afresh, after
+        its result and retry keys are removed (arq refuses an id with a result)."""
+        if not executions:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for execution_id, queue, schedule_time in executions:
+                keys, args = _enqueue_arguments(execution_id, queue, schedule_time)
+                job_id = arq_job_id(execution_id)
+                await self._redispatch(
+                    keys=[keys[0], keys[1], retry_key_prefix + job_id, in_progress_key_prefix + job_id, keys[2]],
+                    args=args,
+                    client=pipe,
+                )
+            return [int(answer) for answer in await pipe.execute()]
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self.sync_paused({queue: paused})
+
+    async def sync_paused(self, paused_flags: Mapping[str, bool]) -> None:
+        """Makes each queue's paused key say what ``paused_flags`` (PostgreSQL) says; one
+        pipelined round trip."""
+        if paused_flags:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue, paused in paused_flags.items():
+                    if paused:
+                        pipe.set(paused_key(queue), b"1")
+                    else:
+                        pipe.delete(paused_key(queue))
+                await pipe.execute()
+
+    async def abort_many(self, execution_ids: Sequence[object]) -> None:
+        if execution_ids:
+            now_ms = int(time.time() * 1000)
+            await self._redis.zadd(abort_jobs_ss, {arq_job_id(e): now_ms for e in execution_ids})
+
+    async def abort(self, execution_id: object) -> None:
+        """Asks the worker running this execution to cancel it (arq ``allow_abort_jobs``); a
+        worker that picks it later aborts it before it starts."""
+        await self._redis.zadd(abort_jobs_ss, {arq_job_id(execution_id): int(time.time() * 1000)})
+
+
+ScriptArg: TypeAlias = bytes | str | int | float
+
+
+def _enqueue_arguments(execution_id: object, queue: str, run_at: datetime | None) -> tuple[list[str], list[ScriptArg]]:
+    """KEYS and ARGV of ``ENQUEUE_SCRIPT``: job key, result key, queue; TTL, payload, score, id.
+    A ``run_at`` in the past means now."""
+    job_id = arq_job_id(execution_id)
+    now_ms = int(time.time() * 1000)
+    score = max(int(run_at.timestamp() * 1000), now_ms) if run_at is not None else now_ms
+    payload = serialize_job(RUN_EXECUTION, (str(execution_id),), {}, None, now_ms)
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue)]
+    return keys, [score - now_ms + expires_extra_ms, payload, score, job_id]
