@@ -149,7 +149,7 @@ def test_compose_redis_has_no_default_user_and_the_services_use_the_restricted_o
     command = services["redis"]["command"]
     users = " ".join(command).split("--user")[1:]
     assert [u.split()[:2] for u in users] == [["default", "off"], ["jobs", "on"]]
-    # The same ACL the README documents and tests/test_redis_acl.py runs the services under.
+    # The same ACL docs/security.md documents and tests/test_redis_acl.py runs the services under.
     assert users[1].split()[3:] == ["~*", "&*", "+@all", "-@dangerous", "+info"]
     environment = services["api"]["environment"]
     assert environment["REDIS_USERNAME"] == "jobs"
@@ -157,8 +157,8 @@ def test_compose_redis_has_no_default_user_and_the_services_use_the_restricted_o
     assert environment["REDIS_PASSWORD"] in services["redis"]["healthcheck"]["test"]
 
 
-def test_every_setting_is_in_the_readme_configuration_table():
-    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+def test_every_setting_is_in_the_configuration_table():
+    section = (ROOT / "docs" / "configuration.md").read_text()
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
     assert SETTING_NAMES - documented == set()
@@ -177,8 +177,8 @@ _DESCRIBED_DEFAULTS = {"AUTH_OPEN_SERVICES"}
 _NO_VALUE = {"unset", "(none)", "empty"}
 
 
-def test_the_readme_configuration_table_gives_every_default_the_code_has():
-    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+def test_the_configuration_table_gives_every_default_the_code_has():
+    section = (ROOT / "docs" / "configuration.md").read_text()
     defaults = Settings.model_construct()  # the class defaults, no environment
     checked = set()
     for row in section.splitlines():
@@ -195,14 +195,14 @@ def test_the_readme_configuration_table_gives_every_default_the_code_has():
             if isinstance(actual, SecretStr):
                 actual = actual.get_secret_value()
             if documented in _NO_VALUE:
-                assert actual in (None, ""), f"{name}: the README says {documented}, the code has {actual!r}"
+                assert actual in (None, ""), f"{name}: docs/configuration.md says {documented}, the code has {actual!r}"
             elif isinstance(actual, timedelta):
-                assert parse_duration(documented) == actual, f"{name}: README {documented}, code {actual}"
+                assert parse_duration(documented) == actual, f"{name}: docs {documented}, code {actual}"
             elif isinstance(actual, bool):
-                assert documented == str(actual).lower(), f"{name}: README {documented}, code {actual}"
+                assert documented == str(actual).lower(), f"{name}: docs {documented}, code {actual}"
             elif isinstance(actual, int | float):
-                assert float(documented) == actual, f"{name}: README {documented}, code {actual}"
+                assert float(documented) == actual, f"{name}: docs {documented}, code {actual}"
             else:
-                assert documented == str(actual), f"{name}: README {documented}, code {actual}"
+                assert documented == str(actual), f"{name}: docs {documented}, code {actual}"
             checked.add(name)
     assert SETTING_NAMES - checked == _DESCRIBED_DEFAULTS

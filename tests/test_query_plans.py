@@ -1,6 +1,6 @@
 """The statements behind queue figures, dead letters, the reconciler, the scheduler and the claim
 never read a history table (executions, attempts, jobs) whole: planned against 100,000 finished
-executions. ``make plans`` runs the same at 1,000,000 and prints the table the README quotes."""
+executions. ``make plans`` runs the same at 1,000,000 and prints the table docs/benchmarks.md quotes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Every grpcurl example in the README runs as written, with the real grpcurl binary. Each
-```bash block that calls grpcurl is tagged ``<!-- example:NAME -->`` (the walkthrough has its own
+"""Every grpcurl example in the README and in docs/ runs as written, with the real grpcurl
+binary. Each ```bash block that calls grpcurl is tagged ``<!-- example:NAME -->`` (the walkthrough has its own
 markers and test) and run here under the server it needs: plain, with tokens, with mutual TLS, or
 as KEDA's scaler."""
 
@@ -25,6 +25,8 @@ from tests.support.processes import ChildProcess, settings_env
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# Where the examples live: the README and every page of the docs.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"(?:<!-- (example:\w+|walkthrough:begin) -->\n)?```bash\n(.*?)```", re.S)
 
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="the examples use jq (.ci/run installs it)")
@@ -33,7 +35,7 @@ pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="the examples
 def _examples() -> tuple[dict[str, str], list[str]]:
     """The tagged blocks by name, and the first line of every untagged block calling grpcurl."""
     tagged, untagged = {}, []
-    for tag, body in _BLOCK.findall((ROOT / "README.md").read_text()):
+    for tag, body in _BLOCK.findall("\n".join(page.read_text() for page in PAGES)):
         if tag.startswith("example:"):
             tagged[tag.removeprefix("example:")] = body
         elif not tag and re.search(r"^\s*[^#\n]*\bgrpcurl ", body, re.M):
@@ -43,7 +45,7 @@ def _examples() -> tuple[dict[str, str], list[str]]:
 
 def test_every_grpcurl_example_is_run_by_a_test():
     tagged, untagged = _examples()
-    assert untagged == [], "a README block calls grpcurl but no test runs it: tag it <!-- example:NAME -->"
+    assert untagged == [], "a block calls grpcurl but no test runs it: tag it <!-- example:NAME -->"
     assert set(tagged) == {"calls", "tokens", "tls", "mtls", "scaler"}
 
 
@@ -149,9 +151,9 @@ async def test_the_scaler_example_runs_as_written(api):
 
 def _recipe() -> list[tuple[dict[str, str], str]]:
     """The by-hand recipe's commands: (environment, module) per line."""
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"<!-- recipe:by-hand -->\n```bash\n(.*?)```", readme, re.S)
-    assert match, "README has no by-hand recipe"
+    page = (ROOT / "docs" / "development.md").read_text()
+    match = re.search(r"<!-- recipe:by-hand -->\n```bash\n(.*?)```", page, re.S)
+    assert match, "docs/development.md has no by-hand recipe"
     commands = []
     for line in match.group(1).strip().splitlines():
         *assignments, python, dash_m, module = line.split()

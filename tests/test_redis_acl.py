@@ -1,5 +1,5 @@
 """The api and a worker run a job end to end as a Redis ACL user that may not run FLUSHALL,
-FLUSHDB, KEYS, CONFIG or any other @dangerous command (INFO excepted): the ACL the README
+FLUSHDB, KEYS, CONFIG or any other @dangerous command (INFO excepted): the ACL docs/security.md
 documents. Redis's ACL LOG then shows that neither process was ever refused a command."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("api")  # the session's database, migrated
 
 SERVICE_PASSWORD = "jobs-pass:with@odd/chars"
 ADMIN_PASSWORD = "admin-pass-for-the-test"
-# The README's ACL, word for word.
+# The ACL of docs/security.md, word for word.
 SERVICE_ACL = "on >{password} ~* &* +@all -@dangerous +info"
 
 

@@ -13,7 +13,7 @@ from arq.jobs import Job as ArqJob
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobs_common.queue import RUN_EXECUTION, arq_queue_name
+from jobs_common.arq_extension import RUN_EXECUTION, arq_queue_name
 from jobs_worker import build_worker
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
@@ -52,9 +52,9 @@ async def test_success_records_the_attempt(stub, target, key):
     assert len(received) == 1
     assert received[0].method == "POST"
     assert received[0].headers["Idempotency-Key"] == execution.id
-    # Exactly what the README says targets receive.
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"`User-Agent: {received[0].headers['User-Agent']}`" in readme
+    # Exactly what docs/internals.md says targets receive.
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "internals.md").read_text()
+    assert f"`User-Agent: {received[0].headers['User-Agent']}`" in documented
     finished_job = (await stub.GetJob(api.GetJobRequest(id=job.id))).job
     assert finished_job.state == pb.JOB_STATE_COMPLETED
     assert finished_job.last_execution.state == pb.EXECUTION_STATE_SUCCEEDED

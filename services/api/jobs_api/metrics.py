@@ -1,4 +1,4 @@
-"""The api's Prometheus metrics (see the README's table); :mod:`jobs_api.loops` refreshes the
+"""The api's Prometheus metrics (see the table in docs/operations.md); :mod:`jobs_api.loops` refreshes the
 queue gauges."""
 
 from __future__ import annotations

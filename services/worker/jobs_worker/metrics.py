@@ -1,4 +1,4 @@
-"""The worker's Prometheus metrics (see the README's table)."""
+"""The worker's Prometheus metrics (see the table in docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ class QueueServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetScalingRecommendation(self, request, context):
-        """How many workers a queue needs now, with every input of the decision (the README has the
+        """How many workers a queue needs now, with every input of the decision (docs/operations.md has the
         formula): scale up on backlog, scale down only when idle past the cooldown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

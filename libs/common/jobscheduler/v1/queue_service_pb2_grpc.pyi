@@ -49,7 +49,7 @@ class QueueServiceStub:
     heartbeating drops out after that long; one that stops cleanly drops out at once.
     """
     GetScalingRecommendation: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetScalingRecommendationRequest, _queue_service_pb2.GetScalingRecommendationResponse]
-    """How many workers a queue needs now, with every input of the decision (the README has the
+    """How many workers a queue needs now, with every input of the decision (docs/operations.md has the
     formula): scale up on backlog, scale down only when idle past the cooldown.
     """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListDeadLettersRequest, _queue_service_pb2.ListDeadLettersResponse]
@@ -82,7 +82,7 @@ class QueueServiceAsyncStub(QueueServiceStub):
     heartbeating drops out after that long; one that stops cleanly drops out at once.
     """
     GetScalingRecommendation: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetScalingRecommendationRequest, _queue_service_pb2.GetScalingRecommendationResponse]  # type: ignore[assignment]
-    """How many workers a queue needs now, with every input of the decision (the README has the
+    """How many workers a queue needs now, with every input of the decision (docs/operations.md has the
     formula): scale up on backlog, scale down only when idle past the cooldown.
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListDeadLettersRequest, _queue_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
@@ -148,7 +148,7 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_service_pb2.GetScalingRecommendationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.GetScalingRecommendationResponse, _abc.Awaitable[_queue_service_pb2.GetScalingRecommendationResponse]]:
-        """How many workers a queue needs now, with every input of the decision (the README has the
+        """How many workers a queue needs now, with every input of the decision (docs/operations.md has the
         formula): scale up on backlog, scale down only when idle past the cooldown.
         """
 
