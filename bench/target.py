@@ -1,7 +1,8 @@
 """The benchmark's target: answers 200 at once and remembers when each execution arrived.
 
 ``POST /hit`` records (Idempotency-Key → arrival time); ``GET /receipts`` returns and clears them;
-``POST /slow?seconds=N`` answers after N seconds (the long calls held in flight).
+``POST /slow?seconds=N`` answers after N seconds (the long calls held in flight); ``POST /hold``
+answers once ``POST /release`` is called (``make bench-scale``'s calls).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from aiohttp import web
 
 receipts: dict[str, float] = {}
 open_slow_calls = 0
+held_open = 0
+released = asyncio.Event()
 
 
 async def hit(request: web.Request) -> web.Response:
@@ -31,8 +34,23 @@ async def slow(request: web.Request) -> web.Response:
     return web.Response(text="slow")
 
 
+async def hold(request: web.Request) -> web.Response:
+    global held_open
+    held_open += 1
+    try:
+        await released.wait()
+    finally:
+        held_open -= 1
+    return web.Response(text="released")
+
+
+async def release(request: web.Request) -> web.Response:
+    released.set()
+    return web.Response(text="ok")
+
+
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response({"slow_open": open_slow_calls})
+    return web.json_response({"slow_open": open_slow_calls, "held_open": held_open})
 
 
 async def take_receipts(request: web.Request) -> web.Response:
@@ -48,6 +66,8 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/hit", hit)
     app.router.add_post("/slow", slow)
+    app.router.add_post("/hold", hold)
+    app.router.add_post("/release", release)
     app.router.add_get("/receipts", take_receipts)
     app.router.add_get("/stats", stats)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=lambda _: None)

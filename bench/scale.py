@@ -1,0 +1,249 @@
+"""``make bench-scale``: what long calls held open cost one worker process, at 1,000, 2,500, 5,000
+and 10,000 calls in flight (``--levels``).
+
+A local target (aiohttp) holds every ``/hold`` call open until the bench releases them; one api
+and one worker (``WORKER_MAX_CONCURRENT_JOBS`` above the largest level) run as separate
+processes. At each level, once the calls are open (or ``--open-timeout`` has passed), the bench
+measures over ``--window`` seconds: the worker's CPU and RSS, Redis commands/s (the server's
+``total_commands_processed``) and PostgreSQL rows written/s (``pg_stat_database`` of the bench's
+database); then what the calls do to new work: the dispatch latency of jobs created one at a
+time, and how late ``run_at`` jobs spread over a few seconds fire. Prints a table and JSON
+(saved to bench-results/). Figures, not pass/fail: the machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from google.protobuf.duration_pb2 import Duration
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bench.__main__ import RESULTS_DIR, Cpu, measure_dispatch_latency
+from bench.scheduling import measure_fire_accuracy
+from jobs_common.migrate import migrate
+from jobs_common.settings import Settings
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support import services
+from tests.support.processes import ChildProcess, settings_env
+
+BATCH = 1000  # jobs per BatchCreateJobs
+CALL_TIMEOUT = Duration(seconds=300)  # the longest a job may take; the target holds until released
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def _rows_written(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        value = await conn.scalar(
+            text(
+                "SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            )
+        )
+    return int(value or 0)
+
+
+async def _redis_commands(redis: Redis) -> int:
+    return int((await redis.info("stats"))["total_commands_processed"])
+
+
+async def _open_calls(http: httpx.AsyncClient, target_url: str) -> int:
+    return int((await http.get(f"{target_url}/stats")).json()["held_open"])
+
+
+async def _hold_more(stub: job_service_pb2_grpc.JobServiceAsyncStub, target_url: str, count: int) -> None:
+    """Creates ``count`` jobs whose call the target holds open, BATCH per BatchCreateJobs."""
+    for start in range(0, count, BATCH):
+        size = min(BATCH, count - start)
+        requests = [
+            api.CreateJobRequest(
+                job=pb.Job(
+                    http_request=pb.HttpRequest(url=f"{target_url}/hold"),
+                    timeout=CALL_TIMEOUT,
+                    labels={"bench": "held"},
+                )
+            )
+            for _ in range(size)
+        ]
+        await stub.BatchCreateJobs(api.BatchCreateJobsRequest(requests=requests))
+
+
+async def measure_level(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    engine: AsyncEngine,
+    redis: Redis,
+    target_url: str,
+    worker: Cpu,
+    level: int,
+    already: int,
+    idle_rss: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        started = time.monotonic()
+        await _hold_more(stub, target_url, level - already)
+        opened = await _open_calls(http, target_url)
+        while opened < level and time.monotonic() - started < args.open_timeout:
+            await asyncio.sleep(0.5)
+            opened = await _open_calls(http, target_url)
+        open_seconds = time.monotonic() - started
+        await asyncio.sleep(3)  # let the opening burst settle
+        cpu, commands, rows = worker.seconds(), await _redis_commands(redis), await _rows_written(engine)
+        window_started = time.monotonic()
+        await asyncio.sleep(args.window)
+        window = time.monotonic() - window_started
+        cpu_percent = (worker.seconds() - cpu) / window * 100
+        commands_per_second = (await _redis_commands(redis) - commands) / window
+        rows_per_second = (await _rows_written(engine) - rows) / window
+        rss = _rss_bytes(worker.pid)
+    dispatch = await measure_dispatch_latency(stub, target_url, args.probe_jobs, 0.1)
+    due = time.time() + 4
+    fire = await measure_fire_accuracy(
+        stub, engine, target_url, [(due + 3 * i / args.probe_jobs, False) for i in range(args.probe_jobs)]
+    )
+    return {
+        "calls_wanted": level,
+        "calls_open": opened,
+        "seconds_to_open": round(open_seconds, 1),
+        "worker_rss_mib": round(rss / 2**20, 1),
+        "rss_kib_per_call": round((rss - idle_rss) / max(opened, 1) / 1024, 1),
+        "worker_cpu_percent_while_waiting": round(cpu_percent, 1),
+        "redis_commands_per_second": round(commands_per_second),
+        "postgres_rows_written_per_second": round(rows_per_second),
+        "dispatch_latency_ms": dispatch["dispatch_latency_ms"],
+        "fire_lag_ms": fire["one_off"]["fire_lag_ms"],
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    levels = sorted(int(level) for level in args.levels.split(","))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # The worker and the target inherit it: each holds one socket per call.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    database = await services.create_database()
+    redis_db = await services.claim_redis_db(f"bench-scale-{os.getpid()}")
+    logs = Path(tempfile.mkdtemp(prefix="jobs-bench-scale-"))
+    processes: list[ChildProcess] = []
+    settings = Settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        database_auto_create=False,
+        redis_db=redis_db,
+        grpc_host="127.0.0.1",
+        grpc_port=services.free_port(),
+        worker_health_file=str(logs / "worker.health"),
+        worker_max_concurrent_jobs=levels[-1] + 200,
+        worker_drain_timeout=timedelta(seconds=5),
+        egress_allow_networks="127.0.0.0/8",
+        metrics_port=services.free_port(),
+        worker_metrics_port=services.free_port(),
+    )
+    env = settings_env(settings)
+    engine = create_async_engine(settings.database_url)
+    redis = Redis(db=redis_db)
+    results: list[dict[str, Any]] = []
+    try:
+        await migrate(settings)
+        target_port = services.free_port()
+        target_url = f"http://127.0.0.1:{target_port}"
+        target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
+        api_process = ChildProcess("jobs_api", env, logs / "api.log")
+        processes += [target, api_process]
+        await api_process.wait_for_log("api listening")
+        worker_process = ChildProcess("jobs_worker", env, logs / "worker.log")
+        processes.append(worker_process)
+        await worker_process.wait_for_log("ready on queue")
+        worker = Cpu(worker_process.pid)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            await measure_dispatch_latency(stub, target_url, 20, 0.05)  # warm-up, not measured
+            idle_rss = _rss_bytes(worker.pid)
+            already = 0
+            for level in levels:
+                result = await measure_level(stub, engine, redis, target_url, worker, level, already, idle_rss, args)
+                results.append(result)
+                print(_row(result), flush=True)
+                already = level
+            async with httpx.AsyncClient() as http:
+                await http.post(f"{target_url}/release")
+                deadline = time.monotonic() + 120
+                while await _open_calls(http, target_url) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)
+    finally:
+        for process in reversed(processes):
+            await process.stop()
+        await redis.aclose()
+        await engine.dispose()
+        await services.drop_database(database)
+        await services.release_redis_db(redis_db)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "settings": {
+            "worker_processes": 1,
+            "worker_max_concurrent_jobs": settings.worker_max_concurrent_jobs,
+            "worker_lease_ttl_s": settings.worker_lease_ttl.total_seconds(),
+            "worker_heartbeat_interval_s": settings.worker_heartbeat_interval.total_seconds(),
+            "nofile": hard,
+        },
+        "worker_idle_rss_mib": round(idle_rss / 2**20, 1),
+        "levels": results,
+        "logs": str(logs),
+    }
+
+
+HEADER = (
+    "| calls wanted | open | s to open | RSS MiB | KiB/call | worker CPU % | Redis cmd/s | PG rows/s "
+    "| dispatch p50 / p99 ms | fire lag p99 ms |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _row(level: dict[str, Any]) -> str:
+    dispatch, fire = level["dispatch_latency_ms"], level["fire_lag_ms"]
+    return (
+        f"| {level['calls_wanted']:,} | {level['calls_open']:,} | {level['seconds_to_open']} "
+        f"| {level['worker_rss_mib']} | {level['rss_kib_per_call']} | {level['worker_cpu_percent_while_waiting']} "
+        f"| {level['redis_commands_per_second']:,} | {level['postgres_rows_written_per_second']:,} "
+        f"| {dispatch['p50']} / {dispatch['p99']} | {fire['p99']} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--levels", default="1000,2500,5000,10000", help="calls in flight, comma separated")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds measured at each level")
+    parser.add_argument("--open-timeout", type=float, default=120.0, help="seconds a level may take to open")
+    parser.add_argument("--probe-jobs", type=int, default=30, help="new jobs timed at each level")
+    args = parser.parse_args()
+    print(HEADER, flush=True)
+    result = asyncio.run(run(args))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"bench-scale-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"saved to {path}")
+
+
+if __name__ == "__main__":
+    main()
