@@ -118,11 +118,20 @@ async def measure_level(
         commands_per_second = (await _redis_commands(redis) - commands) / window
         rows_per_second = (await _rows_written(engine) - rows) / window
         rss = _rss_bytes(worker.pid)
-    dispatch = await measure_dispatch_latency(stub, target_url, args.probe_jobs, 0.1)
+    # A saturated worker may not start the probes at all: that is a figure too, not a crash.
+    try:
+        dispatch = (await measure_dispatch_latency(stub, target_url, args.probe_jobs, 0.1))["dispatch_latency_ms"]
+    except RuntimeError as exc:
+        dispatch = {"p50": None, "p99": None, "error": str(exc)}
     due = time.time() + 4
-    fire = await measure_fire_accuracy(
-        stub, engine, target_url, [(due + 3 * i / args.probe_jobs, False) for i in range(args.probe_jobs)]
-    )
+    try:
+        fire = (
+            await measure_fire_accuracy(
+                stub, engine, target_url, [(due + 3 * i / args.probe_jobs, False) for i in range(args.probe_jobs)]
+            )
+        )["one_off"]["fire_lag_ms"]
+    except RuntimeError as exc:
+        fire = {"p99": None, "error": str(exc)}
     return {
         "calls_wanted": level,
         "calls_open": opened,
@@ -132,8 +141,8 @@ async def measure_level(
         "worker_cpu_percent_while_waiting": round(cpu_percent, 1),
         "redis_commands_per_second": round(commands_per_second),
         "postgres_rows_written_per_second": round(rows_per_second),
-        "dispatch_latency_ms": dispatch["dispatch_latency_ms"],
-        "fire_lag_ms": fire["one_off"]["fire_lag_ms"],
+        "dispatch_latency_ms": dispatch,
+        "fire_lag_ms": fire,
     }
 
 
@@ -221,6 +230,10 @@ HEADER = (
 
 def _row(level: dict[str, Any]) -> str:
     dispatch, fire = level["dispatch_latency_ms"], level["fire_lag_ms"]
+    if dispatch["p50"] is None:
+        dispatch = {"p50": "not started", "p99": dispatch["error"]}
+    if fire["p99"] is None:
+        fire = {"p99": fire["error"]}
     return (
         f"| {level['calls_wanted']:,} | {level['calls_open']:,} | {level['seconds_to_open']} "
         f"| {level['worker_rss_mib']} | {level['rss_kib_per_call']} | {level['worker_cpu_percent_while_waiting']} "
