@@ -177,6 +177,7 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         JobStore(engine, SecretBox()),
     )
     leases = ExecutionLeases(engine, "plans", timedelta(seconds=10), SecretBox())
+    await leases.join()
     async with engine.connect() as conn:
         waiting_id = await conn.scalar(text("SELECT id FROM executions WHERE state = 'QUEUED' LIMIT 1"))
         some_job = await conn.scalar(text("SELECT job_id FROM executions WHERE state = 'DEAD' LIMIT 1"))
@@ -205,6 +206,7 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
             lambda: jobs.list_jobs(50, "", None, None, {}, None, ExecutionState.DEAD),
         ),
         ("worker claim", lambda: leases.claim(waiting_id)),
+        ("worker heartbeat: renew its lease", leases.renew),
         ("PurgeDeadLetters: 100 by queue", lambda: dead.purge(DeadLetterFilter(queue=queue), 100)),
     ]
     results = []

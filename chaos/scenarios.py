@@ -86,8 +86,8 @@ SHORT = Scale(
 
 FULL = Scale(
     name="full",
-    lease_ttl=timedelta(seconds=10),
-    heartbeat=timedelta(seconds=2),
+    lease_ttl=timedelta(seconds=4),
+    heartbeat=timedelta(seconds=1),
     reconcile_interval=timedelta(seconds=10),
     reconcile_grace=timedelta(seconds=10),
     kill_jobs=10_000,

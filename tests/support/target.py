@@ -11,11 +11,16 @@ Routes (``{key}`` keeps tests apart; every request is recorded under its path):
 * ``/redirect/{code}/{key}?to=URL``    that 3xx status with ``Location: URL`` (without ``to``: itself)
 * ``/encoded/{encoding}/{key}``        ``compressed <key>`` 1000 times, with that Content-Encoding: gzip,
                                        deflate (zlib), raw-deflate (sent as deflate) or corrupt (gzip)
+
+It serves from a thread of its own, with its own event loop: a synchronous test (the fuzz tests
+call a blocking gRPC channel) blocks the test session's loop for as long as it runs, and a target
+on that loop would answer the session's 85-second call late, past its 90-second timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import zlib
 from collections import defaultdict
@@ -42,6 +47,8 @@ class TargetServer:
     port: int = 0
     requests: dict[str, list[Received]] = field(default_factory=lambda: defaultdict(list))
     _runner: web.AppRunner | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -50,6 +57,38 @@ class TargetServer:
         return list(self.requests.get(path, []))
 
     async def start(self) -> None:
+        """Starts serving on a thread of its own; returns once the port is bound."""
+        loop = asyncio.new_event_loop()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self._start_app())
+            loop.run_forever()
+            # Handlers still sleeping for a client that left (a cut 120-second call) end here.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=serve, name="test-target", daemon=True)
+        self._thread.start()
+        while self.port == 0 and self._thread.is_alive():
+            await asyncio.sleep(0.01)
+        if self.port == 0:
+            raise RuntimeError("the test target did not start")
+
+    async def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        if self._runner is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+
+    async def _start_app(self) -> None:
         app = web.Application(middlewares=[self._record])
         app.router.add_route("*", "/ok/{key}", self._ok)
         app.router.add_route("*", "/status/{code}/{key}", self._status)
@@ -63,10 +102,6 @@ class TargetServer:
         site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:

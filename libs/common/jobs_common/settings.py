@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     watch_resync_interval: Duration = timedelta(seconds=5)
     # A worker holds each execution it runs under a lease of WORKER_LEASE_TTL, renewed every
     # WORKER_HEARTBEAT_INTERVAL; a dead worker's executions run elsewhere once it lapses.
-    worker_lease_ttl: Duration = timedelta(seconds=10)
-    worker_heartbeat_interval: Duration = timedelta(seconds=2)
+    worker_lease_ttl: Duration = timedelta(seconds=4)
+    worker_heartbeat_interval: Duration = timedelta(seconds=1)
 
     job_max_timeout: Duration = timedelta(seconds=300)
     job_max_attempts: int = Field(default=100, ge=1)

@@ -4,7 +4,8 @@ Delivery is at least once; this function makes duplicates harmless. A delivery t
 execution finished returns at once; one that finds it not yet due or leased to another worker
 defers itself with arq's ``Retry`` until then.
 
-While a call runs, the worker's heartbeat (:meth:`ExecutionRunner.renew_leases`) keeps its lease.
+While a call runs, the worker's heartbeat (:meth:`ExecutionRunner.renew_lease`) keeps the
+worker's lease, which covers every execution it holds.
 An outcome PostgreSQL cannot take (it is down) is kept in memory and written when it answers
 again, for up to WORKER_RECORD_DEADLINE: the call is not made a second time for an outage.
 """
@@ -114,21 +115,24 @@ class ExecutionRunner:
     def held(self) -> int:
         return len(self._held)
 
-    async def renew_leases(self) -> None:
-        """The heartbeat: extends the lease of every execution this process holds."""
-        held = list(self._held)
+    async def renew_lease(self) -> None:
+        """The heartbeat: extends this worker's lease, which covers every execution it holds."""
         try:
-            lost = await self._leases.renew(held)
+            held = await self._leases.renew()
         except STORAGE_ERRORS:
             STORE_ERRORS.labels("renew").inc()
             raise
-        for execution_id in lost.intersection(self._held):
-            LEASES_LOST.inc()
+        if not held and self._held:
+            LEASES_LOST.inc(len(self._held))
             logger.warning(
-                "lease on execution %s was lost (this worker missed its heartbeats); its result will be "
-                "kept as a superseded attempt",
-                execution_id,
+                "this worker's lease lapsed (it missed its heartbeats): its %d executions may have been taken "
+                "over, and their results will then be kept as superseded attempts",
+                len(self._held),
             )
+
+    async def leave(self) -> None:
+        """Gives up this worker's lease (a clean stop, once nothing runs)."""
+        await self._leases.leave()
 
     async def run(self, execution_id: str) -> str:
         """Runs one delivery of an execution; returns a short outcome for arq's result key."""

@@ -33,6 +33,7 @@ from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobs_worker._egress import guarded_client
+from jobs_worker._open_files import raise_open_files_limit
 from jobs_worker._runner import ExecutionRunner
 
 __all__ = ["JobsWorker", "build_worker", "worker_id"]
@@ -56,14 +57,17 @@ async def _startup(ctx: dict[str, Any]) -> None:
         logger.warning("SECRETS_KEYS is empty: this worker opens only secrets stored in clear")
     engine = create_engine(settings)
     concurrency = settings.worker_max_concurrent_jobs
+    open_files = raise_open_files_limit(concurrency)
     # One pooled client for every call of this process, sized to its concurrency.
     client = guarded_client(
         settings.egress_policy, concurrency, httpx.Timeout(settings.worker_http_timeout.total_seconds())
     )
     ctx["engine"], ctx["http"] = engine, client
     ctx["stop_metrics"] = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
+    leases = ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl, settings.secret_box)
+    await leases.join()
     ctx["runner"] = ExecutionRunner(
-        ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl, settings.secret_box),
+        leases,
         client,
         capture_bytes=settings.response_body_capture_bytes,
         record_deadline=settings.worker_record_deadline,
@@ -71,15 +75,21 @@ async def _startup(ctx: dict[str, Any]) -> None:
         max_redirects=settings.egress_max_redirects,
     )
     logger.info(
-        "worker %s ready on queue %r: %d concurrent calls, poll every %.0f ms",
+        "worker %s ready on queue %r: %d concurrent calls (%d open files), poll every %.0f ms",
         ctx["worker_id"],
         settings.worker_queue,
         concurrency,
+        open_files,
         settings.queue_poll_interval.total_seconds() * 1000,
     )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "runner" in ctx:
+        try:  # nothing runs any more: what it still held is free at once
+            await ctx["runner"].leave()
+        except DEPENDENCY_ERRORS as exc:
+            logger.warning("could not give up the worker lease (%s); it lapses by itself", exc)
     if "stop_metrics" in ctx:
         await asyncio.to_thread(ctx["stop_metrics"])
     if "http" in ctx:
@@ -99,9 +109,9 @@ class JobsWorker(ClaimingWorker):
     """The worker process: arq with our claim path (:class:`ClaimingWorker`, where everything we
     change of arq lives), plus what runs beside the calls.
 
-    * A heartbeat every WORKER_HEARTBEAT_INTERVAL that renews, for every job this process runs,
-      arq's in-progress key in Redis and the execution's lease in PostgreSQL, both to
-      WORKER_LEASE_TTL, and tells QueueService.ListWorkers this worker is alive.
+    * A heartbeat every WORKER_HEARTBEAT_INTERVAL that renews this worker's lease in Redis (the
+      queue's worker leases) and in PostgreSQL (its worker_leases row) to WORKER_LEASE_TTL: two
+      writes, however many calls run; and tells QueueService.ListWorkers it is alive.
     * SIGTERM drains (arq's ``job_completion_wait``).
     * A health file refreshed from the poll loop (at most once a second), so a container
       health check proves the loop runs, not only that the process exists; it holds the
@@ -134,20 +144,19 @@ class JobsWorker(ClaimingWorker):
             await asyncio.sleep(self._heartbeat_s)
 
     async def renew_leases(self) -> None:
-        """Renews, in Redis and in PostgreSQL, the hold on every job this process runs."""
+        """Renews this worker's lease, in Redis and in PostgreSQL: it covers every job it runs."""
         if not self.connected:
             return
-        running = self.running_job_ids()
         try:
-            await self.renew_in_progress(running)
-            await WorkerRegistry(self.pool).beat(self._describe(len(running)))
+            await self.renew_lease()
+            await WorkerRegistry(self.pool).beat(self._describe(self.in_flight))
             await self._flush_throughput()
         except REDIS_ERRORS as exc:
             logger.warning("heartbeat: Redis did not answer (%s)", exc)
         runner: ExecutionRunner | None = self.ctx.get("runner")
-        if runner is not None and runner.held:
+        if runner is not None:
             try:
-                await runner.renew_leases()
+                await runner.renew_lease()
             except DEPENDENCY_ERRORS as exc:
                 logger.warning("heartbeat: PostgreSQL did not answer (%s)", exc)
 
@@ -193,11 +202,11 @@ class JobsWorker(ClaimingWorker):
 
 def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> JobsWorker:
     """An arq Worker for WORKER_QUEUE, configured from the settings (see docs/configuration.md)."""
-    fleet_in_flight = settings.worker_pool_size * settings.worker_max_concurrent_jobs
     return JobsWorker(
         health_file=settings.worker_health_file,
+        queue=settings.worker_queue,
         paused_key=paused_key(settings.worker_queue),
-        in_progress_ttl_ms=int(settings.worker_lease_ttl.total_seconds() * 1000),
+        lease_ttl_ms=int(settings.worker_lease_ttl.total_seconds() * 1000),
         functions=[
             func(
                 run_execution,
@@ -216,9 +225,8 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
         job_timeout=settings.arq_job_timeout,
         keep_result=settings.queue_keep_result,
         poll_delay=settings.queue_poll_interval,
-        # arq reads from offset 0 and running jobs stay in the queue, so the window must hold every
-        # running job of the fleet plus a batch of waiting ones.
-        queue_read_limit=fleet_in_flight + settings.queue_batch_size,
+        # Claimed jobs leave the queue, so a poll reads one batch of ready jobs, whatever runs.
+        queue_read_limit=settings.queue_batch_size,
         max_tries=ARQ_MAX_TRIES,
         allow_abort_jobs=True,
         # SIGTERM/SIGINT: take no new jobs, let calls in flight finish up to the drain deadline.

@@ -1,69 +1,141 @@
-"""The worker's claim script against a real Redis: due, not running, at most what fits."""
+"""The claim script against a real Redis: due ready jobs leave the queue for the claiming worker's
+held hash; a worker whose lease lapsed has everything it held put back at once."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
 from jobs_common.arq_extension import DueJobClaimer, paused_key
+from jobs_common.arq_extension._keys import held_key, worker_leases_key
+from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT
+
+LEASE_MS = 4000
 
 
-async def test_claims_due_jobs_that_are_not_in_progress(arq_redis):
+async def _lease_left_ms(redis: ArqRedis, queue: str, holder: str) -> float:
+    """How long the holder's lease has left, on Redis's clock."""
+    seconds, micros = await redis.time()
+    return float(await redis.zscore(worker_leases_key(queue), holder)) - (seconds * 1000 + micros / 1000)
+
+
+def _names() -> tuple[str, str]:
     queue = f"claim-{uuid.uuid4().hex[:8]}"
-    now = int(time.time() * 1000)
-    await arq_redis.zadd(queue, {"old": now - 10, "running": now - 5, "recent": now - 1, "future": now + 60_000})
-    await arq_redis.psetex(in_progress_key_prefix + "running", 60_000, b"1")
+    return queue, f"jobs:queue:{queue}"
 
-    claimed = await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
-        now, read_limit=100, wanted=10, in_progress_ms=30_000
-    )
+
+def _claimer(redis: ArqRedis, queue: str, holder: str) -> DueJobClaimer:
+    return DueJobClaimer(redis, f"jobs:queue:{queue}", queue, paused_key(queue), holder)
+
+
+async def test_claimed_jobs_leave_the_queue_for_the_workers_held_hash(arq_redis):
+    queue, ready = _names()
+    now = int(time.time() * 1000)
+    await arq_redis.zadd(ready, {"old": now - 10, "recent": now - 1, "future": now + 60_000})
+
+    claimed = await _claimer(arq_redis, queue, "w1#a").claim(now, 100, 10, in_progress_ms=30_000, lease_ms=LEASE_MS)
 
     assert claimed == [("old", now - 10), ("recent", now - 1)]
+    # Out of the ready set: the next poll never reads them again, however long they run.
+    assert await arq_redis.zrange(ready, 0, -1) == [b"future"]
+    assert await arq_redis.hgetall(held_key("w1#a")) == {
+        b"old": str(now - 10).encode(),
+        b"recent": str(now - 1).encode(),
+    }
     for job_id in ("old", "recent"):
+        assert await arq_redis.get(in_progress_key_prefix + job_id) == b"w1#a"
         assert 29_000 < await arq_redis.pttl(in_progress_key_prefix + job_id) <= 30_000
-    assert await arq_redis.exists(in_progress_key_prefix + "future") == 0
-    # Claimed jobs stay in the queue until they finish (arq's contract); a second poll skips them.
-    assert await arq_redis.zcard(queue) == 4
-    assert (
-        await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
-            now, read_limit=100, wanted=10, in_progress_ms=30_000
-        )
-        == []
-    )
+    assert LEASE_MS - 1000 < await _lease_left_ms(arq_redis, queue, "w1#a") <= LEASE_MS
+    assert await _claimer(arq_redis, queue, "w1#a").claim(now, 100, 10, 30_000, LEASE_MS) == []
+
+
+async def test_a_job_another_version_still_runs_stays_in_the_queue(arq_redis):
+    queue, ready = _names()
+    now = int(time.time() * 1000)
+    await arq_redis.zadd(ready, {"running": now - 5, "due": now - 1})
+    await arq_redis.psetex(in_progress_key_prefix + "running", 60_000, b"1")
+    assert await _claimer(arq_redis, queue, "w1#a").claim(now, 100, 10, 30_000, LEASE_MS) == [("due", now - 1)]
+    assert await arq_redis.zrange(ready, 0, -1) == [b"running"]
 
 
 async def test_takes_no_more_than_wanted_and_reads_no_further_than_the_window(arq_redis):
-    queue = f"claim-{uuid.uuid4().hex[:8]}"
+    queue, ready = _names()
     now = int(time.time() * 1000)
-    await arq_redis.zadd(queue, {f"job-{i}": now - 100 + i for i in range(5)})
-
-    assert [
-        j
-        for j, _ in await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
-            now, 100, wanted=2, in_progress_ms=1000
-        )
-    ] == [
+    await arq_redis.zadd(ready, {f"job-{i}": now - 100 + i for i in range(5)})
+    claimer = _claimer(arq_redis, queue, "w1#a")
+    assert [j for j, _ in await claimer.claim(now, 100, wanted=2, in_progress_ms=1000, lease_ms=LEASE_MS)] == [
         "job-0",
         "job-1",
     ]
+    await arq_redis.psetex(in_progress_key_prefix + "job-2", 60_000, b"1")
+    # The window of 2 reads job-2 (skipped, in progress) and job-3.
     assert [
-        j
-        for j, _ in await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(
-            now, read_limit=3, wanted=10, in_progress_ms=1000
-        )
-    ] == ["job-2"]
-    assert await DueJobClaimer(arq_redis, queue, paused_key(queue)).claim(now, 100, wanted=0, in_progress_ms=1000) == []
+        j for j, _ in await claimer.claim(now, read_limit=2, wanted=10, in_progress_ms=1000, lease_ms=LEASE_MS)
+    ] == ["job-3"]
+    assert await claimer.claim(now, 100, wanted=0, in_progress_ms=1000, lease_ms=LEASE_MS) == []
 
 
-async def test_claims_nothing_while_the_queue_is_paused(arq_redis):
-    queue = f"claim-paused-{uuid.uuid4().hex[:8]}"
+async def test_claims_nothing_while_the_queue_is_paused_but_keeps_its_lease(arq_redis):
+    queue, ready = _names()
     now = int(time.time() * 1000)
-    await arq_redis.zadd(queue, {"due": now - 10})
-    claimer = DueJobClaimer(arq_redis, queue, paused_key(queue))
+    await arq_redis.zadd(ready, {"due-while-paused": now - 10})
+    claimer = _claimer(arq_redis, queue, "w1#a")
     await arq_redis.set(paused_key(queue), b"1")
-    assert await claimer.claim(now, read_limit=100, wanted=10, in_progress_ms=1000) == []
-    assert not await arq_redis.exists(in_progress_key_prefix + "due")
+    assert await claimer.claim(now, 100, 10, 1000, LEASE_MS) == []
+    assert not await arq_redis.exists(in_progress_key_prefix + "due-while-paused")
+    assert LEASE_MS - 1000 < await _lease_left_ms(arq_redis, queue, "w1#a") <= LEASE_MS
     await arq_redis.delete(paused_key(queue))
-    assert [j for j, _ in await claimer.claim(now, read_limit=100, wanted=10, in_progress_ms=1000)] == ["due"]
+    assert [j for j, _ in await claimer.claim(now, 100, 10, 1000, LEASE_MS)] == ["due-while-paused"]
+
+
+async def test_a_lapsed_workers_calls_all_go_back_to_the_queue_at_their_scores(arq_redis):
+    queue, ready = _names()
+    now = int(time.time() * 1000)
+    await arq_redis.zadd(ready, {f"call-{i}": now - 1000 + i for i in range(50)})
+    dead = _claimer(arq_redis, queue, "dead#1")
+    assert len(await dead.claim(now, 100, 50, 60_000, LEASE_MS)) == 50
+    assert await arq_redis.zcard(ready) == 0
+
+    # The dead worker's lease lapses; the next claim of a live worker puts its calls back first.
+    await arq_redis.zadd(worker_leases_key(queue), {"dead#1": now - 1})
+    alive = _claimer(arq_redis, queue, "alive#2")
+    taken = await alive.claim(now, 100, 10, 60_000, LEASE_MS)
+
+    assert [job for job, _ in taken] == [f"call-{i}" for i in range(10)]  # oldest first, at their own scores
+    assert [score for _, score in taken] == [now - 1000 + i for i in range(10)]
+    assert await arq_redis.zcard(ready) == 40
+    assert not await arq_redis.exists(held_key("dead#1"))
+    assert await arq_redis.zscore(worker_leases_key(queue), "dead#1") is None
+    assert await arq_redis.get(in_progress_key_prefix + "call-0") == b"alive#2"
+    assert not await arq_redis.exists(in_progress_key_prefix + "call-49")
+
+
+async def test_a_live_workers_calls_stay_held(arq_redis):
+    queue, ready = _names()
+    now = int(time.time() * 1000)
+    await arq_redis.zadd(ready, {"call": now - 10})
+    await _claimer(arq_redis, queue, "busy#1").claim(now, 100, 10, 60_000, LEASE_MS)
+    assert await _claimer(arq_redis, queue, "other#2").claim(now, 100, 10, 60_000, LEASE_MS) == []
+    assert await arq_redis.hkeys(held_key("busy#1")) == [b"call"]
+
+
+async def test_hand_back_returns_named_or_all_held_jobs(arq_redis):
+    queue, ready = _names()
+    now = int(time.time() * 1000)
+    await arq_redis.zadd(ready, {"a": now - 3, "b": now - 2, "c": now - 1})
+    await _claimer(arq_redis, queue, "w#1").claim(now, 100, 10, 60_000, LEASE_MS)
+    hand_back = arq_redis.register_script(HAND_BACK_SCRIPT)
+    keys = [ready, held_key("w#1"), worker_leases_key(queue)]
+
+    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", "b"]) == 1
+    assert await arq_redis.zrange(ready, 0, -1, withscores=True) == [(b"b", now - 2)]
+    assert not await arq_redis.exists(in_progress_key_prefix + "b")
+    assert await arq_redis.zscore(worker_leases_key(queue), "w#1") is not None
+
+    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1"]) == 2  # all, and leave
+    assert [job for job, _ in await arq_redis.zrange(ready, 0, -1, withscores=True)] == [b"a", b"b", b"c"]
+    assert not await arq_redis.exists(held_key("w#1"))
+    assert await arq_redis.zscore(worker_leases_key(queue), "w#1") is None

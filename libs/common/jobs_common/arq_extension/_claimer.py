@@ -5,26 +5,38 @@ from __future__ import annotations
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
+from jobs_common.arq_extension._keys import HELD_KEY_PREFIX, held_key, worker_leases_key
 from jobs_common.arq_extension._scripts import CLAIM_SCRIPT
 
 __all__ = ["DueJobClaimer"]
 
 
 class DueJobClaimer:
-    """Claims due jobs of one queue; the script is registered once, then run by its SHA."""
+    """Claims due jobs of one queue for one worker (``holder``); the script is registered
+    once, then run by its SHA."""
 
-    def __init__(self, redis: ArqRedis, queue: str, paused_key: str) -> None:
+    def __init__(self, redis: ArqRedis, arq_queue: str, queue: str, paused_key: str, holder: str) -> None:
         self._script = redis.register_script(CLAIM_SCRIPT)
-        self._queue = queue
-        self._paused_key = paused_key
+        self._keys = [arq_queue, paused_key, worker_leases_key(queue), held_key(holder)]
+        self._holder = holder
 
-    async def claim(self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int) -> list[tuple[str, int]]:
-        """Marks up to ``wanted`` due, not-running jobs in progress; returns (id, score). Claims
-        nothing while the queue's paused key exists."""
-        if wanted <= 0:
-            return []
+    async def claim(
+        self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int, lease_ms: int
+    ) -> list[tuple[str, int]]:
+        """Puts a lapsed worker's calls back, renews this worker's lease for ``lease_ms`` (on
+        Redis's clock), then takes up to ``wanted`` of the first ``read_limit`` jobs due by
+        ``now_ms`` out of the queue (none while the queue is paused); returns (id, score)."""
         flat = await self._script(
-            keys=[self._queue, self._paused_key],
-            args=[now_ms, read_limit, wanted, in_progress_ms, in_progress_key_prefix],
+            keys=self._keys,
+            args=[
+                now_ms,
+                read_limit,
+                wanted,
+                in_progress_ms,
+                in_progress_key_prefix,
+                self._holder,
+                lease_ms,
+                HELD_KEY_PREFIX,
+            ],
         )
         return [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]

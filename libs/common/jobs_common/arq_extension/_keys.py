@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ARQ_MAX_TRIES", "RUN_EXECUTION", "arq_job_id", "arq_queue_name", "paused_key"]
+__all__ = [
+    "ARQ_MAX_TRIES",
+    "HELD_KEY_PREFIX",
+    "RUN_EXECUTION",
+    "arq_job_id",
+    "arq_queue_name",
+    "held_key",
+    "paused_key",
+    "worker_leases_key",
+]
 
 RUN_EXECUTION = "run_execution"
 
@@ -23,3 +32,17 @@ def paused_key(queue: str) -> str:
     """Exists while the queue is paused (QueueService.PauseQueue); its workers then claim nothing.
     PostgreSQL's queue_settings is the record; the reconciler sets this key again after a loss."""
     return f"jobs:paused:{queue}"
+
+
+def worker_leases_key(queue: str) -> str:
+    """Sorted set of the queue's workers (``<worker id>#<token>``), scored by when their lease
+    lapses (ms): their heartbeat pushes it on; a claim anywhere puts a lapsed one's calls back."""
+    return f"jobs:leases:{queue}"
+
+
+HELD_KEY_PREFIX = "jobs:held:"
+
+
+def held_key(holder: str) -> str:
+    """Hash of what a worker holds: arq job id → the score it was claimed at (when it was due)."""
+    return HELD_KEY_PREFIX + holder

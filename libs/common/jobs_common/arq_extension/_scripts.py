@@ -6,16 +6,21 @@ The keys they share, all arq's own except the paused flag:
 * ``arq:job:<id>`` — the pickled job (``job_key_prefix``), with an expiry;
 * ``arq:result:<id>`` — its kept result (``result_key_prefix``): arq refuses an id that has one;
 * ``arq:retry:<id>`` — its try counter (``retry_key_prefix``);
-* ``arq:in-progress:<id>`` — set while a worker runs it (``in_progress_key_prefix``); ours lasts
-  WORKER_LEASE_TTL and the worker's heartbeat renews it;
-* the queue sorted set (``jobs:queue:<name>``): job id scored by when it is due, in ms; a job
-  stays in it while it runs and arq removes it when it finishes;
+* ``arq:in-progress:<id>`` — set while a worker runs it (``in_progress_key_prefix``); ours holds
+  the worker's name and lasts arq's job timeout, as a backstop: a worker's lease, not this key,
+  says whether it still runs;
+* the queue sorted set (``jobs:queue:<name>``): the *ready* jobs, id scored by when it is due,
+  in ms. A claimed job leaves it (unlike bare arq, where running jobs stay and every poll reads
+  them again), so a poll reads only what it may start, whatever runs;
+* ``jobs:leases:<name>`` — ours: the queue's workers, scored by when their lease lapses;
+* ``jobs:held:<worker>`` — ours: what a worker runs, id → the score it was claimed at. When its
+  lease lapses, the next claim on the queue puts all of it back in the queue at once;
 * ``jobs:paused:<name>`` — ours: while it exists the queue's workers claim nothing.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM_SCRIPT", "ENQUEUE_SCRIPT", "REDISPATCH_SCRIPT"]
+__all__ = ["CLAIM_SCRIPT", "ENQUEUE_SCRIPT", "HAND_BACK_SCRIPT", "REDISPATCH_SCRIPT", "RENEW_LEASE_SCRIPT"]
 
 # arq's enqueue_job in one round trip instead of three (WATCH, EXISTS, MULTI/EXEC): the same
 # check (no job and no result under this id) and the same writes (job key with expiry, queue
@@ -31,8 +36,8 @@ return 1
 # The reconciler's re-dispatch of an execution PostgreSQL says is unfinished. KEYS: job, result,
 # retry, in-progress keys, queue. ARGV: job key TTL, payload, score, job id. Returns 1 when it
 # enqueued the job again, 2 when it put a held job back in the queue, 0 when arq holds the job as
-# it should. A job whose in-progress key exists is left alone: its worker renews that key with
-# its heartbeat, so the key outlives the worker by one WORKER_LEASE_TTL at most.
+# it should. A job whose in-progress key exists is left alone: a worker holds it, and if that
+# worker's lease lapses the next claim on the queue puts it back (CLAIM_SCRIPT).
 REDISPATCH_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
     if redis.call('EXISTS', KEYS[4]) == 0 and redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 1 then
@@ -46,26 +51,89 @@ redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
 return 1
 """
 
-# A worker's poll: arq 0.28's start_jobs spends three round trips (WATCH, EXISTS, ZSCORE, then
-# MULTI/EXEC) on *every* id in its read window, running ones included; with 400 calls open that
-# burnt 65 % of a core and new jobs waited p50 343 ms instead of 9 ms. This does the same checks
-# server-side: read the due window, skip ids whose in-progress key exists (running here or
-# elsewhere), set the in-progress key of the ones it takes as arq does (for ARGV[4] ms), and
-# return at most ``wanted`` of them with their scores. KEYS: queue, paused flag. ARGV: now (ms),
-# read window, wanted, in-progress TTL (ms), the in-progress key prefix.
+# A worker's poll. arq 0.28's start_jobs spends three round trips (WATCH, EXISTS, ZSCORE, then
+# MULTI/EXEC) on *every* id in its read window, and running jobs stay in that window, so each
+# poll re-checked every call in flight. This claim first puts back the calls of one worker
+# whose lease lapsed (all of them, at the score they were claimed at), renews the claiming
+# worker's own lease, then reads at most ARGV[2] due ready jobs and takes at most ARGV[3]:
+# each leaves the queue, gets its in-progress key (holding the worker's name, for ARGV[4] ms as
+# a backstop) and an entry in the worker's held hash. An id whose in-progress key exists is
+# left where it is (a worker of an earlier version still runs it).
+# Leases are kept on Redis's clock (TIME), so workers' clocks need not agree; due times are
+# arq's scores, on the workers' clocks.
+# KEYS: queue, paused flag, the queue's worker leases, this worker's held hash.
+# ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
+# worker's name, its lease TTL (ms), held-hash key prefix. Returns id, score, id, score...
 CLAIM_SCRIPT = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+redis.replicate_commands()
+local now = tonumber(ARGV[1])
+local time = redis.call('TIME')
+local server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', server_ms, 'LIMIT', 0, 2)
+for _, holder in ipairs(lapsed) do
+    if holder ~= ARGV[6] then
+        local held_key = ARGV[8] .. holder
+        local held = redis.call('HGETALL', held_key)
+        for i = 1, #held, 2 do
+            local in_progress = ARGV[5] .. held[i]
+            if redis.call('GET', in_progress) == holder then redis.call('DEL', in_progress) end
+            redis.call('ZADD', KEYS[1], 'NX', held[i + 1], held[i])
+        end
+        redis.call('DEL', held_key)
+        redis.call('ZREM', KEYS[3], holder)
+    end
+end
+redis.call('ZADD', KEYS[3], server_ms + tonumber(ARGV[7]), ARGV[6])
 local wanted = tonumber(ARGV[3])
+if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local claimed = {}
 for i = 1, #due, 2 do
     if #claimed >= 2 * wanted then break end
     local in_progress = ARGV[5] .. due[i]
     if redis.call('EXISTS', in_progress) == 0 then
-        redis.call('PSETEX', in_progress, ARGV[4], '1')
+        redis.call('ZREM', KEYS[1], due[i])
+        redis.call('PSETEX', in_progress, ARGV[4], ARGV[6])
+        redis.call('HSET', KEYS[4], due[i], due[i + 1])
         claimed[#claimed + 1] = due[i]
         claimed[#claimed + 1] = due[i + 1]
     end
 end
 return claimed
+"""
+
+# A worker giving back what it holds: the ids in ARGV[3..] (or everything when none is named)
+# return to the queue at the score they were claimed at, unless arq already has them queued,
+# and leave the worker's held hash; their in-progress keys go if this worker set them. With no
+# id named, the worker also leaves the queue's leases (a clean stop).
+# KEYS: queue, this worker's held hash, the queue's worker leases.
+# ARGV: in-progress key prefix, this worker's name, ids...
+HAND_BACK_SCRIPT = """
+local ids = {}
+if #ARGV > 2 then
+    for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+    ids = redis.call('HKEYS', KEYS[2])
+    redis.call('ZREM', KEYS[3], ARGV[2])
+end
+for _, id in ipairs(ids) do
+    local score = redis.call('HGET', KEYS[2], id)
+    if score then
+        redis.call('ZADD', KEYS[1], 'NX', score, id)
+        redis.call('HDEL', KEYS[2], id)
+    end
+    local in_progress = ARGV[1] .. id
+    if redis.call('GET', in_progress) == ARGV[2] then redis.call('DEL', in_progress) end
+end
+return #ids
+"""
+
+# A worker's heartbeat: its lease pushed on to TTL from now, on Redis's clock (as CLAIM_SCRIPT
+# renews it at every poll). KEYS: the queue's worker leases. ARGV: lease TTL (ms), worker name.
+RENEW_LEASE_SCRIPT = """
+redis.replicate_commands()
+local time = redis.call('TIME')
+local server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[1], server_ms + tonumber(ARGV[1]), ARGV[2])
+return server_ms
 """

@@ -1,24 +1,31 @@
-"""arq's Worker with our claim path, held in-progress keys and a poll loop that outlives Redis.
+"""arq's Worker with our claim path: claimed jobs leave the ready set, liveness is one lease per
+worker, and the poll loop's cost does not grow with the calls in flight.
 
 Everything here overrides or reads arq 0.28 internals (pinned by
-``tests/common/arq_extension/test_pinned_arq.py``): ``_poll_iteration``, ``sem``, ``job_counter``,
-``tasks``, ``run_job``, ``_cancel_aborted_jobs``, ``heart_beat``,
-``_release_sem_dec_counter_on_complete``, ``handle_sig_wait_for_completion``, ``_pool`` and
-``_handle_signals``.
+``tests/common/arq_extension/test_pinned_arq.py``): ``_poll_iteration``, ``finish_job``,
+``finish_failed_job``, ``sem``, ``job_counter``, ``tasks``, ``run_job``, ``_cancel_aborted_jobs``,
+``heart_beat``, ``_release_sem_dec_counter_on_complete``, ``handle_sig_wait_for_completion``,
+``job_timeout_s``, ``_pool`` and ``_handle_signals``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import signal
 import time
+import uuid
 from typing import Any
 
 from arq import Worker
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.utils import to_ms
 
 from jobs_common.arq_extension._claimer import DueJobClaimer
+from jobs_common.arq_extension._keys import held_key, worker_leases_key
+from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT, RENEW_LEASE_SCRIPT
 from jobs_common.backoff import Backoff
 from jobs_common.errors import REDIS_ERRORS
 
@@ -34,23 +41,41 @@ REDIS_BACKOFF_CAP = 5.0
 class ClaimingWorker(Worker):
     """arq's Worker, with what we change of its loop:
 
-    * our claim path (:class:`DueJobClaimer`): one round trip per poll instead of three per job
-      in the read window, running ones included. It replaces arq's private ``_poll_iteration``;
-      the rest of the iteration is arq's own;
-    * a claimed job's in-progress key lasts ``in_progress_ttl_ms`` and
-      :meth:`renew_in_progress` (the heartbeat's) extends it, instead of arq's longest job
-      timeout + 10 s with no renewal: it lapses one TTL after the worker dies, and the next poll
-      anywhere takes the job;
+    * our claim path (:class:`DueJobClaimer`) replaces arq's private ``_poll_iteration``: one
+      round trip per poll, and a claimed job leaves the queue's sorted set for this worker's
+      held hash, so a poll reads only ready jobs (at most QUEUE_BATCH_SIZE), whatever runs;
+    * liveness is one lease per worker (:meth:`renew_lease`, the heartbeat's, one write however
+      many calls run), not one per call. When it lapses, the next claim anywhere on the queue
+      puts everything this worker held back in the queue at once;
+    * arq's ``finish_job``/``finish_failed_job`` also release the job from the held hash, and a
+      retry (``Retry(defer=...)``) or a cancelled run goes back to the queue at the score arq
+      would have given it (arq's ZINCRBY needs the job still in the queue);
+    * finished tasks are collected by callback, not by scanning every task at each poll;
     * Redis going away does not end the process: the poll loop backs off and tries again, and a
-      job whose arq bookkeeping failed is left for its in-progress key to lapse;
+      job whose arq bookkeeping failed is handed back once Redis answers;
     * a second SIGTERM while draining is logged, not obeyed, and none is once the drain is over.
+
+    In burst mode the worker ends once the queue is empty and its running jobs are done (a job
+    they put back for a retry is left for the next worker).
     """
 
-    def __init__(self, *args: Any, paused_key: str, in_progress_ttl_ms: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, queue: str, paused_key: str, lease_ttl_ms: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._queue = queue
         self._paused_key = paused_key
-        self._in_progress_ttl_ms = in_progress_ttl_ms
+        self._lease_ttl_ms = lease_ttl_ms
+        # This process's name in the queue's leases and in its jobs' in-progress keys: a new one
+        # at each start, so a restarted process never inherits what its predecessor held.
+        self.holder = f"{self.ctx.get('worker_id', 'worker')}#{uuid.uuid4().hex[:12]}"
+        self._held_key = held_key(self.holder)
+        self._leases_key = worker_leases_key(queue)
         self._claimer: DueJobClaimer | None = None
+        self._hand_back_script: Any = None
+        self._renew_lease_script: Any = None
+        # The score each running job was claimed at, to put it back where arq would.
+        self._claimed_scores: dict[str, int] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self._to_hand_back: set[str] = set()
         self._redis_backoff = Backoff(REDIS_BACKOFF_FIRST, REDIS_BACKOFF_CAP)
         self._draining = False
 
@@ -59,18 +84,27 @@ class ClaimingWorker(Worker):
         """Whether main() has connected to Redis (arq makes its pool there)."""
         return self._pool is not None
 
-    def running_job_ids(self) -> list[str]:
-        """The arq job ids this process runs now."""
-        return [job_id for job_id, task in self.tasks.items() if not task.done()]
+    @property
+    def in_flight(self) -> int:
+        return len(self.tasks)
 
-    async def renew_in_progress(self, job_ids: list[str]) -> None:
-        """Extends the in-progress keys of ``job_ids`` by the TTL, in one round trip."""
-        if job_ids:
-            async with self.pool.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    # PEXPIRE, not SET: a key arq deleted as the job ended stays deleted.
-                    pipe.pexpire(in_progress_key_prefix + job_id, self._in_progress_ttl_ms)
-                await pipe.execute()
+    async def renew_lease(self) -> None:
+        """This worker's lease on everything it holds, pushed to WORKER_LEASE_TTL from now
+        (every poll renews it too; the heartbeat keeps it while polls wait on Redis)."""
+        if self._renew_lease_script is None:
+            self._renew_lease_script = self.pool.register_script(RENEW_LEASE_SCRIPT)
+        await self._renew_lease_script(keys=[self._leases_key], args=[self._lease_ttl_ms, self.holder])
+
+    async def hand_back(self, job_ids: list[str] | None = None) -> int:
+        """Puts held jobs back in the queue (all of them, and leaves the queue's leases, when
+        ``job_ids`` is None: a clean stop); returns how many it looked at."""
+        if self._hand_back_script is None:
+            self._hand_back_script = self.pool.register_script(HAND_BACK_SCRIPT)
+        answer = await self._hand_back_script(
+            keys=[self.queue_name, self._held_key, self._leases_key],
+            args=[in_progress_key_prefix, self.holder, *(job_ids or [])],
+        )
+        return int(answer)
 
     async def _poll_iteration(self) -> None:
         try:
@@ -92,44 +126,99 @@ class ClaimingWorker(Worker):
             if remaining < 1:
                 return
             count = min(remaining, count)
-        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
-            await self._start_claimed_jobs(count)
+        if self._to_hand_back:
+            await self.hand_back(sorted(self._to_hand_back))
+            self._to_hand_back.clear()
+        await self._start_claimed_jobs(count if self.allow_pick_jobs and self.job_counter < self.max_jobs else 0)
         if self.allow_abort_jobs:
             await self._cancel_aborted_jobs()
-        for job_id, task in list(self.tasks.items()):
-            if task.done():
-                del self.tasks[job_id]
+        while self._finished:
+            job_id = self._finished.popleft()
+            task = self.tasks.pop(job_id, None)
+            if task is not None:
                 self._check_finished(job_id, task)
         await self.heart_beat()
 
-    @staticmethod
-    def _check_finished(job_id: str, task: asyncio.Task[None]) -> None:
+    def _check_finished(self, job_id: str, task: asyncio.Task[None]) -> None:
         """Propagates errors of run_job as arq does, except Redis failing in arq's bookkeeping
-        around a job: PostgreSQL has the outcome, and the job's in-progress key lapses so a
-        later delivery finds the execution settled (or due) and acts on that."""
+        around a job: PostgreSQL has the outcome, and the job goes back to the queue once Redis
+        answers, so a later delivery finds the execution settled (or due) and acts on that."""
         if task.cancelled():
             return
         exc = task.exception()
         if isinstance(exc, REDIS_ERRORS):
             logger.warning("job %s: arq could not update Redis (%s); it will be redelivered and settled", job_id, exc)
+            self._claimed_scores.pop(job_id, None)
+            self._to_hand_back.add(job_id)
         elif exc is not None:
             raise exc
 
     async def _start_claimed_jobs(self, read_limit: int) -> None:
+        """Claims (and, first, puts back what lapsed workers held and renews this worker's
+        lease, even when it takes nothing), then starts what it claimed."""
         if self._claimer is None:  # the pool exists only once main() has started
-            self._claimer = DueJobClaimer(self.pool, self.queue_name, self._paused_key)
+            self._claimer = DueJobClaimer(self.pool, self.queue_name, self._queue, self._paused_key, self.holder)
         claimed = await self._claimer.claim(
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,
             wanted=min(self.max_jobs - self.job_counter, read_limit),
-            in_progress_ms=self._in_progress_ttl_ms,
+            in_progress_ms=int((self.job_timeout_s + 10) * 1000),
+            lease_ms=self._lease_ttl_ms,
         )
         for job_id, score in claimed:
             await self.sem.acquire()
             self.job_counter += 1
+            self._claimed_scores[job_id] = score
             task = self.loop.create_task(self.run_job(job_id, score))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(functools.partial(self._job_done, job_id))
             self.tasks[job_id] = task
+
+    def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
+        self._release_sem_dec_counter_on_complete()
+        self._finished.append(job_id)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's finish_job, for a job that left the queue when it was claimed: a finished one
+        keeps its result as arq does; one to run again (a retry, or cancelled by a shutdown)
+        goes back to the queue at its claimed score plus arq's increment. Either way it leaves
+        this worker's held hash, in the same transaction."""
+        score = self._claimed_scores.pop(job_id, int(time.time() * 1000))
+        async with self.pool.pipeline(transaction=True) as tr:
+            delete_keys = [in_progress_key_prefix + job_id]
+            if finish:
+                if result_data:
+                    expire = None if keep_result_forever else result_timeout_s
+                    tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+                tr.zrem(abort_jobs_ss, job_id)
+                tr.zrem(self.queue_name, job_id)
+            else:
+                tr.zadd(self.queue_name, {job_id: score + (incr_score or 0)})
+            tr.hdel(self._held_key, job_id)
+            tr.delete(*delete_keys)
+            await tr.execute()
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        self._claimed_scores.pop(job_id, None)
+        async with self.pool.pipeline(transaction=True) as tr:
+            tr.delete(retry_key_prefix + job_id, in_progress_key_prefix + job_id, job_key_prefix + job_id)
+            tr.zrem(abort_jobs_ss, job_id)
+            tr.zrem(self.queue_name, job_id)
+            tr.hdel(self._held_key, job_id)
+            # As arq: result_data would only be None if serializing the result failed.
+            if result_data is not None and (self.keep_result_forever or self.keep_result_s > 0):
+                expire = 0 if self.keep_result_forever else self.keep_result_s
+                tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+            await tr.execute()
 
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         if self._draining:
@@ -141,6 +230,13 @@ class ClaimingWorker(Worker):
         super().handle_sig_wait_for_completion(signum)
 
     async def close(self) -> None:
+        if self.connected:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)  # their finish_job first
+            try:
+                if handed := await self.hand_back():
+                    logger.info("handed %d held jobs back to the queue", handed)
+            except REDIS_ERRORS as exc:  # its lease lapses instead; other workers put them back
+                logger.warning("could not hand held jobs back (%s); they return when the lease lapses", exc)
         if self._handle_signals:
             # The drain is over; a signal now would only cut short the clean-up.
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ from jobs_common.db._models import (
     ExecutionRow,
     JobRow,
     QueueSettingsRow,
+    WorkerLeaseRow,
 )
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "ExecutionRow",
     "JobRow",
     "QueueSettingsRow",
+    "WorkerLeaseRow",
     "create_engine",
 ]

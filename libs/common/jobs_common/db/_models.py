@@ -27,7 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["CALL_COLUMNS", "UNFINISHED_STATES", "AttemptRow", "Base", "CallDefinition", "ExecutionRow", "JobRow"]
+__all__ = [
+    "CALL_COLUMNS",
+    "UNFINISHED_STATES",
+    "AttemptRow",
+    "Base",
+    "CallDefinition",
+    "ExecutionRow",
+    "JobRow",
+    "QueueSettingsRow",
+    "WorkerLeaseRow",
+]
 
 _NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -151,7 +161,10 @@ class ExecutionRow(CallDefinition, Base):
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, server_default="")
     replay_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id"))
+    # The worker running it (worker_leases) and that worker's lease epoch; lease_expires_at is
+    # the lease of executions claimed before leases were per worker (lease_epoch NULL).
     lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_epoch: Mapped[int | None] = mapped_column(BigInteger)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # W3C traceparent of the RPC that created it (None for a scheduler tick): see jobs_common.tracing.
     trace_parent: Mapped[str | None] = mapped_column(Text)
@@ -194,6 +207,18 @@ class AttemptRow(Base):
     # The worker's lease was taken over before it recorded this result: the result is kept
     # here for the record and did not move the execution.
     superseded: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class WorkerLeaseRow(Base):
+    """A worker process's lease: renewed by its heartbeat; the executions it runs are taken over
+    once it lapses. ``epoch`` grows each time a process takes the same worker id (a restarted
+    container keeps its host name and pid 1)."""
+
+    __tablename__ = "worker_leases"
+
+    worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class QueueSettingsRow(Base):

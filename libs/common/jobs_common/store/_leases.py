@@ -5,15 +5,18 @@ its job together. Every write after the claim is fenced by (state RUNNING, attem
 owner): the attempt number is the fencing token. A worker whose lease lapsed and was taken over
 cannot move the execution; its late result is kept on its own attempt, marked superseded.
 
-A lease lasts WORKER_LEASE_TTL and the worker renews the leases of everything it runs every
-WORKER_HEARTBEAT_INTERVAL (:meth:`ExecutionLeases.renew`), so a dead worker's executions are
-free again seconds after it died, whatever their timeout.
+Liveness is per worker, not per call: each worker process holds one row of ``worker_leases``
+(taken by :meth:`ExecutionLeases.join`, with a new epoch), its heartbeat renews that row for
+WORKER_LEASE_TTL every WORKER_HEARTBEAT_INTERVAL (:meth:`ExecutionLeases.renew`: one row written,
+however many calls it runs), and every execution it claims names (lease_owner, lease_epoch).
+A RUNNING execution whose worker's lease lapsed may be claimed again, so a dead worker's
+executions are free seconds after it died, whatever their timeout. Executions claimed before
+leases were per worker (lease_epoch NULL) keep their own lease_expires_at.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from datetime import timedelta
 
 from sqlalchemy import bindparam, text
@@ -24,7 +27,17 @@ from jobs_common.domain import TERMINAL_EXECUTION_STATES, AttemptResult, Claim, 
 from jobs_common.secrets import SecretBox, SecretsError
 from jobs_common.store._rows import http_request_from, retry_policy_from
 
-__all__ = ["ExecutionLeases"]
+__all__ = ["LEASE_LAPSED", "ExecutionLeases"]
+
+# Whether the worker lease of RUNNING execution ``e`` lapsed (its worker stopped renewing it).
+LEASE_LAPSED = """CASE WHEN e.lease_epoch IS NULL THEN e.lease_expires_at < now()
+     ELSE NOT EXISTS (SELECT 1 FROM worker_leases w
+                      WHERE w.worker_id = e.lease_owner AND w.epoch = e.lease_epoch AND w.expires_at >= now())
+END"""
+# How long until it lapses (0 once it has).
+_UNTIL_LEASE_LAPSES = """greatest(CASE WHEN e.lease_epoch IS NULL THEN e.lease_expires_at
+     ELSE (SELECT w.expires_at FROM worker_leases w WHERE w.worker_id = e.lease_owner AND w.epoch = e.lease_epoch)
+END - now(), interval '0')"""
 
 # Whether execution ``e``'s queue is paused (QueueService.PauseQueue).
 _QUEUE_PAUSED = (
@@ -39,12 +52,12 @@ WITH claimed AS (
         attempt_count = e.attempt_count + 1,
         start_time = coalesce(e.start_time, now()),
         lease_owner = :worker_id,
-        lease_expires_at = now() + make_interval(secs => CAST(:lease_ttl_s AS double precision)),
+        lease_epoch = :epoch,
+        lease_expires_at = NULL,
         update_time = now()
     WHERE e.id = :execution_id
       AND e.schedule_time <= now()
-      AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
-           OR (e.state = 'RUNNING' AND e.lease_expires_at < now()))
+      AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED') OR (e.state = 'RUNNING' AND {LEASE_LAPSED}))
       -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
       AND NOT {_QUEUE_PAUSED}
     -- The definition the execution was created with (UpdateJob does not change it).
@@ -69,18 +82,41 @@ SELECT * FROM claimed
 _INSPECT = text(
     f"""
 SELECT e.state, greatest(e.schedule_time - now(), interval '0') AS until_due,
-       greatest(e.lease_expires_at - now(), interval '0') AS until_lease_expiry,
+       CASE WHEN e.state = 'RUNNING' THEN {_UNTIL_LEASE_LAPSES} END AS until_lease_expiry,
        {_QUEUE_PAUSED} AS paused
 FROM executions e WHERE e.id = :execution_id
 """
 )
 
+# A new epoch for this worker id: whatever an earlier process of the same id held is lapsed.
+_JOIN = text(
+    """
+INSERT INTO worker_leases (worker_id, epoch, expires_at)
+VALUES (:worker_id, 1, now() + make_interval(secs => CAST(:lease_ttl_s AS double precision)))
+ON CONFLICT (worker_id) DO UPDATE SET epoch = worker_leases.epoch + 1, expires_at = EXCLUDED.expires_at
+RETURNING epoch
+"""
+)
+
+# One row however many calls the worker runs; answers whether the lease had lapsed meanwhile.
 _RENEW = text(
     """
-UPDATE executions
-SET lease_expires_at = now() + make_interval(secs => CAST(:lease_ttl_s AS double precision))
-WHERE id = ANY(:execution_ids) AND state = 'RUNNING' AND lease_owner = :worker_id
-RETURNING id
+UPDATE worker_leases w
+SET expires_at = now() + make_interval(secs => CAST(:lease_ttl_s AS double precision))
+FROM (SELECT expires_at FROM worker_leases WHERE worker_id = :worker_id AND epoch = :epoch) AS before
+WHERE w.worker_id = :worker_id AND w.epoch = :epoch
+RETURNING before.expires_at < now() AS lapsed
+"""
+)
+
+# A worker that stops cleanly gives its lease up; rows of workers gone for a day, whose
+# executions are all settled, are removed with it.
+_LEAVE = text(
+    """
+DELETE FROM worker_leases w
+WHERE (w.worker_id = :worker_id AND w.epoch = :epoch)
+   OR (w.expires_at < now() - interval '1 day'
+       AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.state = 'RUNNING' AND e.lease_owner = w.worker_id))
 """
 )
 
@@ -93,7 +129,7 @@ WITH execution AS (
                                  schedule_time),
         end_time = CASE WHEN CAST(:terminal AS boolean) THEN now() END,
         last_error = :last_error,
-        lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+        lease_owner = NULL, lease_epoch = NULL, lease_expires_at = NULL, update_time = now()
     WHERE id = :execution_id AND state = 'RUNNING' AND attempt_count = :number AND lease_owner = :worker_id
     RETURNING job_id
 ), job AS (
@@ -127,7 +163,7 @@ WITH attempt AS (
 ), execution AS (
     UPDATE executions
     SET state = 'QUEUED', interrupted_attempts = interrupted_attempts + 1,
-        lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+        lease_owner = NULL, lease_epoch = NULL, lease_expires_at = NULL, update_time = now()
     WHERE id = :execution_id AND state = 'RUNNING' AND attempt_count = :number AND lease_owner = :worker_id
     RETURNING id
 )
@@ -143,17 +179,40 @@ class ExecutionLeases:
         self.worker_id = worker_id
         self._box = box  # opens the sealed secrets of what is claimed
         self._lease_ttl_s = lease_ttl.total_seconds()
+        self.epoch: int | None = None  # set by join()
+
+    async def join(self) -> int:
+        """Takes this worker's lease, with a new epoch; returns the epoch."""
+        async with self._engine.connect() as conn:
+            epoch = await conn.scalar(_JOIN, {"worker_id": self.worker_id, "lease_ttl_s": self._lease_ttl_s})
+        self.epoch = int(epoch)
+        return self.epoch
+
+    async def renew(self) -> bool:
+        """Extends this worker's lease by WORKER_LEASE_TTL from now: one row, whatever it runs.
+        Returns False when the lease had lapsed meanwhile (the worker stalled): its executions may
+        have been taken over, and their late results will be kept as superseded attempts. A lease
+        row that is gone (removed after a day) is taken again, with a new epoch."""
+        async with self._engine.connect() as conn:
+            lapsed = await conn.scalar(
+                _RENEW, {"worker_id": self.worker_id, "epoch": self.epoch, "lease_ttl_s": self._lease_ttl_s}
+            )
+        if lapsed is None:
+            await self.join()
+            return False
+        return not lapsed
+
+    async def leave(self) -> None:
+        """Gives the lease up (a clean stop, once nothing runs)."""
+        async with self._engine.connect() as conn:
+            await conn.execute(_LEAVE, {"worker_id": self.worker_id, "epoch": self.epoch})
 
     async def claim(self, execution_id: uuid.UUID) -> Claim | NotClaimed:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
                     _CLAIM,
-                    {
-                        "execution_id": execution_id,
-                        "worker_id": self.worker_id,
-                        "lease_ttl_s": self._lease_ttl_s,
-                    },
+                    {"execution_id": execution_id, "worker_id": self.worker_id, "epoch": self.epoch},
                 )
             ).first()
             if row is None:
@@ -178,18 +237,6 @@ class ExecutionLeases:
             trace_parent=row.trace_parent,
             secrets_problem=problem,
         )
-
-    async def renew(self, execution_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        """Extends this worker's leases on ``execution_ids`` by WORKER_LEASE_TTL from now; returns
-        the ids it no longer holds (finished, cancelled, or taken over after a lapse)."""
-        if not execution_ids:
-            return set()
-        async with self._engine.connect() as conn:
-            held = await conn.scalars(
-                _RENEW,
-                {"execution_ids": list(execution_ids), "worker_id": self.worker_id, "lease_ttl_s": self._lease_ttl_s},
-            )
-            return set(execution_ids) - set(held)
 
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Records the attempt and moves the execution; False when the lease was lost meanwhile

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs_common.store._leases import LEASE_LAPSED
 from jobs_common.store._queues import QUEUE_OF_EXECUTION
 
 __all__ = ["LostExecution", "Reconciliation"]
@@ -49,8 +50,8 @@ _LEASE_EXPIRED = text(
     f"""
 SELECT e.id, e.state, e.schedule_time, {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
-WHERE e.state = 'RUNNING' AND e.lease_expires_at < now()
-ORDER BY e.lease_expires_at
+WHERE e.state = 'RUNNING' AND {LEASE_LAPSED}
+ORDER BY e.update_time
 LIMIT :limit
 """
 )
