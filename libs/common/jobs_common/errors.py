@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 __all__ = [
     "DEPENDENCY_ERRORS",
@@ -99,12 +100,22 @@ class UnavailableError(JobSchedulerError):
 REDIS_ERRORS = (RedisError, OSError)
 # What an unreachable PostgreSQL or Redis raises (SQLAlchemy's OperationalError and
 # InterfaceError are DBAPIErrors): a background loop or a worker write retries after these.
-DEPENDENCY_ERRORS = (DBAPIError, *REDIS_ERRORS)
+# A pool timeout (every connection busy for SQLAlchemy's pool_timeout) is PostgreSQL not serving
+# now too: thousands of calls opening at once queue for the pool.
+DEPENDENCY_ERRORS = (DBAPIError, PoolTimeoutError, *REDIS_ERRORS)
 # What a raw asyncpg connection (WatchJob's LISTEN) raises when PostgreSQL goes away.
 LISTENER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 # PostgreSQL or Redis did not answer (refused, dropped, timed out), whatever the statement.
-_UNANSWERED = (OperationalError, InterfaceError, OSError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+_UNANSWERED = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 # SQLSTATE classes that mean "PostgreSQL cannot serve you now": connection exceptions (08),
 # insufficient resources such as too many connections (53), and shutdown or start-up (57P01-03).
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")

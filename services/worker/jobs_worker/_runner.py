@@ -21,7 +21,6 @@ from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from arq import Retry
 
 from jobs_common.backoff import Backoff
@@ -40,6 +39,7 @@ from jobs_common.logs import bind
 from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.tracing import AttemptSpan, ExecutionTrace
+from jobs_worker._clients import HttpClients
 from jobs_worker._http import perform
 from jobs_worker.metrics import (
     ATTEMPT_SECONDS,
@@ -77,7 +77,7 @@ class ExecutionRunner:
     def __init__(
         self,
         leases: ExecutionLeases,
-        client: httpx.AsyncClient,
+        clients: HttpClients,
         capture_bytes: int,
         record_deadline: timedelta,
         throughput: Throughput,
@@ -86,7 +86,7 @@ class ExecutionRunner:
         # Counts for GetQueueStats, written to Redis by the worker's heartbeat.
         self.throughput = throughput
         self._leases = leases
-        self._client = client
+        self._clients = clients
         self._capture_bytes = capture_bytes
         self._record_deadline = record_deadline
         self._max_redirects = max_redirects
@@ -220,7 +220,7 @@ class ExecutionRunner:
         IN_FLIGHT.inc()
         try:
             outcome = await perform(
-                self._client,
+                self._clients.for_call(str(claimed.execution_id)),
                 claimed.request,
                 str(claimed.execution_id),
                 claimed.number,

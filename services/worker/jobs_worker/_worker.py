@@ -32,7 +32,7 @@ from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.workers import WorkerInfo, WorkerRegistry
-from jobs_worker._egress import guarded_client
+from jobs_worker._clients import HttpClients
 from jobs_worker._open_files import raise_open_files_limit
 from jobs_worker._runner import ExecutionRunner
 
@@ -58,17 +58,20 @@ async def _startup(ctx: dict[str, Any]) -> None:
     engine = create_engine(settings)
     concurrency = settings.worker_max_concurrent_jobs
     open_files = raise_open_files_limit(concurrency)
-    # One pooled client for every call of this process, sized to its concurrency.
-    client = guarded_client(
+    # Pools of a few hundred connections, CONCURRENCY in all (jobs_worker._clients says why).
+    clients = HttpClients(
         settings.egress_policy, concurrency, httpx.Timeout(settings.worker_http_timeout.total_seconds())
     )
-    ctx["engine"], ctx["http"] = engine, client
+    ctx["engine"], ctx["http"] = engine, clients
     ctx["stop_metrics"] = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
-    leases = ExecutionLeases(engine, ctx["worker_id"], settings.worker_lease_ttl, settings.secret_box)
+    ctx["lease_engine"] = lease_engine = create_engine(settings, pool_size=1)
+    leases = ExecutionLeases(
+        engine, ctx["worker_id"], settings.worker_lease_ttl, settings.secret_box, lease_engine=lease_engine
+    )
     await leases.join()
     ctx["runner"] = ExecutionRunner(
         leases,
-        client,
+        clients,
         capture_bytes=settings.response_body_capture_bytes,
         record_deadline=settings.worker_record_deadline,
         throughput=Throughput(settings.worker_queue),
@@ -94,8 +97,9 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         await asyncio.to_thread(ctx["stop_metrics"])
     if "http" in ctx:
         await ctx["http"].aclose()
-    if "engine" in ctx:
-        await ctx["engine"].dispose()
+    for name in ("engine", "lease_engine"):
+        if name in ctx:
+            await ctx[name].dispose()
     logger.info("worker %s stopped", ctx["worker_id"])
 
 

@@ -7,12 +7,14 @@ from jobs_common.settings import Settings
 __all__ = ["create_engine"]
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """The one engine of a process."""
+def create_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
+    """The engine of a process: DATABASE_POOL_SIZE connections plus as many overflow, or exactly
+    ``pool_size`` (a worker's heartbeat keeps one of its own, so its lease never waits behind
+    thousands of queued claims)."""
     return create_async_engine(
         settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=0 if pool_size else settings.database_pool_size,
         # No pre-ping: it costs a round trip per checkout. A connection that broke (PostgreSQL
         # restarted) fails one call, which answers UNAVAILABLE or is redelivered, and is replaced.
         pool_pre_ping=False,

@@ -173,9 +173,19 @@ SELECT count(*) FROM execution
 
 
 class ExecutionLeases:
-    def __init__(self, engine: AsyncEngine, worker_id: str, lease_ttl: timedelta, box: SecretBox) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        worker_id: str,
+        lease_ttl: timedelta,
+        box: SecretBox,
+        lease_engine: AsyncEngine | None = None,
+    ) -> None:
         # Single statements in autocommit: one round trip each, no BEGIN/COMMIT.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The worker lease's own connection (join, renew, leave): with thousands of calls opening
+        # at once, claims queue for the pool for seconds, and a lease behind them would lapse.
+        self._lease_engine = (lease_engine or engine).execution_options(isolation_level="AUTOCOMMIT")
         self.worker_id = worker_id
         self._box = box  # opens the sealed secrets of what is claimed
         self._lease_ttl_s = lease_ttl.total_seconds()
@@ -183,7 +193,7 @@ class ExecutionLeases:
 
     async def join(self) -> int:
         """Takes this worker's lease, with a new epoch; returns the epoch."""
-        async with self._engine.connect() as conn:
+        async with self._lease_engine.connect() as conn:
             epoch = await conn.scalar(_JOIN, {"worker_id": self.worker_id, "lease_ttl_s": self._lease_ttl_s})
         self.epoch = int(epoch)
         return self.epoch
@@ -193,7 +203,7 @@ class ExecutionLeases:
         Returns False when the lease had lapsed meanwhile (the worker stalled): its executions may
         have been taken over, and their late results will be kept as superseded attempts. A lease
         row that is gone (removed after a day) is taken again, with a new epoch."""
-        async with self._engine.connect() as conn:
+        async with self._lease_engine.connect() as conn:
             lapsed = await conn.scalar(
                 _RENEW, {"worker_id": self.worker_id, "epoch": self.epoch, "lease_ttl_s": self._lease_ttl_s}
             )
@@ -204,7 +214,7 @@ class ExecutionLeases:
 
     async def leave(self) -> None:
         """Gives the lease up (a clean stop, once nothing runs)."""
-        async with self._engine.connect() as conn:
+        async with self._lease_engine.connect() as conn:
             await conn.execute(_LEAVE, {"worker_id": self.worker_id, "epoch": self.epoch})
 
     async def claim(self, execution_id: uuid.UUID) -> Claim | NotClaimed:
