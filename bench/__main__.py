@@ -212,12 +212,9 @@ async def measure_arq_noop(
         await redis.aclose()
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    database = await services.create_database()
-    redis_db = await services.claim_redis_db(f"bench-{os.getpid()}")
-    logs = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
-    processes: list[ChildProcess] = []
-    settings = Settings(
+def bench_settings(database: str, redis_db: int, logs: Path, **overrides: Any) -> Settings:
+    """The processes' settings: the bench's own database and Redis index, free ports."""
+    return Settings(
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
         database_auto_create=False,
         redis_db=redis_db,
@@ -229,7 +226,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Not measured here; free ports so a running `make run` is not disturbed.
         metrics_port=services.free_port(),
         worker_metrics_port=services.free_port(),
+        **overrides,
     )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    database = await services.create_database()
+    redis_db = await services.claim_redis_db(f"bench-{os.getpid()}")
+    logs = Path(tempfile.mkdtemp(prefix="jobs-bench-"))
+    processes: list[ChildProcess] = []
+    settings = bench_settings(database, redis_db, logs)
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
     try:

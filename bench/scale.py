@@ -1,5 +1,5 @@
 """``make bench-scale``: what long calls held open cost one worker process, at 1,000, 2,500, 5,000
-and 10,000 calls in flight (``--levels``).
+and 10,000 calls in flight (``--levels``), each level opened from none and released after.
 
 A local target (aiohttp) holds every ``/hold`` call open until the bench releases them; one api
 and one worker (``WORKER_MAX_CONCURRENT_JOBS`` above the largest level) run as separate
@@ -22,7 +22,6 @@ import resource
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,9 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.__main__ import RESULTS_DIR, Cpu, measure_dispatch_latency
+from bench.__main__ import RESULTS_DIR, Cpu, bench_settings, measure_dispatch_latency
 from bench.scheduling import measure_fire_accuracy
 from jobs_common.migrate import migrate
-from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
@@ -97,13 +95,14 @@ async def measure_level(
     target_url: str,
     worker: Cpu,
     level: int,
-    already: int,
     idle_rss: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
+    """Opens ``level`` calls from none, measures, then releases them all: no call outlives its
+    level, so none reaches the 300-second job timeout however long the run."""
     async with httpx.AsyncClient() as http:
         started = time.monotonic()
-        await _hold_more(stub, target_url, level - already)
+        await _hold_more(stub, target_url, level)
         opened = await _open_calls(http, target_url)
         while opened < level and time.monotonic() - started < args.open_timeout:
             await asyncio.sleep(0.5)
@@ -132,6 +131,12 @@ async def measure_level(
         )["one_off"]["fire_lag_ms"]
     except RuntimeError as exc:
         fire = {"p99": None, "error": str(exc)}
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{target_url}/release")
+        deadline = time.monotonic() + 120
+        while await _open_calls(http, target_url) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+    await asyncio.sleep(5)  # their outcomes recorded, before the next level opens
     return {
         "calls_wanted": level,
         "calls_open": opened,
@@ -155,19 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_db = await services.claim_redis_db(f"bench-scale-{os.getpid()}")
     logs = Path(tempfile.mkdtemp(prefix="jobs-bench-scale-"))
     processes: list[ChildProcess] = []
-    settings = Settings(
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
-        database_auto_create=False,
-        redis_db=redis_db,
-        grpc_host="127.0.0.1",
-        grpc_port=services.free_port(),
-        worker_health_file=str(logs / "worker.health"),
-        worker_max_concurrent_jobs=levels[-1] + 200,
-        worker_drain_timeout=timedelta(seconds=5),
-        egress_allow_networks="127.0.0.0/8",
-        metrics_port=services.free_port(),
-        worker_metrics_port=services.free_port(),
-    )
+    settings = bench_settings(database, redis_db, logs, worker_max_concurrent_jobs=levels[-1] + 200)
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
     redis = Redis(db=redis_db)
@@ -188,17 +181,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             await measure_dispatch_latency(stub, target_url, 20, 0.05)  # warm-up, not measured
             idle_rss = _rss_bytes(worker.pid)
-            already = 0
             for level in levels:
-                result = await measure_level(stub, engine, redis, target_url, worker, level, already, idle_rss, args)
+                result = await measure_level(stub, engine, redis, target_url, worker, level, idle_rss, args)
                 results.append(result)
                 print(_row(result), flush=True)
-                already = level
-            async with httpx.AsyncClient() as http:
-                await http.post(f"{target_url}/release")
-                deadline = time.monotonic() + 120
-                while await _open_calls(http, target_url) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.5)
     finally:
         for process in reversed(processes):
             await process.stop()

@@ -2,7 +2,7 @@
 
 ``POST /hit`` records (Idempotency-Key → arrival time); ``GET /receipts`` returns and clears them;
 ``POST /slow?seconds=N`` answers after N seconds (the long calls held in flight); ``POST /hold``
-answers once ``POST /release`` is called (``make bench-scale``'s calls).
+answers at the next ``POST /release`` (``make bench-scale``'s calls).
 """
 
 from __future__ import annotations
@@ -37,15 +37,19 @@ async def slow(request: web.Request) -> web.Response:
 async def hold(request: web.Request) -> web.Response:
     global held_open
     held_open += 1
+    waiting_for = released
     try:
-        await released.wait()
+        await waiting_for.wait()
     finally:
         held_open -= 1
     return web.Response(text="released")
 
 
 async def release(request: web.Request) -> web.Response:
+    """Answers every call held so far; later ones are held until the next release."""
+    global released
     released.set()
+    released = asyncio.Event()
     return web.Response(text="ok")
 
 
