@@ -111,10 +111,6 @@ class ExecutionRunner:
     def _succeeded(self) -> None:
         self._failures_in_a_row = 0
 
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
     async def renew_lease(self) -> None:
         """The heartbeat: extends this worker's lease, which covers every execution it holds."""
         try:

@@ -20,8 +20,6 @@ from jobs_common.arq_extension import (
     ARQ_MAX_TRIES,
     RUN_EXECUTION,
     ClaimingWorker,
-    arq_queue_name,
-    paused_key,
     redis_settings,
     warn_if_redis_can_evict,
 )
@@ -58,7 +56,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     engine = create_engine(settings)
     concurrency = settings.worker_max_concurrent_jobs
     open_files = raise_open_files_limit(concurrency)
-    # Pools of a few hundred connections, CONCURRENCY in all (jobs_worker._clients says why).
+    # Pools of a few hundred connections, `concurrency` in all (jobs_worker._clients says why).
     clients = HttpClients(
         settings.egress_policy, concurrency, httpx.Timeout(settings.worker_http_timeout.total_seconds())
     )
@@ -209,7 +207,6 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
     return JobsWorker(
         health_file=settings.worker_health_file,
         queue=settings.worker_queue,
-        paused_key=paused_key(settings.worker_queue),
         lease_ttl_ms=int(settings.worker_lease_ttl.total_seconds() * 1000),
         functions=[
             func(
@@ -219,7 +216,6 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
                 max_tries=ARQ_MAX_TRIES,
             )
         ],
-        queue_name=arq_queue_name(settings.worker_queue),
         redis_settings=redis_settings(settings),
         burst=burst,
         handle_signals=handle_signals,

@@ -28,7 +28,7 @@ def _names() -> tuple[str, str]:
 
 
 def _claimer(redis: ArqRedis, queue: str, holder: str) -> DueJobClaimer:
-    return DueJobClaimer(redis, f"jobs:queue:{queue}", queue, paused_key(queue), holder)
+    return DueJobClaimer(redis, queue, holder)
 
 
 async def test_claimed_jobs_leave_the_queue_for_the_workers_held_hash(arq_redis):

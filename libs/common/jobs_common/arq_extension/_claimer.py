@@ -5,19 +5,19 @@ from __future__ import annotations
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-from jobs_common.arq_extension._keys import HELD_KEY_PREFIX, held_key, worker_leases_key
+from jobs_common.arq_extension._keys import HELD_KEY_PREFIX, arq_queue_name, held_key, paused_key, worker_leases_key
 from jobs_common.arq_extension._scripts import CLAIM_SCRIPT
 
 __all__ = ["DueJobClaimer"]
 
 
 class DueJobClaimer:
-    """Claims due jobs of one queue for one worker (``holder``); the script is registered
-    once, then run by its SHA."""
+    """Claims due jobs of ``queue`` (a job's queue name) for one worker (``holder``); the
+    script is registered once, then run by its SHA."""
 
-    def __init__(self, redis: ArqRedis, arq_queue: str, queue: str, paused_key: str, holder: str) -> None:
+    def __init__(self, redis: ArqRedis, queue: str, holder: str) -> None:
         self._script = redis.register_script(CLAIM_SCRIPT)
-        self._keys = [arq_queue, paused_key, worker_leases_key(queue), held_key(holder)]
+        self._keys = [arq_queue_name(queue), paused_key(queue), worker_leases_key(queue), held_key(holder)]
         self._holder = holder
 
     async def claim(

@@ -92,7 +92,7 @@ class Dispatcher:
     async def abort(self, execution_id: object) -> None:
         """Asks the worker running this execution to cancel it (arq ``allow_abort_jobs``); a
         worker that picks it later aborts it before it starts."""
-        await self._redis.zadd(abort_jobs_ss, {arq_job_id(execution_id): int(time.time() * 1000)})
+        await self.abort_many([execution_id])
 
 
 ScriptArg: TypeAlias = bytes | str | int | float

@@ -24,7 +24,7 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix,
 from arq.utils import to_ms
 
 from jobs_common.arq_extension._claimer import DueJobClaimer
-from jobs_common.arq_extension._keys import held_key, worker_leases_key
+from jobs_common.arq_extension._keys import arq_queue_name, held_key, worker_leases_key
 from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT, RENEW_LEASE_SCRIPT
 from jobs_common.backoff import Backoff
 from jobs_common.errors import REDIS_ERRORS
@@ -59,10 +59,9 @@ class ClaimingWorker(Worker):
     they put back for a retry is left for the next worker).
     """
 
-    def __init__(self, *args: Any, queue: str, paused_key: str, lease_ttl_ms: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, queue: str, lease_ttl_ms: int, **kwargs: Any) -> None:
+        super().__init__(*args, queue_name=arq_queue_name(queue), **kwargs)
         self._queue = queue
-        self._paused_key = paused_key
         self._lease_ttl_ms = lease_ttl_ms
         # This process's name in the queue's leases and in its jobs' in-progress keys: a new one
         # at each start, so a restarted process never inherits what its predecessor held.
@@ -157,7 +156,7 @@ class ClaimingWorker(Worker):
         """Claims (and, first, puts back what lapsed workers held and renews this worker's
         lease, even when it takes nothing), then starts what it claimed."""
         if self._claimer is None:  # the pool exists only once main() has started
-            self._claimer = DueJobClaimer(self.pool, self.queue_name, self._queue, self._paused_key, self.holder)
+            self._claimer = DueJobClaimer(self.pool, self._queue, self.holder)
         claimed = await self._claimer.claim(
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,
