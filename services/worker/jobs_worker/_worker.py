@@ -30,7 +30,7 @@ from jobs_common.settings import Settings
 from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.workers import WorkerInfo, WorkerRegistry
-from jobs_worker._clients import HttpClients
+from jobs_worker._clients import HttpClients, load_connection_backend
 from jobs_worker._open_files import raise_open_files_limit
 from jobs_worker._runner import ExecutionRunner
 
@@ -61,6 +61,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         settings.egress_policy, concurrency, httpx.Timeout(settings.worker_http_timeout.total_seconds())
     )
     ctx["engine"], ctx["http"] = engine, clients
+    await load_connection_backend()
     ctx["stop_metrics"] = serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     ctx["lease_engine"] = lease_engine = create_engine(settings, pool_size=1)
     leases = ExecutionLeases(
