@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from arq.jobs import Job as ArqJob
+from arq.jobs import JobStatus
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -279,7 +280,17 @@ async def test_duplicate_arq_delivery_makes_no_second_call(stub, target, key, ar
     after = await arq_redis.enqueue_job(RUN_EXECUTION, execution_id, _job_id=f"dup-after-{key}", _queue_name=queue)
     assert after is not None
 
-    assert await ArqJob(f"dup-after-{key}", arq_redis, _queue_name=queue).result(timeout=10) == "SKIPPED:SUCCEEDED"
+    # Not ArqJob.result(): it gives up on a job that a worker has claimed (out of the ready set)
+    # and not yet finished; status() sees the claim.
+    dup_after = ArqJob(f"dup-after-{key}", arq_redis, _queue_name=queue)
+
+    async def dup_after_finished() -> bool:
+        return await dup_after.status() == JobStatus.complete
+
+    await eventually(dup_after_finished)
+    result = await dup_after.result_info()
+    assert result is not None
+    assert result.result == "SKIPPED:SUCCEEDED"
     # The one delivered while the call ran waits for the lease (timeout + grace), never calls.
     during_score = await arq_redis.zscore(queue, f"dup-during-{key}")
     assert during_score is not None

@@ -8,6 +8,7 @@ import uuid
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
+from arq.jobs import Job, JobStatus
 
 from jobs_common.arq_extension import DueJobClaimer, paused_key
 from jobs_common.arq_extension._keys import held_key, worker_leases_key
@@ -48,6 +49,8 @@ async def test_claimed_jobs_leave_the_queue_for_the_workers_held_hash(arq_redis)
     for job_id in ("old", "recent"):
         assert await arq_redis.get(in_progress_key_prefix + job_id) == b"w1#a"
         assert 29_000 < await arq_redis.pttl(in_progress_key_prefix + job_id) <= 30_000
+        # arq's own client still sees a claimed job (though Job.result() would not wait for it).
+        assert await Job(job_id, arq_redis, _queue_name=ready).status() == JobStatus.in_progress
     assert LEASE_MS - 1000 < await _lease_left_ms(arq_redis, queue, "w1#a") <= LEASE_MS
     assert await _claimer(arq_redis, queue, "w1#a").claim(now, 100, 10, 30_000, LEASE_MS) == []
 
