@@ -73,7 +73,9 @@ class ClaimingWorker(Worker):
         self._renew_lease_script: Any = None
         # The score each running job was claimed at, to put it back where arq would.
         self._claimed_scores: dict[str, int] = {}
-        self._finished: collections.deque[str] = collections.deque()
+        # Runs that ended since the last poll collected them. The task, not only the job id: a
+        # job retried at once can be claimed again (a new task under the same id) first.
+        self._finished: collections.deque[tuple[str, asyncio.Task[None]]] = collections.deque()
         self._to_hand_back: set[str] = set()
         self._redis_backoff = Backoff(REDIS_BACKOFF_FIRST, REDIS_BACKOFF_CAP)
         self._draining = False
@@ -132,10 +134,10 @@ class ClaimingWorker(Worker):
         if self.allow_abort_jobs:
             await self._cancel_aborted_jobs()
         while self._finished:
-            job_id = self._finished.popleft()
-            task = self.tasks.pop(job_id, None)
-            if task is not None:
-                self._check_finished(job_id, task)
+            job_id, task = self._finished.popleft()
+            if self.tasks.get(job_id) is task:
+                del self.tasks[job_id]
+            self._check_finished(job_id, task)
         await self.heart_beat()
 
     def _check_finished(self, job_id: str, task: asyncio.Task[None]) -> None:
@@ -174,7 +176,7 @@ class ClaimingWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
-        self._finished.append(job_id)
+        self._finished.append((job_id, task))
 
     async def finish_job(
         self,
