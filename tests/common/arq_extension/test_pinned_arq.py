@@ -40,7 +40,6 @@ def test_the_worker_methods_we_override_or_call_keep_their_shape():
     expected = {
         "_poll_iteration": (["self"], True),
         "run_job": (["self", "job_id", "score"], True),
-        "_cancel_aborted_jobs": (["self"], True),
         "heart_beat": (["self"], True),
         "record_health": (["self"], True),
         "_release_sem_dec_counter_on_complete": (["self"], False),
@@ -66,7 +65,12 @@ def test_the_worker_state_our_claim_path_reads_and_writes():
     assert isinstance(worker.sem, asyncio.BoundedSemaphore)
     assert worker.job_counter == 0
     assert worker.tasks == {}
+    # run_job registers the call's own task here; a call cancelled while its id is in
+    # aborting_tasks is recorded as aborted (our claim feeds the aborts instead of arq's read).
+    assert worker.job_tasks == {}
+    assert worker.aborting_tasks == set()
     assert worker.queue_read_limit == 7
+    assert worker.poll_delay_s == 0.5  # the poll's period: a poll later than that is lag
     assert worker.max_jobs == 3
     assert (worker.allow_pick_jobs, worker.allow_abort_jobs) == (True, False)
     assert worker._pool is None  # set by main(); our heartbeat waits for it

@@ -1,14 +1,34 @@
-"""Which due jobs this worker starts, in one Redis round trip (:data:`CLAIM_SCRIPT`)."""
+"""Which due jobs this worker starts, and which of its jobs it aborts, in one Redis round trip
+(:data:`CLAIM_SCRIPT`)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-from jobs_common.arq_extension._keys import HELD_KEY_PREFIX, arq_queue_name, held_key, paused_key, worker_leases_key
+from jobs_common.arq_extension._keys import (
+    ABORTS_KEY_PREFIX,
+    HELD_KEY_PREFIX,
+    aborts_key,
+    arq_queue_name,
+    held_key,
+    paused_key,
+    worker_leases_key,
+)
 from jobs_common.arq_extension._scripts import CLAIM_SCRIPT
 
-__all__ = ["DueJobClaimer"]
+__all__ = ["Claimed", "DueJobClaimer"]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What one claim took: jobs to start (arq job id, the score it was due at), and the ids of
+    jobs this worker holds that were asked to abort since its last claim."""
+
+    jobs: list[tuple[str, int]]
+    aborts: list[str]
 
 
 class DueJobClaimer:
@@ -17,16 +37,20 @@ class DueJobClaimer:
 
     def __init__(self, redis: ArqRedis, queue: str, holder: str) -> None:
         self._script = redis.register_script(CLAIM_SCRIPT)
-        self._keys = [arq_queue_name(queue), paused_key(queue), worker_leases_key(queue), held_key(holder)]
+        self._keys = [
+            arq_queue_name(queue),
+            paused_key(queue),
+            worker_leases_key(queue),
+            held_key(holder),
+            aborts_key(holder),
+        ]
         self._holder = holder
 
-    async def claim(
-        self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int, lease_ms: int
-    ) -> list[tuple[str, int]]:
+    async def claim(self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int, lease_ms: int) -> Claimed:
         """Puts a lapsed worker's calls back, renews this worker's lease for ``lease_ms`` (on
-        Redis's clock), then takes up to ``wanted`` of the first ``read_limit`` jobs due by
-        ``now_ms`` out of the queue (none while the queue is paused); returns (id, score)."""
-        flat = await self._script(
+        Redis's clock), takes its pending aborts, then takes up to ``wanted`` of the first
+        ``read_limit`` jobs due by ``now_ms`` out of the queue (none while the queue is paused)."""
+        flat, aborts = await self._script(
             keys=self._keys,
             args=[
                 now_ms,
@@ -37,6 +61,8 @@ class DueJobClaimer:
                 self._holder,
                 lease_ms,
                 HELD_KEY_PREFIX,
+                ABORTS_KEY_PREFIX,
             ],
         )
-        return [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+        jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+        return Claimed(jobs, [job_id.decode() for job_id in aborts])

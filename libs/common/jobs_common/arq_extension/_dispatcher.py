@@ -19,10 +19,14 @@ from arq.constants import (
 )
 from arq.jobs import serialize_job
 
-from jobs_common.arq_extension._keys import RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
-from jobs_common.arq_extension._scripts import ENQUEUE_SCRIPT, REDISPATCH_SCRIPT
+from jobs_common.arq_extension._keys import ABORTS_KEY_PREFIX, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
+from jobs_common.arq_extension._scripts import ABORT_SCRIPT, ENQUEUE_SCRIPT, REDISPATCH_SCRIPT
 
 __all__ = ["Dispatcher"]
+
+# How long a worker's abort set outlives its last abort when nobody reads it: a live worker
+# reads it at its next poll, a lapsed one's goes with its calls; this is only a backstop.
+ABORTS_TTL_MS = 3_600_000
 
 
 class Dispatcher:
@@ -32,6 +36,7 @@ class Dispatcher:
         self._redis = redis
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
         self._redispatch = redis.register_script(REDISPATCH_SCRIPT)
+        self._abort = redis.register_script(ABORT_SCRIPT)
 
     async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
         """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
@@ -85,13 +90,23 @@ class Dispatcher:
                 await pipe.execute()
 
     async def abort_many(self, execution_ids: Sequence[object]) -> None:
-        if execution_ids:
-            now_ms = int(time.time() * 1000)
-            await self._redis.zadd(abort_jobs_ss, {arq_job_id(e): now_ms for e in execution_ids})
+        """Asks the worker running each execution to cancel it (at its next poll); a worker that
+        picks one later aborts it before it starts (arq ``allow_abort_jobs``). One pipelined
+        round trip."""
+        if not execution_ids:
+            return
+        now_ms = int(time.time() * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for execution_id in execution_ids:
+                job_id = arq_job_id(execution_id)
+                await self._abort(
+                    keys=[abort_jobs_ss, in_progress_key_prefix + job_id],
+                    args=[now_ms, job_id, ABORTS_KEY_PREFIX, ABORTS_TTL_MS],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def abort(self, execution_id: object) -> None:
-        """Asks the worker running this execution to cancel it (arq ``allow_abort_jobs``); a
-        worker that picks it later aborts it before it starts."""
         await self.abort_many([execution_id])
 
 

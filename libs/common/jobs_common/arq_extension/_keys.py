@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 __all__ = [
+    "ABORTS_KEY_PREFIX",
     "ARQ_MAX_TRIES",
     "HELD_KEY_PREFIX",
     "RUN_EXECUTION",
+    "aborts_key",
     "arq_job_id",
     "arq_queue_name",
     "held_key",
@@ -46,3 +48,12 @@ HELD_KEY_PREFIX = "jobs:held:"
 def held_key(holder: str) -> str:
     """Hash of what a worker holds: arq job id → the score it was claimed at (when it was due)."""
     return HELD_KEY_PREFIX + holder
+
+
+ABORTS_KEY_PREFIX = "jobs:aborts:"
+
+
+def aborts_key(holder: str) -> str:
+    """Set of the jobs a worker holds that were asked to abort since its last poll: its claim
+    reads and empties it, so a poll's cost for aborts does not grow with arq's abort set."""
+    return ABORTS_KEY_PREFIX + holder

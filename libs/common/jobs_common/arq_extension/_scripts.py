@@ -15,12 +15,23 @@ The keys they share, all arq's own except the paused flag:
 * ``jobs:leases:<name>`` — ours: the queue's workers, scored by when their lease lapses;
 * ``jobs:held:<worker>`` — ours: what a worker runs, id → the score it was claimed at. When its
   lease lapses, the next claim on the queue puts all of it back in the queue at once;
-* ``jobs:paused:<name>`` — ours: while it exists the queue's workers claim nothing.
+* ``jobs:paused:<name>`` — ours: while it exists the queue's workers claim nothing;
+* ``arq:abort`` — arq's sorted set of jobs asked to abort (``abort_jobs_ss``): arq's run_job
+  aborts a job found there before it starts; bare arq workers read all of it at every poll;
+* ``jobs:aborts:<worker>`` — ours: the jobs a worker holds that were asked to abort, read and
+  emptied by its next claim.
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM_SCRIPT", "ENQUEUE_SCRIPT", "HAND_BACK_SCRIPT", "REDISPATCH_SCRIPT", "RENEW_LEASE_SCRIPT"]
+__all__ = [
+    "ABORT_SCRIPT",
+    "CLAIM_SCRIPT",
+    "ENQUEUE_SCRIPT",
+    "HAND_BACK_SCRIPT",
+    "REDISPATCH_SCRIPT",
+    "RENEW_LEASE_SCRIPT",
+]
 
 # arq's enqueue_job in one round trip instead of three (WATCH, EXISTS, MULTI/EXEC): the same
 # check (no job and no result under this id) and the same writes (job key with expiry, queue
@@ -61,9 +72,14 @@ return 1
 # left where it is (a worker of an earlier version still runs it).
 # Leases are kept on Redis's clock (TIME), so workers' clocks need not agree; due times are
 # arq's scores, on the workers' clocks.
-# KEYS: queue, paused flag, the queue's worker leases, this worker's held hash.
+# The same round trip reads and empties the worker's abort set (ABORT_SCRIPT fills it), so a
+# poll spends nothing more on aborts, however many are pending elsewhere; a lapsed worker's
+# abort set goes with its calls (arq's abort set still holds them, and aborts them at their next
+# start).
+# KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set.
 # ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
-# worker's name, its lease TTL (ms), held-hash key prefix. Returns id, score, id, score...
+# worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix.
+# Returns {{id, score, id, score...}, {ids to abort...}}.
 CLAIM_SCRIPT = """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
@@ -79,13 +95,15 @@ for _, holder in ipairs(lapsed) do
             if redis.call('GET', in_progress) == holder then redis.call('DEL', in_progress) end
             redis.call('ZADD', KEYS[1], 'NX', held[i + 1], held[i])
         end
-        redis.call('DEL', held_key)
+        redis.call('DEL', held_key, ARGV[9] .. holder)
         redis.call('ZREM', KEYS[3], holder)
     end
 end
 redis.call('ZADD', KEYS[3], server_ms + tonumber(ARGV[7]), ARGV[6])
+local aborts = redis.call('SMEMBERS', KEYS[5])
+if #aborts > 0 then redis.call('DEL', KEYS[5]) end
 local wanted = tonumber(ARGV[3])
-if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts} end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local claimed = {}
 for i = 1, #due, 2 do
@@ -99,7 +117,24 @@ for i = 1, #due, 2 do
         claimed[#claimed + 1] = due[i + 1]
     end
 end
-return claimed
+return {claimed, aborts}
+"""
+
+# Asking for a job's abort: arq's abort set, as arq's Job.abort writes it (arq aborts a job
+# found there before it starts), and, when a worker holds the job (its in-progress key names
+# the worker), that worker's abort set, which its next claim reads. The abort set expires after
+# ARGV[4] ms as a backstop; a live worker empties it within a poll, a lapsed one's goes with its
+# calls. KEYS: arq's abort set, the job's in-progress key. ARGV: now (ms), job id, abort-set key
+# prefix, its TTL (ms). Returns 1 when a worker held the job.
+ABORT_SCRIPT = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local holder = redis.call('GET', KEYS[2])
+-- A holder is '<worker id>#<token>'; a bare arq worker's in-progress value is '1'.
+if not holder or not string.find(holder, '#', 1, true) then return 0 end
+local aborts = ARGV[3] .. holder
+redis.call('SADD', aborts, ARGV[2])
+redis.call('PEXPIRE', aborts, ARGV[4])
+return 1
 """
 
 # A worker giving back what it holds: the ids in ARGV[3..] (or everything when none is named)

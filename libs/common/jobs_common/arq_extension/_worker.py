@@ -3,9 +3,9 @@ worker, and the poll loop's cost does not grow with the calls in flight.
 
 Everything here overrides or reads arq 0.28 internals (pinned by
 ``tests/common/arq_extension/test_pinned_arq.py``): ``_poll_iteration``, ``finish_job``,
-``finish_failed_job``, ``sem``, ``job_counter``, ``tasks``, ``run_job``, ``_cancel_aborted_jobs``,
-``heart_beat``, ``_release_sem_dec_counter_on_complete``, ``handle_sig_wait_for_completion``,
-``job_timeout_s``, ``_pool`` and ``_handle_signals``.
+``finish_failed_job``, ``sem``, ``job_counter``, ``tasks``, ``job_tasks``, ``aborting_tasks``,
+``run_job``, ``heart_beat``, ``_release_sem_dec_counter_on_complete``,
+``handle_sig_wait_for_completion``, ``job_timeout_s``, ``_pool`` and ``_handle_signals``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import uuid
 from typing import Any
 
 from arq import Worker
+from arq.connections import ArqRedis, create_pool
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.utils import to_ms
 
@@ -29,13 +30,27 @@ from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT, RENEW_LEASE_SCR
 from jobs_common.backoff import Backoff
 from jobs_common.errors import REDIS_ERRORS
 
-__all__ = ["ClaimingWorker"]
+__all__ = ["POLL_LAG_TARGET_S", "ClaimingWorker", "claims_allowed"]
 
 logger = logging.getLogger(__name__)
 
 # Backoff between poll iterations while Redis does not answer.
 REDIS_BACKOFF_FIRST = 0.2
 REDIS_BACKOFF_CAP = 5.0
+
+# A poll that comes this much later than asked (its claim's round trip included) finds the
+# event loop congested: it claims proportionally fewer jobs (:func:`claims_allowed`). Opening
+# thousands of calls at once, one worker's polls came seconds apart, and so did its heartbeat,
+# whose lease then lapsed under calls that were running fine.
+POLL_LAG_TARGET_S = 0.05
+
+
+def claims_allowed(batch: int, poll_lag_s: float) -> int:
+    """How many jobs a poll may claim, out of ``batch``, when it came ``poll_lag_s`` late: all
+    of them up to POLL_LAG_TARGET_S, then in proportion (never none, so a worker always moves)."""
+    if poll_lag_s <= POLL_LAG_TARGET_S:
+        return batch
+    return max(1, int(batch * POLL_LAG_TARGET_S / poll_lag_s))
 
 
 class ClaimingWorker(Worker):
@@ -50,6 +65,11 @@ class ClaimingWorker(Worker):
     * arq's ``finish_job``/``finish_failed_job`` also release the job from the held hash, and a
       retry (``Retry(defer=...)``) or a cancelled run goes back to the queue at the score arq
       would have given it (arq's ZINCRBY needs the job still in the queue);
+    * aborts of the jobs it holds come back with its claim (its own abort set, filled by
+      :meth:`Dispatcher.abort_many`), instead of a second round trip per poll reading arq's
+      whole abort set;
+    * a poll that comes late (a congested event loop) claims fewer jobs, so opening thousands of
+      calls at once cannot starve the heartbeat (:func:`claims_allowed`);
     * finished tasks are collected by callback, not by scanning every task at each poll;
     * Redis going away does not end the process: the poll loop backs off and tries again, and a
       job whose arq bookkeeping failed is handed back once Redis answers;
@@ -68,6 +88,11 @@ class ClaimingWorker(Worker):
         self.holder = f"{self.ctx.get('worker_id', 'worker')}#{uuid.uuid4().hex[:12]}"
         self._held_key = held_key(self.holder)
         self._leases_key = worker_leases_key(queue)
+        # The poll loop's and heartbeat's own Redis client. redis-py's asyncio pool hands out
+        # connections under one lock, held across a read on each: with thousands of calls doing
+        # their arq bookkeeping, a heartbeat's command waited 0.3 to 1.2 s for its turn (while the
+        # event loop itself was 40 ms late), and the lease lapsed under running calls.
+        self._control: ArqRedis | None = None
         self._claimer: DueJobClaimer | None = None
         self._hand_back_script: Any = None
         self._renew_lease_script: Any = None
@@ -77,13 +102,28 @@ class ClaimingWorker(Worker):
         # job retried at once can be claimed again (a new task under the same id) first.
         self._finished: collections.deque[tuple[str, asyncio.Task[None]]] = collections.deque()
         self._to_hand_back: set[str] = set()
+        self._pending_aborts: set[str] = set()
+        self._last_poll_start: float | None = None
+        # How much later than poll_delay this poll came after the previous one started.
+        self.poll_lag_s = 0.0
         self._redis_backoff = Backoff(REDIS_BACKOFF_FIRST, REDIS_BACKOFF_CAP)
         self._draining = False
 
     @property
     def connected(self) -> bool:
-        """Whether main() has connected to Redis (arq makes its pool there)."""
-        return self._pool is not None
+        """Whether main() has connected to Redis (arq makes its pool there, and we ours)."""
+        return self._pool is not None and self._control is not None
+
+    @property
+    def control(self) -> ArqRedis:
+        """The Redis client of the poll loop and the heartbeat (not of the jobs' bookkeeping)."""
+        assert self._control is not None, "main() connects first"
+        return self._control
+
+    async def main(self) -> None:
+        if self._control is None:
+            self._control = await create_pool(self.redis_settings)
+        await super().main()
 
     @property
     def in_flight(self) -> int:
@@ -93,14 +133,14 @@ class ClaimingWorker(Worker):
         """This worker's lease on everything it holds, pushed to WORKER_LEASE_TTL from now
         (every poll renews it too; the heartbeat keeps it while polls wait on Redis)."""
         if self._renew_lease_script is None:
-            self._renew_lease_script = self.pool.register_script(RENEW_LEASE_SCRIPT)
+            self._renew_lease_script = self.control.register_script(RENEW_LEASE_SCRIPT)
         await self._renew_lease_script(keys=[self._leases_key], args=[self._lease_ttl_ms, self.holder])
 
     async def hand_back(self, job_ids: list[str] | None = None) -> int:
         """Puts held jobs back in the queue (all of them, and leaves the queue's leases, when
         ``job_ids`` is None: a clean stop); returns how many it looked at."""
         if self._hand_back_script is None:
-            self._hand_back_script = self.pool.register_script(HAND_BACK_SCRIPT)
+            self._hand_back_script = self.control.register_script(HAND_BACK_SCRIPT)
         answer = await self._hand_back_script(
             keys=[self.queue_name, self._held_key, self._leases_key],
             args=[in_progress_key_prefix, self.holder, *(job_ids or [])],
@@ -108,6 +148,10 @@ class ClaimingWorker(Worker):
         return int(answer)
 
     async def _poll_iteration(self) -> None:
+        started = self.loop.time()
+        if self._last_poll_start is not None:
+            self.poll_lag_s = max(0.0, started - self._last_poll_start - self.poll_delay_s)
+        self._last_poll_start = started
         try:
             await self._poll_once()
         except REDIS_ERRORS as exc:
@@ -115,13 +159,14 @@ class ClaimingWorker(Worker):
             if self._redis_backoff.failures == 1:
                 logger.warning("Redis did not answer (%s); retrying with backoff up to %.0fs", exc, REDIS_BACKOFF_CAP)
             await asyncio.sleep(delay)
+            self._last_poll_start = None  # the backoff is not the loop's lag
         else:
             if self._redis_backoff.failures:
                 logger.info("Redis answers again after %d failed polls", self._redis_backoff.failures)
                 self._redis_backoff.reset()
 
     async def _poll_once(self) -> None:
-        count = self.queue_read_limit
+        count = claims_allowed(self.queue_read_limit, self.poll_lag_s)
         if self.burst and self.max_burst_jobs >= 0:
             remaining = self.max_burst_jobs - self._jobs_started()
             if remaining < 1:
@@ -131,8 +176,6 @@ class ClaimingWorker(Worker):
             await self.hand_back(sorted(self._to_hand_back))
             self._to_hand_back.clear()
         await self._start_claimed_jobs(count if self.allow_pick_jobs and self.job_counter < self.max_jobs else 0)
-        if self.allow_abort_jobs:
-            await self._cancel_aborted_jobs()
         while self._finished:
             job_id, task = self._finished.popleft()
             if self.tasks.get(job_id) is task:
@@ -158,7 +201,7 @@ class ClaimingWorker(Worker):
         """Claims (and, first, puts back what lapsed workers held and renews this worker's
         lease, even when it takes nothing), then starts what it claimed."""
         if self._claimer is None:  # the pool exists only once main() has started
-            self._claimer = DueJobClaimer(self.pool, self._queue, self.holder)
+            self._claimer = DueJobClaimer(self.control, self._queue, self.holder)
         claimed = await self._claimer.claim(
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,
@@ -166,13 +209,30 @@ class ClaimingWorker(Worker):
             in_progress_ms=int((self.job_timeout_s + 10) * 1000),
             lease_ms=self._lease_ttl_ms,
         )
-        for job_id, score in claimed:
+        if self.allow_abort_jobs:
+            self._cancel_aborted(claimed.aborts)
+        for job_id, score in claimed.jobs:
             await self.sem.acquire()
             self.job_counter += 1
             self._claimed_scores[job_id] = score
             task = self.loop.create_task(self.run_job(job_id, score))
             task.add_done_callback(functools.partial(self._job_done, job_id))
             self.tasks[job_id] = task
+
+    def _cancel_aborted(self, job_ids: list[str]) -> None:
+        """Cancels the calls of these held jobs (arq's ``_cancel_aborted_jobs``, fed by the claim
+        instead of a read of arq's whole abort set at every poll). A job whose run_job has not
+        yet started its call is tried again at the next poll; one no longer running is done
+        (arq's finish_job removed its abort, or its next start aborts it)."""
+        self._pending_aborts.update(job_ids)
+        for job_id in list(self._pending_aborts):
+            call = self.job_tasks.get(job_id)
+            if call is not None:
+                self.aborting_tasks.add(job_id)
+                call.cancel()
+            elif job_id in self.tasks and not self.tasks[job_id].done():
+                continue
+            self._pending_aborts.discard(job_id)
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
@@ -243,3 +303,6 @@ class ClaimingWorker(Worker):
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_IGN)
         await super().close()
+        if self._control is not None:
+            await self._control.aclose()
+            self._control = None
