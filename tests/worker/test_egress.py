@@ -59,6 +59,9 @@ async def test_loopback_is_refused_by_default_without_a_connection(client_for, t
             f"http://localhost:{target.port}/ok/{key}",
             "egress policy refuses localhost: it resolves to 127.0.0.1 (loopback)",
         ),
+        # Not an address as written (only a.b.c.d is taken as one without asking the resolver),
+        # but the resolver reads it as 127.0.0.1.
+        (f"http://127.1:{target.port}/ok/{key}", "egress policy refuses 127.1: it resolves to 127.0.0.1 (loopback)"),
     ]:
         outcome = await _call(client, url)
         assert (outcome.error_kind, outcome.error_message, outcome.status_code) == (ErrorKind.POLICY, refusal, None)

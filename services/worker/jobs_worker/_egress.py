@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 
 import httpcore
@@ -22,16 +23,30 @@ class EgressRefusedError(Exception):
     """The target's address is not allowed by the egress policy."""
 
 
-def guarded_client(policy: EgressPolicy, concurrency: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """An httpx client whose every connection passes ``policy``. It ignores HTTP(S)_PROXY
-    variables: a proxy would make the checked address the proxy's, not the target's."""
+# httpx's own default; httpcore's pool, built here, would keep an idle connection forever.
+KEEPALIVE_EXPIRY = 5.0
+
+
+def guarded_client(
+    policy: EgressPolicy,
+    concurrency: int,
+    timeout: httpx.Timeout,
+    ssl_context: ssl.SSLContext | None = None,
+    keepalive: int | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client whose every connection passes ``policy``, with up to ``concurrency``
+    connections of which ``keepalive`` (default: all) stay open idle, for KEEPALIVE_EXPIRY. It
+    ignores HTTP(S)_PROXY variables: a proxy would make the checked address the proxy's, not the
+    target's. Clients may share one ``ssl_context`` (loading the CA bundle costs milliseconds and
+    memory each)."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     # httpx's transport takes no network backend, so its pool is replaced by one built the same
     # way (httpx 0.28's AsyncHTTPTransport.__init__) around the guarded backend.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
         max_connections=concurrency,
-        max_keepalive_connections=concurrency,
+        max_keepalive_connections=concurrency if keepalive is None else keepalive,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
         network_backend=_GuardedBackend(policy),
     )
     return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
@@ -80,6 +95,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 async def _resolve(host: str, port: int) -> list[IpAddress]:
+    try:  # an address is its own answer (the event loop would ask a thread to say so)
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

@@ -9,6 +9,7 @@ __all__ = [
     "ATTEMPT_SECONDS",
     "DISPATCH_LAG_SECONDS",
     "EXECUTIONS_FINISHED",
+    "FULL_COLLECTION_SECONDS",
     "IN_FLIGHT",
     "LEASES_LOST",
     "STORE_ERRORS",
@@ -35,6 +36,11 @@ EXECUTIONS_FINISHED = Counter(
 DISPATCH_LAG_SECONDS = Histogram(
     "jobscheduler_dispatch_lag_seconds",
     "From when an attempt was due (its schedule or retry time) to its claim by a worker.",
+    buckets=_LAG_BUCKETS,
+)
+FULL_COLLECTION_SECONDS = Histogram(
+    "jobscheduler_worker_full_gc_seconds",
+    "Full garbage collections the worker made (paced, from the heartbeat), by how long the event loop stopped.",
     buckets=_LAG_BUCKETS,
 )
 IN_FLIGHT = Gauge("jobscheduler_in_flight_calls", "HTTP calls this worker is making right now.")
