@@ -67,6 +67,11 @@ async def _redis_commands(redis: Redis) -> int:
     return int((await redis.info("stats"))["total_commands_processed"])
 
 
+def _lease_lapses(worker_log: Path) -> int:
+    """How often the worker found its own lease lapsed (it missed heartbeats), from its log."""
+    return worker_log.read_text(errors="replace").count("this worker's lease lapsed")
+
+
 async def _open_calls(http: httpx.AsyncClient, target_url: str) -> int:
     return int((await http.get(f"{target_url}/stats")).json()["held_open"])
 
@@ -94,12 +99,14 @@ async def measure_level(
     redis: Redis,
     target_url: str,
     worker: Cpu,
+    worker_log: Path,
     level: int,
     idle_rss: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Opens ``level`` calls from none, measures, then releases them all: no call outlives its
     level, so none reaches the 300-second job timeout however long the run."""
+    lapses = _lease_lapses(worker_log)
     async with httpx.AsyncClient() as http:
         started = time.monotonic()
         await _hold_more(stub, target_url, level)
@@ -148,6 +155,7 @@ async def measure_level(
         "postgres_rows_written_per_second": round(rows_per_second),
         "dispatch_latency_ms": dispatch,
         "fire_lag_ms": fire,
+        "worker_lease_lapses": _lease_lapses(worker_log) - lapses,
     }
 
 
@@ -182,7 +190,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await measure_dispatch_latency(stub, target_url, 20, 0.05)  # warm-up, not measured
             idle_rss = _rss_bytes(worker.pid)
             for level in levels:
-                result = await measure_level(stub, engine, redis, target_url, worker, level, idle_rss, args)
+                result = await measure_level(
+                    stub, engine, redis, target_url, worker, logs / "worker.log", level, idle_rss, args
+                )
                 results.append(result)
                 print(_row(result), flush=True)
     finally:
@@ -210,7 +220,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 HEADER = (
     "| calls wanted | open | s to open | RSS MiB | KiB/call | worker CPU % | Redis cmd/s | PG rows/s "
-    "| dispatch p50 / p99 ms | fire lag p99 ms |\n|---|---|---|---|---|---|---|---|---|---|"
+    "| dispatch p50 / p99 ms | fire lag p99 ms | lease lapses |\n|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -224,13 +234,15 @@ def _row(level: dict[str, Any]) -> str:
         f"| {level['calls_wanted']:,} | {level['calls_open']:,} | {level['seconds_to_open']} "
         f"| {level['worker_rss_mib']} | {level['rss_kib_per_call']} | {level['worker_cpu_percent_while_waiting']} "
         f"| {level['redis_commands_per_second']:,} | {level['postgres_rows_written_per_second']:,} "
-        f"| {dispatch['p50']} / {dispatch['p99']} | {fire['p99']} |"
+        f"| {dispatch['p50']} / {dispatch['p99']} | {fire['p99']} | {level['worker_lease_lapses']} |"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--levels", default="1000,2500,5000,10000", help="calls in flight, comma separated")
+    parser.add_argument(
+        "--levels", default="0,1000,2500,5000,10000", help="calls in flight, comma separated (0: an idle worker)"
+    )
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured at each level")
     parser.add_argument("--open-timeout", type=float, default=120.0, help="seconds a level may take to open")
     parser.add_argument("--probe-jobs", type=int, default=30, help="new jobs timed at each level")
