@@ -13,7 +13,14 @@ from arq.jobs import Job, JobStatus
 
 from jobs_common.arq_extension import Dispatcher, DueJobClaimer, paused_key
 from jobs_common.arq_extension._claimer import Claimed
-from jobs_common.arq_extension._keys import aborts_key, held_key, worker_leases_key
+from jobs_common.arq_extension._keys import (
+    BELL_LENGTH,
+    aborts_key,
+    held_key,
+    queue_bell_key,
+    worker_bell_key,
+    worker_leases_key,
+)
 from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT
 from jobs_common.arq_extension._worker import POLL_LAG_TARGET_S, claims_allowed
 
@@ -139,14 +146,15 @@ async def test_hand_back_returns_named_or_all_held_jobs(arq_redis):
     await arq_redis.zadd(ready, {"a": now - 3, "b": now - 2, "c": now - 1})
     await _jobs(_claimer(arq_redis, queue, "w#1"), now, 100, 10, 60_000, LEASE_MS)
     hand_back = arq_redis.register_script(HAND_BACK_SCRIPT)
-    keys = [ready, held_key("w#1"), worker_leases_key(queue)]
+    keys = [ready, held_key("w#1"), worker_leases_key(queue), queue_bell_key(queue)]
 
-    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", "b"]) == 1
+    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", BELL_LENGTH, "b"]) == 1
     assert await arq_redis.zrange(ready, 0, -1, withscores=True) == [(b"b", now - 2)]
+    assert await arq_redis.llen(queue_bell_key(queue)) == 1  # a waiting worker wakes for it
     assert not await arq_redis.exists(in_progress_key_prefix + "b")
     assert await arq_redis.zscore(worker_leases_key(queue), "w#1") is not None
 
-    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1"]) == 2  # all, and leave
+    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", BELL_LENGTH]) == 2  # all, and leave
     assert [job for job, _ in await arq_redis.zrange(ready, 0, -1, withscores=True)] == [b"a", b"b", b"c"]
     assert not await arq_redis.exists(held_key("w#1"))
     assert await arq_redis.zscore(worker_leases_key(queue), "w#1") is None
@@ -170,7 +178,11 @@ async def test_an_abort_reaches_only_the_holders_next_claim_once(arq_redis):
     # A paused queue claims nothing but still hands over aborts.
     await dispatcher.abort("a")
     await arq_redis.set(paused_key(queue), b"1")
-    assert await holder.claim(now, 100, 10, 60_000, LEASE_MS) == Claimed([], ["exec:a"])
+    paused = await holder.claim(now, 100, 10, 60_000, LEASE_MS)
+    assert (paused.jobs, paused.aborts) == ([], ["exec:a"])
+    # Each abort rang the holder's own bell (a waiting holder wakes for it), not the other's.
+    assert await arq_redis.llen(worker_bell_key("w1#a")) == 2
+    assert not await arq_redis.exists(worker_bell_key("w2#b"))
 
 
 async def test_an_abort_of_a_job_a_bare_arq_worker_runs_goes_to_arqs_abort_set_only(arq_redis):
@@ -190,8 +202,9 @@ async def test_a_lapsed_workers_pending_aborts_go_with_its_calls(arq_redis):
     await arq_redis.zadd(worker_leases_key(queue), {"dead#1": now - 1})
 
     alive = _claimer(arq_redis, queue, "alive#2")
-    assert await alive.claim(now, 100, 10, 60_000, LEASE_MS) == Claimed([("exec:c", now - 2)], [])
+    assert await alive.claim(now, 100, 10, 60_000, LEASE_MS) == Claimed([("exec:c", now - 2)], [], None)
     assert not await arq_redis.exists(aborts_key("dead#1"))
+    assert await arq_redis.llen(queue_bell_key(queue)) == 1  # what it put back rang the bell
     # arq's abort set still has it: the run_job of its next start aborts it before it starts.
     assert await arq_redis.zscore(abort_jobs_ss, "exec:c") is not None
 
@@ -201,3 +214,28 @@ def test_a_late_poll_claims_in_proportion_to_its_lag():
     assert claims_allowed(100, POLL_LAG_TARGET_S) == 100
     assert claims_allowed(100, POLL_LAG_TARGET_S * 4) == 25
     assert claims_allowed(100, 30.0) == 1  # never none: a congested worker still moves
+
+
+async def test_a_claim_says_how_long_its_worker_may_wait_for_a_bell(arq_redis):
+    queue, ready = _names()
+    now = int(time.time() * 1000)
+    claimer = _claimer(arq_redis, queue, "w#1")
+    assert (await claimer.claim(now, 100, 10, 60_000, LEASE_MS)).wait_ms is None  # nothing known
+    await arq_redis.zadd(ready, {"later": now + 700})
+    assert (await claimer.claim(now, 100, 10, 60_000, LEASE_MS)).wait_ms == 700  # the next due
+    # Another worker whose lease lapses sooner: its calls come back then.
+    await arq_redis.zadd(worker_leases_key(queue), {"other#2": (await _server_ms(arq_redis)) + 300})
+    assert 200 < _known((await claimer.claim(now, 100, 10, 60_000, LEASE_MS)).wait_ms) <= 300
+    await arq_redis.set(paused_key(queue), b"1")  # paused: the lease still counts, jobs not
+    await arq_redis.zadd(worker_leases_key(queue), {"other#2": (await _server_ms(arq_redis)) + 60_000})
+    assert 59_000 < _known((await claimer.claim(now, 100, 10, 60_000, LEASE_MS)).wait_ms) <= 60_000
+
+
+def _known(wait_ms: int | None) -> int:
+    assert wait_ms is not None
+    return wait_ms
+
+
+async def _server_ms(redis: ArqRedis) -> int:
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job_raw
 
-from jobs_common.arq_extension import RUN_EXECUTION, Dispatcher, arq_job_id, arq_queue_name
+from jobs_common.arq_extension import RUN_EXECUTION, Dispatcher, arq_job_id, arq_queue_name, paused_key
+from jobs_common.arq_extension._keys import BELL_LENGTH, MAX_IDLE_WAIT_MS, queue_bell_key
 
 
 async def test_dispatch_enqueues_once_in_arqs_own_format(arq_redis):
@@ -46,3 +47,44 @@ async def test_a_kept_result_blocks_a_second_dispatch_like_arq(arq_redis):
     await arq_redis.set(result_key_prefix + arq_job_id(execution_id), b"done", px=60_000)
     assert await Dispatcher(arq_redis).dispatch_many([(execution_id, "default")]) == 0
     assert await arq_redis.exists(job_key_prefix + arq_job_id(execution_id)) == 0
+
+
+async def test_what_is_due_soon_rings_the_queues_bell_and_what_is_later_does_not(arq_redis):
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    bell = queue_bell_key(queue)
+    dispatcher = Dispatcher(arq_redis)
+    soon = datetime.now(UTC) + timedelta(milliseconds=MAX_IDLE_WAIT_MS // 2)
+    later = datetime.now(UTC) + timedelta(milliseconds=MAX_IDLE_WAIT_MS * 3)
+
+    await dispatcher.dispatch_many([(uuid.uuid4(), queue)])
+    await dispatcher.dispatch_at([(uuid.uuid4(), queue, soon)])
+    assert await arq_redis.llen(bell) == 2  # one ring per job: each wakes one waiting worker
+    # A waiting worker looks again within MAX_IDLE_WAIT_MS anyway, and sees this one then.
+    await dispatcher.dispatch_at([(uuid.uuid4(), queue, later)])
+    assert await arq_redis.llen(bell) == 2
+    # Rings nobody took stay bounded.
+    await dispatcher.dispatch_many([(uuid.uuid4(), queue) for _ in range(BELL_LENGTH + 10)])
+    assert await arq_redis.llen(bell) == BELL_LENGTH
+
+
+async def test_a_redispatch_that_puts_a_job_back_rings_and_one_that_leaves_it_does_not(arq_redis):
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    bell = queue_bell_key(queue)
+    dispatcher = Dispatcher(arq_redis)
+    execution_id, now = uuid.uuid4(), datetime.now(UTC)
+    assert await dispatcher.redispatch([(execution_id, queue, now)]) == [1]  # arq had lost it
+    assert await arq_redis.llen(bell) == 1
+    assert await dispatcher.redispatch([(execution_id, queue, now)]) == [0]  # queued already
+    assert await arq_redis.llen(bell) == 1
+
+
+async def test_a_resume_rings_only_a_queue_that_was_paused(arq_redis):
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    bell = queue_bell_key(queue)
+    dispatcher = Dispatcher(arq_redis)
+    await dispatcher.set_paused(queue, False)  # the reconciler says so at every pass
+    assert not await arq_redis.exists(bell)
+    await dispatcher.set_paused(queue, True)
+    await dispatcher.set_paused(queue, False)
+    assert not await arq_redis.exists(paused_key(queue))
+    assert await arq_redis.llen(bell) == 1

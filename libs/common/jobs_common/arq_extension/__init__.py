@@ -14,8 +14,9 @@ The contract with arq:
   queue entry) in one script; the reconciler's re-dispatch and the aborts use arq's own keys.
 * :class:`ClaimingWorker` is arq's ``Worker`` with our claim path (:class:`DueJobClaimer`, one
   round trip per poll) instead of arq's private ``_poll_iteration``, in-progress keys held for a
-  lease renewed by a heartbeat instead of the longest job timeout, and a poll loop that outlives
-  Redis outages.
+  lease renewed by a heartbeat instead of the longest job timeout, a poll loop that outlives
+  Redis outages, and an idle wait on doorbells (``_keys.MAX_IDLE_WAIT_MS``) instead of a poll
+  every ``poll_delay``.
 
 The scripts, side by side, are in :mod:`._scripts`.
 """

@@ -10,11 +10,13 @@ from arq.constants import in_progress_key_prefix
 
 from jobs_common.arq_extension._keys import (
     ABORTS_KEY_PREFIX,
+    BELL_LENGTH,
     HELD_KEY_PREFIX,
     aborts_key,
     arq_queue_name,
     held_key,
     paused_key,
+    queue_bell_key,
     worker_leases_key,
 )
 from jobs_common.arq_extension._scripts import CLAIM_SCRIPT
@@ -24,11 +26,14 @@ __all__ = ["Claimed", "DueJobClaimer"]
 
 @dataclass(frozen=True)
 class Claimed:
-    """What one claim took: jobs to start (arq job id, the score it was due at), and the ids of
-    jobs this worker holds that were asked to abort since its last claim."""
+    """What one claim took: jobs to start (arq job id, the score it was due at), the ids of
+    jobs this worker holds that were asked to abort since its last claim, and how long (ms) the
+    worker may wait for its bells before anything unrung becomes claimable (None: no limit known:
+    no later job, no other worker)."""
 
     jobs: list[tuple[str, int]]
     aborts: list[str]
+    wait_ms: int | None = None
 
 
 class DueJobClaimer:
@@ -43,6 +48,7 @@ class DueJobClaimer:
             worker_leases_key(queue),
             held_key(holder),
             aborts_key(holder),
+            queue_bell_key(queue),
         ]
         self._holder = holder
 
@@ -50,7 +56,7 @@ class DueJobClaimer:
         """Puts a lapsed worker's calls back, renews this worker's lease for ``lease_ms`` (on
         Redis's clock), takes its pending aborts, then takes up to ``wanted`` of the first
         ``read_limit`` jobs due by ``now_ms`` out of the queue (none while the queue is paused)."""
-        flat, aborts = await self._script(
+        flat, aborts, wait_ms = await self._script(
             keys=self._keys,
             args=[
                 now_ms,
@@ -62,7 +68,8 @@ class DueJobClaimer:
                 lease_ms,
                 HELD_KEY_PREFIX,
                 ABORTS_KEY_PREFIX,
+                BELL_LENGTH,
             ],
         )
         jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
-        return Claimed(jobs, [job_id.decode() for job_id in aborts])
+        return Claimed(jobs, [job_id.decode() for job_id in aborts], None if wait_ms < 0 else int(wait_ms))

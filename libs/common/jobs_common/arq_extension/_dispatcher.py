@@ -19,8 +19,18 @@ from arq.constants import (
 )
 from arq.jobs import serialize_job
 
-from jobs_common.arq_extension._keys import ABORTS_KEY_PREFIX, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
-from jobs_common.arq_extension._scripts import ABORT_SCRIPT, ENQUEUE_SCRIPT, REDISPATCH_SCRIPT
+from jobs_common.arq_extension._keys import (
+    ABORTS_KEY_PREFIX,
+    BELL_LENGTH,
+    MAX_IDLE_WAIT_MS,
+    RUN_EXECUTION,
+    WORKER_BELL_KEY_PREFIX,
+    arq_job_id,
+    arq_queue_name,
+    paused_key,
+    queue_bell_key,
+)
+from jobs_common.arq_extension._scripts import ABORT_SCRIPT, ENQUEUE_SCRIPT, REDISPATCH_SCRIPT, RESUME_SCRIPT
 
 __all__ = ["Dispatcher"]
 
@@ -37,6 +47,7 @@ class Dispatcher:
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
         self._redispatch = redis.register_script(REDISPATCH_SCRIPT)
         self._abort = redis.register_script(ABORT_SCRIPT)
+        self._resume = redis.register_script(RESUME_SCRIPT)
 
     async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
         """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
@@ -68,7 +79,14 @@ class Dispatcher:
                 keys, args = _enqueue_arguments(execution_id, queue, schedule_time)
                 job_id = arq_job_id(execution_id)
                 await self._redispatch(
-                    keys=[keys[0], keys[1], retry_key_prefix + job_id, in_progress_key_prefix + job_id, keys[2]],
+                    keys=[
+                        keys[0],
+                        keys[1],
+                        retry_key_prefix + job_id,
+                        in_progress_key_prefix + job_id,
+                        keys[2],
+                        keys[3],
+                    ],
                     args=args,
                     client=pipe,
                 )
@@ -78,15 +96,17 @@ class Dispatcher:
         await self.sync_paused({queue: paused})
 
     async def sync_paused(self, paused_flags: Mapping[str, bool]) -> None:
-        """Makes each queue's paused key say what ``paused_flags`` (PostgreSQL) says; one
-        pipelined round trip."""
+        """Makes each queue's paused key say what ``paused_flags`` (PostgreSQL) says (a resumed
+        queue's bell rings, for its waiting workers); one pipelined round trip."""
         if paused_flags:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for queue, paused in paused_flags.items():
                     if paused:
                         pipe.set(paused_key(queue), b"1")
                     else:
-                        pipe.delete(paused_key(queue))
+                        await self._resume(
+                            keys=[paused_key(queue), queue_bell_key(queue)], args=[BELL_LENGTH], client=pipe
+                        )
                 await pipe.execute()
 
     async def abort_many(self, execution_ids: Sequence[object]) -> None:
@@ -101,7 +121,7 @@ class Dispatcher:
                 job_id = arq_job_id(execution_id)
                 await self._abort(
                     keys=[abort_jobs_ss, in_progress_key_prefix + job_id],
-                    args=[now_ms, job_id, ABORTS_KEY_PREFIX, ABORTS_TTL_MS],
+                    args=[now_ms, job_id, ABORTS_KEY_PREFIX, ABORTS_TTL_MS, WORKER_BELL_KEY_PREFIX],
                     client=pipe,
                 )
             await pipe.execute()
@@ -114,11 +134,12 @@ ScriptArg: TypeAlias = bytes | str | int | float
 
 
 def _enqueue_arguments(execution_id: object, queue: str, run_at: datetime | None) -> tuple[list[str], list[ScriptArg]]:
-    """KEYS and ARGV of ``ENQUEUE_SCRIPT``: job key, result key, queue; TTL, payload, score, id.
-    A ``run_at`` in the past means now."""
+    """KEYS and ARGV of ``ENQUEUE_SCRIPT``: job key, result key, queue, queue bell; TTL, payload,
+    score, id, ring-by score, bell length. A ``run_at`` in the past means now."""
     job_id = arq_job_id(execution_id)
     now_ms = int(time.time() * 1000)
     score = max(int(run_at.timestamp() * 1000), now_ms) if run_at is not None else now_ms
     payload = serialize_job(RUN_EXECUTION, (str(execution_id),), {}, None, now_ms)
-    keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue)]
-    return keys, [score - now_ms + expires_extra_ms, payload, score, job_id]
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue), queue_bell_key(queue)]
+    ring_by = now_ms + MAX_IDLE_WAIT_MS  # a later job is seen by a waiting worker's next look
+    return keys, [score - now_ms + expires_extra_ms, payload, score, job_id, ring_by, BELL_LENGTH]

@@ -5,13 +5,18 @@ from __future__ import annotations
 __all__ = [
     "ABORTS_KEY_PREFIX",
     "ARQ_MAX_TRIES",
+    "BELL_LENGTH",
     "HELD_KEY_PREFIX",
+    "MAX_IDLE_WAIT_MS",
     "RUN_EXECUTION",
+    "WORKER_BELL_KEY_PREFIX",
     "aborts_key",
     "arq_job_id",
     "arq_queue_name",
     "held_key",
     "paused_key",
+    "queue_bell_key",
+    "worker_bell_key",
     "worker_leases_key",
 ]
 
@@ -57,3 +62,28 @@ def aborts_key(holder: str) -> str:
     """Set of the jobs a worker holds that were asked to abort since its last poll: its claim
     reads and empties it, so a poll's cost for aborts does not grow with arq's abort set."""
     return ABORTS_KEY_PREFIX + holder
+
+
+# The doorbells. A worker with nothing to claim waits on its queue's bell and its own (BLPOP)
+# instead of polling: for the next job due, the next lease of another worker to lapse, a ring,
+# or MAX_IDLE_WAIT_MS, whichever comes first. So whatever makes work claimable sooner than that
+# rings: an enqueue or re-dispatch due within MAX_IDLE_WAIT_MS, a retry or a hand-back, a
+# queue's resume, a lapsed worker's calls put back; an abort rings the holder's own bell. A
+# job written by bare arq (which rings nothing) still runs, within MAX_IDLE_WAIT_MS.
+MAX_IDLE_WAIT_MS = 1000
+# A bell is a list of rings, trimmed to this many: one ring wakes one waiting worker, and
+# rings nobody took (no worker was waiting) cost each a claim that finds nothing.
+BELL_LENGTH = 64
+
+
+def queue_bell_key(queue: str) -> str:
+    """List rung when the queue has work claimable now (or within MAX_IDLE_WAIT_MS)."""
+    return f"jobs:bell:queue:{queue}"
+
+
+WORKER_BELL_KEY_PREFIX = "jobs:bell:worker:"
+
+
+def worker_bell_key(holder: str) -> str:
+    """List rung when a job the worker holds is asked to abort."""
+    return WORKER_BELL_KEY_PREFIX + holder

@@ -19,7 +19,9 @@ The keys they share, all arq's own except the paused flag:
 * ``arq:abort`` — arq's sorted set of jobs asked to abort (``abort_jobs_ss``): arq's run_job
   aborts a job found there before it starts; bare arq workers read all of it at every poll;
 * ``jobs:aborts:<worker>`` — ours: the jobs a worker holds that were asked to abort, read and
-  emptied by its next claim.
+  emptied by its next claim;
+* ``jobs:bell:queue:<name>`` and ``jobs:bell:worker:<worker>`` — ours: the doorbells an idle
+  worker waits on (``_keys.MAX_IDLE_WAIT_MS`` says what rings them).
 """
 
 from __future__ import annotations
@@ -31,35 +33,49 @@ __all__ = [
     "HAND_BACK_SCRIPT",
     "REDISPATCH_SCRIPT",
     "RENEW_LEASE_SCRIPT",
+    "RESUME_SCRIPT",
 ]
 
 # arq's enqueue_job in one round trip instead of three (WATCH, EXISTS, MULTI/EXEC): the same
 # check (no job and no result under this id) and the same writes (job key with expiry, queue
-# entry). KEYS: job, result, queue. ARGV: job key TTL (ms), payload, score, job id. Returns 1
-# when it enqueued, 0 when arq already holds the id.
+# entry), and a ring of the queue's bell when the job is due by ARGV[5] (now plus the longest
+# an idle worker waits). KEYS: job, result, queue, queue bell. ARGV: job key TTL (ms), payload,
+# score, job id, ring-by score, bell length. Returns 1 when it enqueued, 0 when arq already
+# holds the id.
 ENQUEUE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
+    redis.call('LPUSH', KEYS[4], '1')
+    redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
+end
 return 1
 """
 
 # The reconciler's re-dispatch of an execution PostgreSQL says is unfinished. KEYS: job, result,
-# retry, in-progress keys, queue. ARGV: job key TTL, payload, score, job id. Returns 1 when it
-# enqueued the job again, 2 when it put a held job back in the queue, 0 when arq holds the job as
-# it should. A job whose in-progress key exists is left alone: a worker holds it, and if that
-# worker's lease lapses the next claim on the queue puts it back (CLAIM_SCRIPT).
+# retry, in-progress keys, queue, queue bell. ARGV: job key TTL, payload, score, job id, ring-by
+# score, bell length (as ENQUEUE_SCRIPT). Returns 1 when it enqueued the job again, 2 when it put
+# a held job back in the queue, 0 when arq holds the job as it should. A job whose in-progress
+# key exists is left alone: a worker holds it, and if that worker's lease lapses the next claim
+# on the queue puts it back (CLAIM_SCRIPT).
 REDISPATCH_SCRIPT = """
+local answer = 1
 if redis.call('EXISTS', KEYS[1]) == 1 then
-    if redis.call('EXISTS', KEYS[4]) == 0 and redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 1 then
-        return 2
+    if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 0 then
+        return 0
     end
-    return 0
+    answer = 2
+else
+    redis.call('DEL', KEYS[2], KEYS[3])
+    redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+    redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
 end
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
-return 1
+if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
+    redis.call('LPUSH', KEYS[6], '1')
+    redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[6]) - 1)
+end
+return answer
 """
 
 # A worker's poll. arq 0.28's start_jobs spends three round trips (WATCH, EXISTS, ZSCORE, then
@@ -76,10 +92,15 @@ return 1
 # poll spends nothing more on aborts, however many are pending elsewhere; a lapsed worker's
 # abort set goes with its calls (arq's abort set still holds them, and aborts them at their next
 # start).
-# KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set.
+# Last, it says how long the worker may wait before anything becomes claimable that nothing
+# rings for: until the next job is due, or until the lease of another worker lapses (the claim
+# then puts its calls back); -1 when neither is known. Calls it put back ring the queue's bell,
+# for the workers waiting on it.
+# KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set,
+# the queue's bell.
 # ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
-# worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix.
-# Returns {{id, score, id, score...}, {ids to abort...}}.
+# worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix, bell length.
+# Returns {{id, score, id, score...}, {ids to abort...}, ms to wait at most (or -1)}.
 CLAIM_SCRIPT = """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
@@ -95,6 +116,10 @@ for _, holder in ipairs(lapsed) do
             if redis.call('GET', in_progress) == holder then redis.call('DEL', in_progress) end
             redis.call('ZADD', KEYS[1], 'NX', held[i + 1], held[i])
         end
+        if #held > 0 then
+            redis.call('LPUSH', KEYS[6], '1')
+            redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[10]) - 1)
+        end
         redis.call('DEL', held_key, ARGV[9] .. holder)
         redis.call('ZREM', KEYS[3], holder)
     end
@@ -102,8 +127,16 @@ end
 redis.call('ZADD', KEYS[3], server_ms + tonumber(ARGV[7]), ARGV[6])
 local aborts = redis.call('SMEMBERS', KEYS[5])
 if #aborts > 0 then redis.call('DEL', KEYS[5]) end
+local wait = -1
+local first = redis.call('ZRANGE', KEYS[3], 0, 1, 'WITHSCORES')
+for i = 1, #first, 2 do
+    if first[i] ~= ARGV[6] then
+        wait = math.max(0, tonumber(first[i + 1]) - server_ms)
+        break
+    end
+end
 local wanted = tonumber(ARGV[3])
-if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts} end
+if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts, wait} end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local claimed = {}
 for i = 1, #due, 2 do
@@ -117,15 +150,21 @@ for i = 1, #due, 2 do
         claimed[#claimed + 1] = due[i + 1]
     end
 end
-return {claimed, aborts}
+local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #later > 0 then
+    local due_in = tonumber(later[2]) - now
+    if wait < 0 or due_in < wait then wait = due_in end
+end
+return {claimed, aborts, wait}
 """
 
 # Asking for a job's abort: arq's abort set, as arq's Job.abort writes it (arq aborts a job
 # found there before it starts), and, when a worker holds the job (its in-progress key names
 # the worker), that worker's abort set, which its next claim reads. The abort set expires after
 # ARGV[4] ms as a backstop; a live worker empties it within a poll, a lapsed one's goes with its
-# calls. KEYS: arq's abort set, the job's in-progress key. ARGV: now (ms), job id, abort-set key
-# prefix, its TTL (ms). Returns 1 when a worker held the job.
+# calls. The holder's own bell rings, so a worker waiting for work wakes for it.
+# KEYS: arq's abort set, the job's in-progress key. ARGV: now (ms), job id, abort-set key
+# prefix, its TTL (ms), worker-bell key prefix. Returns 1 when a worker held the job.
 ABORT_SCRIPT = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local holder = redis.call('GET', KEYS[2])
@@ -134,19 +173,24 @@ if not holder or not string.find(holder, '#', 1, true) then return 0 end
 local aborts = ARGV[3] .. holder
 redis.call('SADD', aborts, ARGV[2])
 redis.call('PEXPIRE', aborts, ARGV[4])
+local bell = ARGV[5] .. holder
+redis.call('LPUSH', bell, '1')
+redis.call('PEXPIRE', bell, ARGV[4])
 return 1
 """
 
 # A worker giving back what it holds: the ids in ARGV[3..] (or everything when none is named)
 # return to the queue at the score they were claimed at, unless arq already has them queued,
 # and leave the worker's held hash; their in-progress keys go if this worker set them. With no
-# id named, the worker also leaves the queue's leases (a clean stop).
-# KEYS: queue, this worker's held hash, the queue's worker leases.
-# ARGV: in-progress key prefix, this worker's name, ids...
+# id named, the worker also leaves the queue's leases (a clean stop). What it put back rings
+# the queue's bell.
+# KEYS: queue, this worker's held hash, the queue's worker leases, the queue's bell.
+# ARGV: in-progress key prefix, this worker's name, bell length, ids...
 HAND_BACK_SCRIPT = """
 local ids = {}
-if #ARGV > 2 then
-    for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+local returned = 0
+if #ARGV > 3 then
+    for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
     ids = redis.call('HKEYS', KEYS[2])
     redis.call('ZREM', KEYS[3], ARGV[2])
@@ -154,11 +198,15 @@ end
 for _, id in ipairs(ids) do
     local score = redis.call('HGET', KEYS[2], id)
     if score then
-        redis.call('ZADD', KEYS[1], 'NX', score, id)
+        returned = returned + redis.call('ZADD', KEYS[1], 'NX', score, id)
         redis.call('HDEL', KEYS[2], id)
     end
     local in_progress = ARGV[1] .. id
     if redis.call('GET', in_progress) == ARGV[2] then redis.call('DEL', in_progress) end
+end
+if returned > 0 then
+    redis.call('LPUSH', KEYS[4], '1')
+    redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[3]) - 1)
 end
 return #ids
 """
@@ -171,4 +219,14 @@ local time = redis.call('TIME')
 local server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZADD', KEYS[1], server_ms + tonumber(ARGV[1]), ARGV[2])
 return server_ms
+"""
+
+# A queue's resume (its paused flag removed), ringing its bell when it was paused: its workers
+# wait on the bell while it is. KEYS: paused flag, the queue's bell. ARGV: bell length.
+RESUME_SCRIPT = """
+if redis.call('DEL', KEYS[1]) == 1 then
+    redis.call('LPUSH', KEYS[2], '1')
+    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+end
+return 1
 """

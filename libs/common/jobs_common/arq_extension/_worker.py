@@ -17,7 +17,8 @@ import logging
 import signal
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from arq import Worker
 from arq.connections import ArqRedis, create_pool
@@ -25,7 +26,15 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix,
 from arq.utils import to_ms
 
 from jobs_common.arq_extension._claimer import DueJobClaimer
-from jobs_common.arq_extension._keys import arq_queue_name, held_key, worker_leases_key
+from jobs_common.arq_extension._keys import (
+    BELL_LENGTH,
+    MAX_IDLE_WAIT_MS,
+    arq_queue_name,
+    held_key,
+    queue_bell_key,
+    worker_bell_key,
+    worker_leases_key,
+)
 from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT, RENEW_LEASE_SCRIPT
 from jobs_common.backoff import Backoff
 from jobs_common.errors import REDIS_ERRORS
@@ -70,6 +79,8 @@ class ClaimingWorker(Worker):
       whole abort set;
     * a poll that comes late (a congested event loop) claims fewer jobs, so opening thousands of
       calls at once cannot starve the heartbeat (:func:`claims_allowed`);
+    * a poll that finds less than it could take makes the next one wait on the queue's bell and
+      its own (:meth:`_wait_for_work`), so an idle worker does not poll every ``poll_delay``;
     * finished tasks are collected by callback, not by scanning every task at each poll;
     * Redis going away does not end the process: the poll loop backs off and tries again, and a
       job whose arq bookkeeping failed is handed back once Redis answers;
@@ -78,6 +89,9 @@ class ClaimingWorker(Worker):
     In burst mode the worker ends once the queue is empty and its running jobs are done (a job
     they put back for a retry is left for the next worker).
     """
+
+    # The longest an idle worker waits for its bells (see _keys.MAX_IDLE_WAIT_MS).
+    max_idle_wait_ms = MAX_IDLE_WAIT_MS
 
     def __init__(self, *args: Any, queue: str, lease_ttl_ms: int, **kwargs: Any) -> None:
         super().__init__(*args, queue_name=arq_queue_name(queue), **kwargs)
@@ -98,14 +112,21 @@ class ClaimingWorker(Worker):
         self._renew_lease_script: Any = None
         # The score each running job was claimed at, to put it back where arq would.
         self._claimed_scores: dict[str, int] = {}
-        # Runs that ended since the last poll collected them. The task, not only the job id: a
-        # job retried at once can be claimed again (a new task under the same id) first.
+        # Runs that ended since the last poll checked how. The task, not only the job id: a job
+        # retried at once can be claimed again (a new task under the same id) first.
         self._finished: collections.deque[tuple[str, asyncio.Task[None]]] = collections.deque()
         self._to_hand_back: set[str] = set()
         self._pending_aborts: set[str] = set()
         self._last_poll_start: float | None = None
-        # How much later than poll_delay this poll came after the previous one started.
+        # How much later than poll_delay this poll came after the previous one started (the
+        # previous one's wait for its bells not counted).
         self.poll_lag_s = 0.0
+        # Set by a claim that found less than it wanted: how long (ms) the next poll may wait for
+        # a bell first (:meth:`_wait_for_work`); None: poll again after poll_delay.
+        self._idle_wait_ms: int | None = None
+        self._waited_s = 0.0
+        self._bells = [queue_bell_key(queue), worker_bell_key(self.holder)]
+        self._queue_bell = self._bells[0]
         self._redis_backoff = Backoff(REDIS_BACKOFF_FIRST, REDIS_BACKOFF_CAP)
         self._draining = False
 
@@ -142,17 +163,19 @@ class ClaimingWorker(Worker):
         if self._hand_back_script is None:
             self._hand_back_script = self.control.register_script(HAND_BACK_SCRIPT)
         answer = await self._hand_back_script(
-            keys=[self.queue_name, self._held_key, self._leases_key],
-            args=[in_progress_key_prefix, self.holder, *(job_ids or [])],
+            keys=[self.queue_name, self._held_key, self._leases_key, self._queue_bell],
+            args=[in_progress_key_prefix, self.holder, BELL_LENGTH, *(job_ids or [])],
         )
         return int(answer)
 
     async def _poll_iteration(self) -> None:
         started = self.loop.time()
         if self._last_poll_start is not None:
-            self.poll_lag_s = max(0.0, started - self._last_poll_start - self.poll_delay_s)
+            self.poll_lag_s = max(0.0, started - self._last_poll_start - self.poll_delay_s - self._waited_s)
         self._last_poll_start = started
+        self._waited_s = 0.0
         try:
+            await self._wait_for_work()
             await self._poll_once()
         except REDIS_ERRORS as exc:
             delay = self._redis_backoff.next_delay()
@@ -160,10 +183,25 @@ class ClaimingWorker(Worker):
                 logger.warning("Redis did not answer (%s); retrying with backoff up to %.0fs", exc, REDIS_BACKOFF_CAP)
             await asyncio.sleep(delay)
             self._last_poll_start = None  # the backoff is not the loop's lag
+            self._idle_wait_ms = None
         else:
             if self._redis_backoff.failures:
                 logger.info("Redis answers again after %d failed polls", self._redis_backoff.failures)
                 self._redis_backoff.reset()
+
+    async def _wait_for_work(self) -> None:
+        """Waits on the queue's bell and this worker's own, for at most what the last claim said
+        (when it found less than it wanted), instead of polling every poll_delay: an idle worker
+        makes a few round trips a second, not one per poll_delay, and a new job is claimed as
+        soon as its enqueue rings (``_keys.MAX_IDLE_WAIT_MS`` says what rings)."""
+        wait_ms, self._idle_wait_ms = self._idle_wait_ms, None
+        if not wait_ms or not self.allow_pick_jobs or self._to_hand_back or self._pending_aborts:
+            return
+        started = self.loop.time()
+        # Redis takes the timeout in seconds with decimals; redis-py's stub says whole seconds.
+        timeout: Any = wait_ms / 1000
+        await cast(Awaitable[list[bytes] | None], self.control.blpop(self._bells, timeout=timeout))
+        self._waited_s = self.loop.time() - started
 
     async def _poll_once(self) -> None:
         count = claims_allowed(self.queue_read_limit, self.poll_lag_s)
@@ -177,10 +215,7 @@ class ClaimingWorker(Worker):
             self._to_hand_back.clear()
         await self._start_claimed_jobs(count if self.allow_pick_jobs and self.job_counter < self.max_jobs else 0)
         while self._finished:
-            job_id, task = self._finished.popleft()
-            if self.tasks.get(job_id) is task:
-                del self.tasks[job_id]
-            self._check_finished(job_id, task)
+            self._check_finished(*self._finished.popleft())
         await self.heart_beat()
 
     def _check_finished(self, job_id: str, task: asyncio.Task[None]) -> None:
@@ -202,13 +237,17 @@ class ClaimingWorker(Worker):
         lease, even when it takes nothing), then starts what it claimed."""
         if self._claimer is None:  # the pool exists only once main() has started
             self._claimer = DueJobClaimer(self.control, self._queue, self.holder)
+        wanted = min(self.max_jobs - self.job_counter, read_limit)
         claimed = await self._claimer.claim(
             now_ms=int(time.time() * 1000),
             read_limit=read_limit,
-            wanted=min(self.max_jobs - self.job_counter, read_limit),
+            wanted=wanted,
             in_progress_ms=int((self.job_timeout_s + 10) * 1000),
             lease_ms=self._lease_ttl_ms,
         )
+        if wanted > 0 and len(claimed.jobs) < wanted and not self.burst:
+            longest = self.max_idle_wait_ms
+            self._idle_wait_ms = longest if claimed.wait_ms is None else min(claimed.wait_ms, longest)
         if self.allow_abort_jobs:
             self._cancel_aborted(claimed.aborts)
         for job_id, score in claimed.jobs:
@@ -236,6 +275,8 @@ class ClaimingWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
+        if self.tasks.get(job_id) is task:  # not a newer run of the same job, claimed since
+            del self.tasks[job_id]
         self._finished.append((job_id, task))
 
     async def finish_job(
@@ -263,7 +304,11 @@ class ClaimingWorker(Worker):
                 tr.zrem(abort_jobs_ss, job_id)
                 tr.zrem(self.queue_name, job_id)
             else:
-                tr.zadd(self.queue_name, {job_id: score + (incr_score or 0)})
+                due = score + (incr_score or 0)
+                tr.zadd(self.queue_name, {job_id: due})
+                if due <= time.time() * 1000 + MAX_IDLE_WAIT_MS:  # see _keys.MAX_IDLE_WAIT_MS
+                    tr.lpush(self._queue_bell, b"1")
+                    tr.ltrim(self._queue_bell, 0, BELL_LENGTH - 1)
             tr.hdel(self._held_key, job_id)
             tr.delete(*delete_keys)
             await tr.execute()
