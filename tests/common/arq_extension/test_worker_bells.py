@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from arq import Retry
@@ -101,3 +102,12 @@ async def test_an_abort_wakes_the_worker_that_holds_the_call(worker: CountingWor
     await eventually(call.done)
     assert call.cancelled()
     assert worker.claims - before <= 2
+
+
+async def test_a_job_due_later_wakes_its_worker_when_it_falls_due(worker: CountingWorker, arq_redis: ArqRedis):
+    worker.max_idle_wait_ms = ONLY_A_RING
+    await asyncio.sleep(MAX_IDLE_WAIT_MS / 1000 + 0.2)  # waiting a minute on its bells by now
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    # Its ring wakes the worker before it is due; the claim then says to wait until it is.
+    await Dispatcher(arq_redis).dispatch_at([("due-later", worker._queue, soon)])
+    await eventually(lambda: "due-later" in worker.started_at_claim)

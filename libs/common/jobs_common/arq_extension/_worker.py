@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 # Backoff between poll iterations while Redis does not answer.
 REDIS_BACKOFF_FIRST = 0.2
 REDIS_BACKOFF_CAP = 5.0
+# How long one BLPOP on the bells blocks in Redis; a wait that ends sooner leaves it pending.
+LISTEN_S = 5.0
 
 # A poll that comes this much later than asked (its claim's round trip included) finds the
 # event loop congested: it claims proportionally fewer jobs (:func:`claims_allowed`). Opening
@@ -60,6 +62,13 @@ def claims_allowed(batch: int, poll_lag_s: float) -> int:
     if poll_lag_s <= POLL_LAG_TARGET_S:
         return batch
     return max(1, int(batch * POLL_LAG_TARGET_S / poll_lag_s))
+
+
+def _retrieve_exception(task: asyncio.Task[bool]) -> None:
+    """Marks a listener's error seen: one cancelled or dropped after a Redis error is not news
+    (the poll's own round trips meet the same error)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class ClaimingWorker(Worker):
@@ -125,6 +134,7 @@ class ClaimingWorker(Worker):
         # a bell first (:meth:`_wait_for_work`); None: poll again after poll_delay.
         self._idle_wait_ms: int | None = None
         self._waited_s = 0.0
+        self._listener: asyncio.Task[bool] | None = None
         self._bells = [queue_bell_key(queue), worker_bell_key(self.holder)]
         self._queue_bell = self._bells[0]
         self._redis_backoff = Backoff(REDIS_BACKOFF_FIRST, REDIS_BACKOFF_CAP)
@@ -184,6 +194,8 @@ class ClaimingWorker(Worker):
             await asyncio.sleep(delay)
             self._last_poll_start = None  # the backoff is not the loop's lag
             self._idle_wait_ms = None
+            if self._listener is not None and self._listener.done():
+                self._listener = None  # its error is the one just handled
         else:
             if self._redis_backoff.failures:
                 logger.info("Redis answers again after %d failed polls", self._redis_backoff.failures)
@@ -192,16 +204,42 @@ class ClaimingWorker(Worker):
     async def _wait_for_work(self) -> None:
         """Waits on the queue's bell and this worker's own, for at most what the last claim said
         (when it found less than it wanted), instead of polling every poll_delay: an idle worker
-        makes a few round trips a second, not one per poll_delay, and a new job is claimed as
-        soon as its enqueue rings (``_keys.MAX_IDLE_WAIT_MS`` says what rings)."""
+        makes a claim a second, not one per poll_delay, and a new job is claimed as soon as its
+        enqueue rings (``_keys.MAX_IDLE_WAIT_MS`` says what rings).
+
+        The wait's end is timed here, not by BLPOP's timeout: Redis times those out at its
+        ``hz`` (10 by default: 100 ms late on an idle server). The BLPOP stays pending across
+        waits (:meth:`_listen`), so a timer that ends one costs no round trip."""
         wait_ms, self._idle_wait_ms = self._idle_wait_ms, None
         if not wait_ms or not self.allow_pick_jobs or self._to_hand_back or self._pending_aborts:
+            if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+                self._stop_listening()  # a ring it took now would be one another worker misses
             return
         started = self.loop.time()
-        # Redis takes the timeout in seconds with decimals; redis-py's stub says whole seconds.
-        timeout: Any = wait_ms / 1000
-        await cast(Awaitable[list[bytes] | None], self.control.blpop(self._bells, timeout=timeout))
+        deadline = started + wait_ms / 1000
+        while (left := deadline - self.loop.time()) > 0:
+            if self._listener is None:
+                self._listener = self.loop.create_task(self._listen())
+                self._listener.add_done_callback(_retrieve_exception)
+            done, _ = await asyncio.wait({self._listener}, timeout=left)
+            if not done:
+                break
+            listener, self._listener = self._listener, None
+            if listener.result():  # a ring (a Redis error goes to the poll's backoff)
+                break
         self._waited_s = self.loop.time() - started
+
+    async def _listen(self) -> bool:
+        """One BLPOP on the bells; whether it took a ring (False: Redis's timeout passed)."""
+        # Redis takes the timeout in seconds with decimals; redis-py's stub says whole seconds.
+        timeout: Any = LISTEN_S
+        ring = await cast(Awaitable[list[bytes] | None], self.control.blpop(self._bells, timeout=timeout))
+        return ring is not None
+
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
 
     async def _poll_once(self) -> None:
         count = claims_allowed(self.queue_read_limit, self.poll_lag_s)
@@ -336,6 +374,7 @@ class ClaimingWorker(Worker):
         super().handle_sig_wait_for_completion(signum)
 
     async def close(self) -> None:
+        self._stop_listening()
         if self.connected:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)  # their finish_job first
             try:
