@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -159,23 +160,27 @@ async def measure_with_calls_in_flight(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Holds ``in_flight`` long calls open, then measures what they cost the worker while they
-    wait (CPU) and what they do to new jobs (dispatch latency)."""
-    await _create_many(stub, in_flight, args.concurrency, f"{target_url}/slow?seconds=300", "in-flight")
+    wait (CPU) and what they do to new jobs (dispatch latency); then releases them, so none
+    reaches its 90-second timeout (and is retried) during a later phase."""
+    await _create_many(stub, in_flight, args.concurrency, f"{target_url}/hold", "in-flight")
     async with httpx.AsyncClient() as http:
-        while True:  # every long call has reached the target and is waiting
-            stats = (await http.get(f"{target_url}/stats")).json()
-            if stats["slow_open"] >= in_flight:
-                break
-            await asyncio.sleep(0.2)
-    cpu_before, started = worker.seconds(), time.monotonic()
-    await asyncio.sleep(5)
-    idle_cpu = (worker.seconds() - cpu_before) / (time.monotonic() - started)
-    latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs // 2, args.latency_interval * 2)
+        await _wait_held(http, target_url, lambda held: held >= in_flight)  # all open and waiting
+        cpu_before, started = worker.seconds(), time.monotonic()
+        await asyncio.sleep(5)
+        idle_cpu = (worker.seconds() - cpu_before) / (time.monotonic() - started)
+        latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs // 2, args.latency_interval * 2)
+        await http.post(f"{target_url}/release")
+        await _wait_held(http, target_url, lambda held: held == 0)
     return {
         "calls_in_flight": in_flight,
         "worker_cpu_while_waiting_percent": round(idle_cpu * 100, 1),
         **latency,
     }
+
+
+async def _wait_held(http: httpx.AsyncClient, target_url: str, done: Callable[[int], bool]) -> None:
+    while not done((await http.get(f"{target_url}/stats")).json()["held_open"]):
+        await asyncio.sleep(0.2)
 
 
 async def measure_arq_noop(

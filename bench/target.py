@@ -1,8 +1,7 @@
 """The benchmark's target: answers 200 at once and remembers when each execution arrived.
 
 ``POST /hit`` records (Idempotency-Key → arrival time); ``GET /receipts`` returns and clears them;
-``POST /slow?seconds=N`` answers after N seconds (the long calls held in flight); ``POST /hold``
-answers at the next ``POST /release`` (``make bench-scale``'s calls).
+``POST /hold`` answers at the next ``POST /release`` (the long calls held in flight).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import time
 from aiohttp import web
 
 receipts: dict[str, float] = {}
-open_slow_calls = 0
 held_open = 0
 released = asyncio.Event()
 
@@ -22,16 +20,6 @@ released = asyncio.Event()
 async def hit(request: web.Request) -> web.Response:
     receipts.setdefault(request.headers.get("Idempotency-Key", ""), time.time())
     return web.Response(text="ok")
-
-
-async def slow(request: web.Request) -> web.Response:
-    global open_slow_calls
-    open_slow_calls += 1
-    try:
-        await asyncio.sleep(float(request.query.get("seconds", "60")))
-    finally:
-        open_slow_calls -= 1
-    return web.Response(text="slow")
 
 
 async def hold(request: web.Request) -> web.Response:
@@ -54,7 +42,7 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response({"slow_open": open_slow_calls, "held_open": held_open})
+    return web.json_response({"held_open": held_open})
 
 
 async def take_receipts(request: web.Request) -> web.Response:
@@ -69,7 +57,6 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_post("/hit", hit)
-    app.router.add_post("/slow", slow)
     app.router.add_post("/hold", hold)
     app.router.add_post("/release", release)
     app.router.add_get("/receipts", take_receipts)
