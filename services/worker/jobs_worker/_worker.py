@@ -166,7 +166,7 @@ class JobsWorker(ClaimingWorker):
         if not self.connected:
             return
         runner: ExecutionRunner | None = self.ctx.get("runner")
-        if runner is not None:  # first: every poll renews the lease in Redis too, none this one
+        if runner is not None:  # first: the polls renew the Redis lease too, nothing renews this one
             try:
                 await runner.renew_lease()
             except DEPENDENCY_ERRORS as exc:

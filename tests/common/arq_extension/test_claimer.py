@@ -183,6 +183,9 @@ async def test_an_abort_reaches_only_the_holders_next_claim_once(arq_redis):
     # Each abort rang the holder's own bell (a waiting holder wakes for it), not the other's.
     assert await arq_redis.llen(worker_bell_key("w1#a")) == 2
     assert not await arq_redis.exists(worker_bell_key("w2#b"))
+    # Rings a busy holder did not take stay bounded, as the queue's do.
+    await dispatcher.abort_many(["a"] * (BELL_LENGTH + 10))
+    assert await arq_redis.llen(worker_bell_key("w1#a")) == BELL_LENGTH
 
 
 async def test_an_abort_of_a_job_a_bare_arq_worker_runs_goes_to_arqs_abort_set_only(arq_redis):

@@ -121,7 +121,7 @@ class Dispatcher:
                 job_id = arq_job_id(execution_id)
                 await self._abort(
                     keys=[abort_jobs_ss, in_progress_key_prefix + job_id],
-                    args=[now_ms, job_id, ABORTS_KEY_PREFIX, ABORTS_TTL_MS, WORKER_BELL_KEY_PREFIX],
+                    args=[now_ms, job_id, ABORTS_KEY_PREFIX, ABORTS_TTL_MS, WORKER_BELL_KEY_PREFIX, BELL_LENGTH],
                     client=pipe,
                 )
             await pipe.execute()

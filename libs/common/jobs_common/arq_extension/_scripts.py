@@ -164,7 +164,7 @@ return {claimed, aborts, wait}
 # ARGV[4] ms as a backstop; a live worker empties it within a poll, a lapsed one's goes with its
 # calls. The holder's own bell rings, so a worker waiting for work wakes for it.
 # KEYS: arq's abort set, the job's in-progress key. ARGV: now (ms), job id, abort-set key
-# prefix, its TTL (ms), worker-bell key prefix. Returns 1 when a worker held the job.
+# prefix, its TTL (ms), worker-bell key prefix, bell length. Returns 1 when a worker held the job.
 ABORT_SCRIPT = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local holder = redis.call('GET', KEYS[2])
@@ -175,6 +175,7 @@ redis.call('SADD', aborts, ARGV[2])
 redis.call('PEXPIRE', aborts, ARGV[4])
 local bell = ARGV[5] .. holder
 redis.call('LPUSH', bell, '1')
+redis.call('LTRIM', bell, 0, tonumber(ARGV[6]) - 1)
 redis.call('PEXPIRE', bell, ARGV[4])
 return 1
 """
