@@ -7,8 +7,10 @@ processes. At each level, once the calls are open (or ``--open-timeout`` has pas
 measures over ``--window`` seconds: the worker's CPU and RSS, Redis commands/s (the server's
 ``total_commands_processed``) and PostgreSQL rows written/s (``pg_stat_database`` of the bench's
 database); then what the calls do to new work: the dispatch latency of jobs created one at a
-time, and how late ``run_at`` jobs spread over a few seconds fire. Prints a table and JSON
-(saved to bench-results/). Figures, not pass/fail: the machines are noisy.
+time, and how late ``run_at`` jobs spread over a few seconds fire. Before the levels, a burst:
+``--burst`` one-off jobs due in the same second, whose calls the target answers after 1 s, and how
+late each call started. Prints a table and JSON (saved to bench-results/). Figures, not
+pass/fail: the machines are noisy.
 """
 
 from __future__ import annotations
@@ -159,6 +161,19 @@ async def measure_level(
     }
 
 
+async def measure_burst(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, engine: AsyncEngine, target_url: str, count: int
+) -> dict[str, Any]:
+    """``count`` one-off jobs due in the same second on an idle worker, each call answered after
+    1 s: how late each call reached the target."""
+    due = time.time() + 5 + count / 200  # CreateJob, 32 at a time, makes a few hundred a second
+    figures = (await measure_fire_accuracy(stub, engine, target_url, [(due, False)] * count, answer_after_s=1))[
+        "one_off"
+    ]
+    await asyncio.sleep(3)  # their outcomes recorded, before the levels open
+    return {"jobs": count, "target_answers_after_s": 1, "start_lag_ms": figures["fire_lag_ms"]}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     levels = sorted(int(level) for level in args.levels.split(","))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -168,7 +183,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_db = await services.claim_redis_db(f"bench-scale-{os.getpid()}")
     logs = Path(tempfile.mkdtemp(prefix="jobs-bench-scale-"))
     processes: list[ChildProcess] = []
-    settings = bench_settings(database, redis_db, logs, worker_max_concurrent_jobs=levels[-1] + 200)
+    settings = bench_settings(database, redis_db, logs, worker_max_concurrent_jobs=max(levels[-1], args.burst) + 200)
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
     redis = Redis(db=redis_db)
@@ -189,6 +204,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             await measure_dispatch_latency(stub, target_url, 20, 0.05)  # warm-up, not measured
             idle_rss = _rss_bytes(worker.pid)
+            burst = await measure_burst(stub, engine, target_url, args.burst) if args.burst else None
+            if burst is not None:
+                lag = burst["start_lag_ms"]
+                print(
+                    f"burst: {args.burst:,} due in the same second started p50 {lag['p50']} ms,"
+                    f" p99 {lag['p99']} ms, max {lag['max']} ms late",
+                    flush=True,
+                )
+            print(HEADER, flush=True)
             for level in levels:
                 result = await measure_level(
                     stub, engine, redis, target_url, worker, logs / "worker.log", level, idle_rss, args
@@ -213,6 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "nofile": hard,
         },
         "worker_idle_rss_mib": round(idle_rss / 2**20, 1),
+        "burst": burst,
         "levels": results,
         "logs": str(logs),
     }
@@ -246,8 +271,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured at each level")
     parser.add_argument("--open-timeout", type=float, default=120.0, help="seconds a level may take to open")
     parser.add_argument("--probe-jobs", type=int, default=30, help="new jobs timed at each level")
+    parser.add_argument("--burst", type=int, default=1000, help="jobs due in the same second (0: no burst)")
     args = parser.parse_args()
-    print(HEADER, flush=True)
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"bench-scale-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.json"

@@ -47,17 +47,20 @@ async def measure_fire_accuracy(
     target_url: str,
     jobs: list[tuple[float, bool]],
     concurrency: int = 32,
+    answer_after_s: float = 0,
 ) -> dict[str, dict[str, Any]]:
     """Creates one job per (fire time, recurring): a one-off ``run_at`` job, or an hourly interval
-    job whose ``start_time`` is its first tick. Measures, per job, when the target received the
-    call minus when it was due; returns the figures per kind ("one_off", "recurring")."""
+    job whose ``start_time`` is its first tick, whose call the target answers after
+    ``answer_after_s``. Measures, per job, when the target received the call minus when it was
+    due; returns the figures per kind ("one_off", "recurring")."""
+    path = f"/hit?delay={answer_after_s}" if answer_after_s else "/hit"
     label = f"fire-{uuid.uuid4().hex[:8]}"
     pending = iter(jobs)
     fire_times = [due for due, _ in jobs]
 
     async def client() -> None:
         for due, recurring in pending:
-            job = pb.Job(http_request=pb.HttpRequest(url=f"{target_url}/hit"), labels={"bench": label})
+            job = pb.Job(http_request=pb.HttpRequest(url=f"{target_url}{path}"), labels={"bench": label})
             if recurring:
                 job.schedule.interval.CopyFrom(Duration(seconds=3600))
                 job.schedule.start_time.CopyFrom(_stamp(due))

@@ -1,6 +1,7 @@
 """The benchmark's target: answers 200 at once and remembers when each execution arrived.
 
-``POST /hit`` records (Idempotency-Key → arrival time); ``GET /receipts`` returns and clears them;
+``POST /hit`` records (Idempotency-Key → arrival time) and answers (after ``?delay=`` seconds, if
+given); ``GET /receipts`` returns and clears them;
 ``POST /hold`` answers at the next ``POST /release`` (the long calls held in flight).
 """
 
@@ -19,6 +20,9 @@ released = asyncio.Event()
 
 async def hit(request: web.Request) -> web.Response:
     receipts.setdefault(request.headers.get("Idempotency-Key", ""), time.time())
+    delay = float(request.query.get("delay", 0))
+    if delay:
+        await asyncio.sleep(delay)
     return web.Response(text="ok")
 
 
