@@ -1,4 +1,4 @@
-"""The worker's HTTP clients are pools of a few hundred connections (httpcore scans a whole pool
+"""The worker's HTTP clients are pools of a few dozen connections (httpcore scans a whole pool
 for each request), with ``concurrency`` connections in all and a stable pool per execution."""
 
 from __future__ import annotations
@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import ssl
 import sys
 import textwrap
 import uuid
+from typing import Any
 
 import httpx
 
@@ -22,14 +24,14 @@ def _pool_sizes(clients: HttpClients) -> list[int]:
     return [client._transport._pool._max_connections for client in clients._clients]  # type: ignore[attr-defined]
 
 
-async def test_ten_thousand_calls_spread_over_pools_of_about_256():
+async def test_ten_thousand_calls_spread_over_pools_of_about_32():
     clients = HttpClients(EgressPolicy.from_settings("", ""), 10_000, httpx.Timeout(5))
     try:
-        assert len(clients) == math.ceil(10_000 / CONNECTIONS_PER_POOL) == 40
+        assert len(clients) == math.ceil(10_000 / CONNECTIONS_PER_POOL) == 313
         keys = [str(uuid.uuid4()) for _ in range(10_000)]
         assert all(clients.for_call(key) is clients.for_call(key) for key in keys)
         load = collections.Counter(id(clients.for_call(key)) for key in keys)
-        assert len(load) == 40  # every pool takes calls
+        assert len(load) == 313  # every pool takes calls
         assert max(load.values()) < 2 * CONNECTIONS_PER_POOL
         # Each may open more than its share, but keeps about its share idle, and not for ever
         # (httpcore scans every idle connection against the whole pool on each request).
@@ -42,25 +44,25 @@ async def test_ten_thousand_calls_spread_over_pools_of_about_256():
 
 
 async def test_a_pool_that_draws_more_than_its_share_lets_them_all_through(target, key):
-    """300 calls make two pools; 160 whose ids pick the first one (more than its even share of
-    150) all reach the target at once."""
+    """300 calls make ten pools; 60 whose ids pick the first one (twice its even share of 30)
+    all reach the target at once."""
     clients = HttpClients(EgressPolicy.from_settings("127.0.0.0/8", ""), 300, httpx.Timeout(30))
-    assert len(clients) == 2
+    assert len(clients) == 10
     first = clients.for_call("0")
-    ids = [str(n) for n in range(2_000) if clients.for_call(str(n)) is first][:160]
+    ids = [str(n) for n in range(2_000) if clients.for_call(str(n)) is first][:60]
     path = f"/sleep/4/{key}"
     try:
         calls = [asyncio.create_task(clients.for_call(i).post(target.url(path))) for i in ids]
-        await eventually(lambda: len(target.received(path)) == 160, timeout=3.5)  # none waits
-        assert [response.status_code for response in await asyncio.gather(*calls)] == [200] * 160
+        await eventually(lambda: len(target.received(path)) == 60, timeout=3.5)  # none waits
+        assert [response.status_code for response in await asyncio.gather(*calls)] == [200] * 60
     finally:
         await clients.aclose()
 
 
 async def test_a_small_worker_keeps_one_pool():
-    clients = HttpClients(EgressPolicy.from_settings("", ""), 50, httpx.Timeout(5))
+    clients = HttpClients(EgressPolicy.from_settings("", ""), 30, httpx.Timeout(5))
     try:
-        assert _pool_sizes(clients) == [50]
+        assert _pool_sizes(clients) == [30]
     finally:
         await clients.aclose()
 
@@ -94,3 +96,20 @@ async def test_a_new_workers_first_call_loads_no_connection_code(target):
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, out.decode()
     assert out.decode().strip() == "200 []"
+
+
+def test_all_pools_share_one_tls_context(monkeypatch):
+    """Loading the CA bundle takes ~10 ms: 313 pools that each made one (httpx's transport makes
+    its own unless given one) delayed a 10,000-call worker's start by seconds."""
+    made: list[ssl.SSLContext] = []
+    create = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(create(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    clients = HttpClients(EgressPolicy.from_settings("", ""), 10_000, httpx.Timeout(5))
+    pools = [client._transport._pool for client in clients._clients]  # type: ignore[attr-defined]
+    assert len(made) == 1
+    assert {id(pool._ssl_context) for pool in pools} == {id(made[0])}

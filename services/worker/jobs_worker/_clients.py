@@ -1,17 +1,20 @@
 """The worker's HTTP clients: one pool per CONNECTIONS_PER_POOL calls of its concurrency.
 
 httpcore's connection pool assigns each request by scanning every connection it holds (and every
-queued request), under a lock, synchronously: with one pool of 8,000 open connections, profiled
+queued request), under a lock, synchronously; for each idle connection it polls the socket and
+counts the whole pool again (httpcore 1.0.9 counts every connection where it means the idle ones),
+so a pass costs the square of the pool's size. With one pool of 8,000 open connections, profiled
 with py-spy while the worker opened its 10,000 calls, that scan took 78 % of the worker's CPU and
-held the event loop long enough for the worker's own lease to lapse. Sharding keeps each scan to
-a few hundred connections; a call goes to the pool its execution id picks, so its retries reuse
-the same pool's keep-alive connections.
+held the event loop long enough for the worker's own lease to lapse. Pools of 256 still spent
+more than half the worker's CPU in it when 1,000 calls due in the same second opened and were
+answered (``make bench-scale``'s burst: p99 4.3 s late; 2.2 s with pools of 32). Sharding keeps
+each scan to a few dozen connections; a call goes to the pool its execution id picks, so its
+retries reuse the same pool's keep-alive connections.
 
 Each pool may open as many connections as the worker runs calls: the execution ids spread the
-calls about evenly, not exactly (10,000 calls over 40 pools: the fullest drew 272 to 306 in 20
-draws, against an even share of 255), and pools capped at their even share made ~140 calls of
-10,000 wait for a connection of theirs to close, with room everywhere else. The worker's
-concurrency (arq's max_jobs) is what bounds the connections.
+calls about evenly, not exactly, and pools capped at their even share made ~140 calls of 10,000
+wait for a connection of theirs to close, with room everywhere else. The worker's concurrency
+(arq's max_jobs) is what bounds the connections.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from jobs_worker._egress import guarded_client
 
 __all__ = ["CONNECTIONS_PER_POOL", "HttpClients", "load_connection_backend"]
 
-CONNECTIONS_PER_POOL = 256
+CONNECTIONS_PER_POOL = 32
 
 
 class HttpClients:
