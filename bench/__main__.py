@@ -219,20 +219,20 @@ async def measure_arq_noop(
 
 def bench_settings(database: str, redis_db: int, logs: Path, **overrides: Any) -> Settings:
     """The processes' settings: the bench's own database and Redis index, free ports."""
-    return Settings(
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
-        database_auto_create=False,
-        redis_db=redis_db,
-        grpc_host="127.0.0.1",
-        grpc_port=services.free_port(),
-        worker_health_file=str(logs / "worker.health"),
-        worker_drain_timeout=timedelta(seconds=5),
-        egress_allow_networks="127.0.0.0/8",  # the benchmark's target
+    defaults: dict[str, Any] = {
+        "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+        "database_auto_create": False,
+        "redis_db": redis_db,
+        "grpc_host": "127.0.0.1",
+        "grpc_port": services.free_port(),
+        "worker_health_file": str(logs / "worker.health"),
+        "worker_drain_timeout": timedelta(seconds=5),
+        "egress_allow_networks": "127.0.0.0/8",  # the benchmark's target
         # Not measured here; free ports so a running `make run` is not disturbed.
-        metrics_port=services.free_port(),
-        worker_metrics_port=services.free_port(),
-        **overrides,
-    )
+        "metrics_port": services.free_port(),
+        "worker_metrics_port": services.free_port(),
+    }
+    return Settings(**(defaults | overrides))
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,7 +9,10 @@ measures over ``--window`` seconds: the worker's CPU and RSS, Redis commands/s (
 database); then what the calls do to new work: the dispatch latency of jobs created one at a
 time, and how late ``run_at`` jobs spread over a few seconds fire. Before the levels, a burst:
 ``--burst`` one-off jobs due in the same second, whose calls the target answers after 1 s, and how
-late each call started. Prints a table and JSON (saved to bench-results/). Figures, not
+late each call started. With the largest level's calls still open, ``--cancels`` of them are
+cancelled one at a time (CancelExecution's return → the worker recorded the aborted attempt), and
+then the worker gets SIGTERM and the target answers every call 2 s later: how long the drain took
+and what became of the calls. Prints a table and JSON (saved to bench-results/). Figures, not
 pass/fail: the machines are noisy.
 """
 
@@ -21,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import tempfile
 import time
 import uuid
@@ -37,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bench.__main__ import RESULTS_DIR, Cpu, bench_settings, measure_dispatch_latency
 from bench.scheduling import measure_fire_accuracy
 from jobs_common.migrate import migrate
+from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
@@ -78,8 +83,13 @@ async def _open_calls(http: httpx.AsyncClient, target_url: str) -> int:
     return int((await http.get(f"{target_url}/stats")).json()["held_open"])
 
 
+def _held_label(level: int) -> str:
+    return f"held-{level}"
+
+
 async def _hold_more(stub: job_service_pb2_grpc.JobServiceAsyncStub, target_url: str, count: int) -> None:
-    """Creates ``count`` jobs whose call the target holds open, BATCH per BatchCreateJobs."""
+    """Creates ``count`` jobs whose call the target holds open, BATCH per BatchCreateJobs,
+    labelled ``bench: held-<count>``."""
     for start in range(0, count, BATCH):
         size = min(BATCH, count - start)
         requests = [
@@ -87,12 +97,84 @@ async def _hold_more(stub: job_service_pb2_grpc.JobServiceAsyncStub, target_url:
                 job=pb.Job(
                     http_request=pb.HttpRequest(url=f"{target_url}/hold"),
                     timeout=CALL_TIMEOUT,
-                    labels={"bench": "held"},
+                    labels={"bench": _held_label(count)},
                 )
             )
             for _ in range(size)
         ]
         await stub.BatchCreateJobs(api.BatchCreateJobsRequest(requests=requests))
+
+
+async def measure_cancels(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, engine: AsyncEngine, level: int, count: int
+) -> dict[str, Any]:
+    """CancelExecution of ``count`` of the ``level`` held calls, one at a time: from its return
+    until the worker recorded the attempt's end (after aborting the call)."""
+    async with engine.connect() as conn:
+        ids = (
+            await conn.scalars(
+                text(
+                    "SELECT e.id::text FROM executions e JOIN jobs j ON j.id = e.job_id"
+                    " WHERE e.state = 'RUNNING' AND j.labels @> CAST(:labels AS jsonb) LIMIT :count"
+                ),
+                {"labels": json.dumps({"bench": _held_label(level)}), "count": count},
+            )
+        ).all()
+    ended = text("SELECT end_time IS NOT NULL FROM attempts WHERE execution_id = CAST(:id AS uuid)")
+    seconds: list[float] = []
+    for execution_id in ids:
+        await stub.CancelExecution(api.CancelExecutionRequest(id=execution_id))
+        returned = time.monotonic()
+        while time.monotonic() - returned < 30:
+            async with engine.connect() as conn:
+                if await conn.scalar(ended, {"id": execution_id}):
+                    break
+            await asyncio.sleep(0.01)
+        seconds.append(time.monotonic() - returned)
+    return {"cancelled": len(ids), "seconds_to_abort": [round(x, 3) for x in sorted(seconds)]}
+
+
+async def measure_drain(
+    engine: AsyncEngine, target_url: str, worker: ChildProcess, level: int, held: int, answer_after_s: float
+) -> dict[str, Any]:
+    """SIGTERM to the worker holding ``held`` calls of the ``level``; the target answers them
+    ``answer_after_s`` later. How long the worker took to exit, and what became of the calls."""
+    started = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(answer_after_s)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{target_url}/release")
+    exit_code = await worker.wait(timeout=300)
+    seconds = time.monotonic() - started
+    async with engine.connect() as conn:
+        states: dict[str, int] = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT e.state, count(*) FROM executions e JOIN jobs j ON j.id = e.job_id"
+                        " WHERE j.labels @> CAST(:labels AS jsonb) GROUP BY e.state"
+                    ),
+                    {"labels": json.dumps({"bench": _held_label(level)})},
+                )
+            ).all()
+        )
+    return {
+        "calls_held": held,
+        "answered_after_sigterm_s": answer_after_s,
+        "seconds_to_exit": round(seconds, 1),
+        "exit_code": exit_code,
+        "held_jobs_by_state": states,
+    }
+
+
+async def release_all(target_url: str) -> None:
+    """Has the target answer every held call; waits until their outcomes are recorded."""
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{target_url}/release")
+        deadline = time.monotonic() + 120
+        while await _open_calls(http, target_url) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+    await asyncio.sleep(5)  # their outcomes recorded, before the next level opens
 
 
 async def measure_level(
@@ -106,8 +188,9 @@ async def measure_level(
     idle_rss: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Opens ``level`` calls from none, measures, then releases them all: no call outlives its
-    level, so none reaches the 300-second job timeout however long the run."""
+    """Opens ``level`` calls from none and measures; the caller then releases them all
+    (:func:`release_all`): no call outlives its level, so none reaches the 300-second job
+    timeout however long the run."""
     lapses = _lease_lapses(worker_log)
     async with httpx.AsyncClient() as http:
         started = time.monotonic()
@@ -140,12 +223,6 @@ async def measure_level(
         )["one_off"]["fire_lag_ms"]
     except RuntimeError as exc:
         fire = {"p99": None, "error": str(exc)}
-    async with httpx.AsyncClient() as http:
-        await http.post(f"{target_url}/release")
-        deadline = time.monotonic() + 120
-        while await _open_calls(http, target_url) and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-    await asyncio.sleep(5)  # their outcomes recorded, before the next level opens
     return {
         "calls_wanted": level,
         "calls_open": opened,
@@ -183,11 +260,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_db = await services.claim_redis_db(f"bench-scale-{os.getpid()}")
     logs = Path(tempfile.mkdtemp(prefix="jobs-bench-scale-"))
     processes: list[ChildProcess] = []
-    settings = bench_settings(database, redis_db, logs, worker_max_concurrent_jobs=max(levels[-1], args.burst) + 200)
+    settings = bench_settings(
+        database,
+        redis_db,
+        logs,
+        worker_max_concurrent_jobs=max(levels[-1], args.burst) + 200,
+        worker_drain_timeout=Settings().worker_drain_timeout,  # the default: the drain is measured
+    )
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
     redis = Redis(db=redis_db)
     results: list[dict[str, Any]] = []
+    cancels: dict[str, Any] | None = None
+    drain: dict[str, Any] | None = None
     try:
         await migrate(settings)
         target_port = services.free_port()
@@ -219,6 +304,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 results.append(result)
                 print(_row(result), flush=True)
+                if level < levels[-1] or not level:
+                    await release_all(target_url)
+            if levels[-1]:  # with the largest level's calls held open
+                cancels = await measure_cancels(stub, engine, levels[-1], args.cancels)
+                print(f"CancelExecution → call aborted, recorded (s): {cancels['seconds_to_abort']}", flush=True)
+                held = results[-1]["calls_open"]
+                drain = await measure_drain(engine, target_url, worker_process, levels[-1], held, 2.0)
+                print(f"SIGTERM drain: {drain}", flush=True)
     finally:
         for process in reversed(processes):
             await process.stop()
@@ -239,6 +332,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "worker_idle_rss_mib": round(idle_rss / 2**20, 1),
         "burst": burst,
         "levels": results,
+        "cancel_with_largest_level_open": cancels,
+        "sigterm_drain_with_largest_level_open": drain,
         "logs": str(logs),
     }
 
@@ -272,6 +367,7 @@ def main() -> None:
     parser.add_argument("--open-timeout", type=float, default=120.0, help="seconds a level may take to open")
     parser.add_argument("--probe-jobs", type=int, default=30, help="new jobs timed at each level")
     parser.add_argument("--burst", type=int, default=1000, help="jobs due in the same second (0: no burst)")
+    parser.add_argument("--cancels", type=int, default=10, help="held calls cancelled at the largest level")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(exist_ok=True)
