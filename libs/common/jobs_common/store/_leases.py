@@ -1,7 +1,8 @@
 """The worker's side of PostgreSQL: claim an execution under a lease, then record the outcome.
 
 Each is one statement (one round trip): data-modifying CTEs update the execution, its attempt and
-its job together. Every write after the claim is fenced by (state RUNNING, attempt number, lease
+its job together. Claims made at the same time share one statement (:class:`GroupCommit`): each
+row is claimed under the same conditions as alone. Every write after the claim is fenced by (state RUNNING, attempt number, lease
 owner): the attempt number is the fencing token. A worker whose lease lapsed and was taken over
 cannot move the execution; its late result is kept on its own attempt, marked superseded.
 
@@ -16,18 +17,27 @@ leases were per worker (lease_epoch NULL) keep their own lease_expires_at.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Row, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, AttemptResult, Claim, ExecutionState, NotClaimed
 from jobs_common.secrets import SecretBox, SecretsError
+from jobs_common.store._group_commit import GroupCommit
 from jobs_common.store._rows import http_request_from, retry_policy_from
 
-__all__ = ["LEASE_LAPSED", "ExecutionLeases"]
+__all__ = ["CLAIMS_PER_STATEMENT", "LEASE_LAPSED", "ExecutionLeases"]
+
+logger = logging.getLogger(__name__)
+
+# Concurrent claims are written together (group commit), up to this many per statement.
+CLAIMS_PER_STATEMENT = 100
 
 # Whether the worker lease of RUNNING execution ``e`` lapsed (its worker stopped renewing it).
 LEASE_LAPSED = """CASE WHEN e.lease_epoch IS NULL THEN e.lease_expires_at < now()
@@ -55,7 +65,7 @@ WITH claimed AS (
         lease_epoch = :epoch,
         lease_expires_at = NULL,
         update_time = now()
-    WHERE e.id = :execution_id
+    WHERE e.id = ANY(:execution_ids)
       AND e.schedule_time <= now()
       AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED') OR (e.state = 'RUNNING' AND {LEASE_LAPSED}))
       -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
@@ -77,16 +87,16 @@ WITH claimed AS (
 )
 SELECT * FROM claimed
 """
-)
+).bindparams(bindparam("execution_ids", type_=ARRAY(UUID(as_uuid=True))))
 
 _INSPECT = text(
     f"""
-SELECT e.state, greatest(e.schedule_time - now(), interval '0') AS until_due,
+SELECT e.id, e.state, greatest(e.schedule_time - now(), interval '0') AS until_due,
        CASE WHEN e.state = 'RUNNING' THEN {_UNTIL_LEASE_LAPSES} END AS until_lease_expiry,
        {_QUEUE_PAUSED} AS paused
-FROM executions e WHERE e.id = :execution_id
+FROM executions e WHERE e.id = ANY(:execution_ids)
 """
-)
+).bindparams(bindparam("execution_ids", type_=ARRAY(UUID(as_uuid=True))))
 
 # A new epoch for this worker id: whatever an earlier process of the same id held is lapsed.
 _JOIN = text(
@@ -190,6 +200,8 @@ class ExecutionLeases:
         self._box = box  # opens the sealed secrets of what is claimed
         self._lease_ttl_s = lease_ttl.total_seconds()
         self.epoch: int | None = None  # set by join()
+        self._claims = GroupCommit(self._claim_many, CLAIMS_PER_STATEMENT, on_abandoned=self._abandoned)
+        self._releases: set[asyncio.Task[bool]] = set()
 
     async def join(self) -> int:
         """Takes this worker's lease, with a new epoch; returns the epoch."""
@@ -218,18 +230,47 @@ class ExecutionLeases:
             await conn.execute(_LEAVE, {"worker_id": self.worker_id, "epoch": self.epoch})
 
     async def claim(self, execution_id: uuid.UUID) -> Claim | NotClaimed:
+        """Takes the execution under this worker's lease, if it is due and free; claims made
+        at the same time share one statement (:class:`GroupCommit`)."""
+        return await self._claims.submit(execution_id)
+
+    async def _claim_many(self, execution_ids: list[uuid.UUID]) -> list[Claim | NotClaimed]:
+        """One statement claims them all; those it did not claim (and a second delivery of the
+        same execution in the batch) are looked at by another, to say why."""
         async with self._engine.connect() as conn:
-            row = (
+            rows = (
                 await conn.execute(
-                    _CLAIM,
-                    {"execution_id": execution_id, "worker_id": self.worker_id, "epoch": self.epoch},
+                    _CLAIM, {"execution_ids": execution_ids, "worker_id": self.worker_id, "epoch": self.epoch}
                 )
-            ).first()
-            if row is None:
-                found = (await conn.execute(_INSPECT, {"execution_id": execution_id})).first()
-                if found is None:
-                    return NotClaimed(None, timedelta(0), None)
-                return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry, found.paused)
+            ).all()
+            claimed = {row.id: row for row in rows}
+            # The first delivery of each claimed execution has its row; the rest are looked at.
+            taken = [claimed.pop(execution_id, None) for execution_id in execution_ids]
+            unclaimed = [execution_id for execution_id, row in zip(execution_ids, taken, strict=True) if row is None]
+            found = {}
+            if unclaimed:
+                found = {row.id: row for row in await conn.execute(_INSPECT, {"execution_ids": unclaimed})}
+        return [
+            _not_claimed(found.get(execution_id)) if row is None else self._claim_from(row)
+            for execution_id, row in zip(execution_ids, taken, strict=True)
+        ]
+
+    def _abandoned(self, execution_id: uuid.UUID, answer: Claim | NotClaimed) -> None:
+        """A delivery cancelled (an abort, the worker stopping) while its claim was written:
+        what it claimed is handed back (or ends as cancelled), not left to its lease."""
+        if isinstance(answer, Claim):
+            release = asyncio.get_running_loop().create_task(
+                self.release(answer, "the delivery was cancelled before its call")
+            )
+            self._releases.add(release)
+            release.add_done_callback(self._released)
+
+    def _released(self, release: asyncio.Task[bool]) -> None:
+        self._releases.discard(release)
+        if not release.cancelled() and release.exception() is not None:
+            logger.warning("could not hand back an abandoned claim (%s); its lease will lapse", release.exception())
+
+    def _claim_from(self, row: Row[Any]) -> Claim:
         try:
             request, problem = http_request_from(row, self._box), None
         except SecretsError as exc:
@@ -287,3 +328,9 @@ class ExecutionLeases:
                 },
             )
         return bool(moved)
+
+
+def _not_claimed(found: Row[Any] | None) -> NotClaimed:
+    if found is None:
+        return NotClaimed(None, timedelta(0), None)
+    return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry, found.paused)
