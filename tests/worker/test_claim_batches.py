@@ -41,9 +41,7 @@ async def _delete(stub, job_ids: list[str]) -> None:
         await stub.DeleteJob(api.DeleteJobRequest(id=job_id))
 
 
-async def test_concurrent_claims_share_a_statement_and_a_second_delivery_is_told_who_holds_it(
-    stub, target, engine
-):
+async def test_concurrent_claims_share_a_statement_and_a_second_delivery_is_told_who_holds_it(stub, target, engine):
     job_ids, ids = await _queued(stub, target, 20)
     leases = ExecutionLeases(engine, f"batch-test:{uuid.uuid4().hex[:6]}", timedelta(seconds=30), SecretBox())
     await leases.join()
@@ -56,8 +54,10 @@ async def test_concurrent_claims_share_a_statement_and_a_second_delivery_is_told
         # The first claim went out alone; the 20 that came while it was written went together.
         assert (leases._claims.batches, leases._claims.items) == (2, 21)
         assert isinstance(again, NotClaimed)
-        assert again.state is ExecutionState.RUNNING and not again.finished
-        assert again.until_lease_expiry is not None and again.until_lease_expiry > timedelta(seconds=20)
+        assert again.state is ExecutionState.RUNNING
+        assert not again.finished
+        assert again.until_lease_expiry is not None
+        assert again.until_lease_expiry > timedelta(seconds=20)
         async with engine.connect() as conn:
             opened = await conn.scalar(
                 text("SELECT count(*) FROM attempts WHERE worker_id = :w AND number = 1 AND end_time IS NULL"),

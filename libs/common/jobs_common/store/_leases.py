@@ -2,9 +2,10 @@
 
 Each is one statement (one round trip): data-modifying CTEs update the execution, its attempt and
 its job together. Claims made at the same time share one statement (:class:`GroupCommit`): each
-row is claimed under the same conditions as alone. Every write after the claim is fenced by (state RUNNING, attempt number, lease
-owner): the attempt number is the fencing token. A worker whose lease lapsed and was taken over
-cannot move the execution; its late result is kept on its own attempt, marked superseded.
+row is claimed under the same conditions as alone. Every write after the claim is fenced by
+(state RUNNING, attempt number, lease owner): the attempt number is the fencing token. A worker
+whose lease lapsed and was taken over cannot move the execution; its late result is kept on its
+own attempt, marked superseded.
 
 Liveness is per worker, not per call: each worker process holds one row of ``worker_leases``
 (taken by :meth:`ExecutionLeases.join`, with a new epoch), its heartbeat renews that row for
