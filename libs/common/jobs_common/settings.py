@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # TTL did not shorten recovery in the chaos suite (kill → retry p50 4.26 s, p99 5.52 s).
     worker_lease_ttl: Duration = timedelta(seconds=4)
     worker_heartbeat_interval: Duration = timedelta(seconds=1)
+    # The lease is renewed from a thread of its own while the worker's event loop turns; a loop
+    # that has not turned for this long (stuck, not merely busy) stops the renewals.
+    worker_loop_stall_limit: Duration = timedelta(seconds=30)
 
     job_max_timeout: Duration = timedelta(seconds=300)
     job_max_attempts: int = Field(default=100, ge=1)
@@ -153,6 +156,8 @@ class Settings(BaseSettings):
             raise ValueError("SCALING_MIN_WORKERS must not exceed SCALING_MAX_WORKERS")
         if not timedelta(0) < self.worker_heartbeat_interval * 2 <= self.worker_lease_ttl:
             raise ValueError("WORKER_HEARTBEAT_INTERVAL must be positive and at most half of WORKER_LEASE_TTL")
+        if self.worker_loop_stall_limit < self.worker_heartbeat_interval:
+            raise ValueError("WORKER_LOOP_STALL_LIMIT must be at least WORKER_HEARTBEAT_INTERVAL")
         parse_api_tokens(self.api_tokens.get_secret_value())  # a malformed entry fails at start
         parse_networks(self.egress_allow_networks)
         parse_secret_keys(self.secrets_keys.get_secret_value())

@@ -4,8 +4,8 @@ Delivery is at least once; this function makes duplicates harmless. A delivery t
 execution finished returns at once; one that finds it not yet due or leased to another worker
 defers itself with arq's ``Retry`` until then.
 
-While a call runs, the worker's heartbeat (:meth:`ExecutionRunner.renew_lease`) keeps the
-worker's lease, which covers every execution it holds.
+While a call runs, the worker's lease keeper (:meth:`ExecutionRunner.renew_lease`, from a thread
+of its own) keeps the worker's lease, which covers every execution it holds.
 An outcome PostgreSQL cannot take (it is down) is kept in memory and written when it answers
 again, for up to WORKER_RECORD_DEADLINE: the call is not made a second time for an outage.
 """
@@ -22,6 +22,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from arq import Retry
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs_common.backoff import Backoff
 from jobs_common.domain import (
@@ -111,10 +112,11 @@ class ExecutionRunner:
     def _succeeded(self) -> None:
         self._failures_in_a_row = 0
 
-    async def renew_lease(self) -> None:
-        """The heartbeat: extends this worker's lease, which covers every execution it holds."""
+    async def renew_lease(self, engine: AsyncEngine | None = None) -> None:
+        """Extends this worker's lease, which covers every execution it holds; from the lease
+        keeper's thread, on its own ``engine``."""
         try:
-            held = await self._leases.renew()
+            held = await self._leases.renew(engine)
         except STORAGE_ERRORS:
             STORE_ERRORS.labels("renew").inc()
             raise

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import httpx
+from arq.connections import ArqRedis, create_pool
 from arq.worker import func
 
 from jobs_common.arq_extension import (
@@ -32,6 +35,7 @@ from jobs_common.throughput import Throughput
 from jobs_common.workers import WorkerInfo, WorkerRegistry
 from jobs_worker._clients import HttpClients, load_connection_backend
 from jobs_worker._collector import PacedCollector
+from jobs_worker._lease_keeper import LeaseKeeper, Renewal
 from jobs_worker._open_files import raise_open_files_limit
 from jobs_worker._runner import ExecutionRunner
 from jobs_worker.metrics import FULL_COLLECTION_SECONDS
@@ -78,6 +82,14 @@ async def _startup(ctx: dict[str, Any]) -> None:
         throughput=Throughput(settings.worker_queue),
         max_redirects=settings.egress_max_redirects,
     )
+    # The lease, from a thread of its own (jobs_worker._lease_keeper says why).
+    worker: JobsWorker = ctx["worker"]
+    ctx["keeper"] = keeper = LeaseKeeper(
+        _lease_renewal(worker, settings, ctx["runner"]),
+        settings.worker_heartbeat_interval.total_seconds(),
+        settings.worker_loop_stall_limit.total_seconds(),
+    )
+    keeper.start()
     # Last: what the start made is frozen, never scanned again (jobs_worker._collector says why).
     ctx["collector"] = collector = PacedCollector()
     collector.start()
@@ -91,7 +103,44 @@ async def _startup(ctx: dict[str, Any]) -> None:
     )
 
 
+def _lease_renewal(worker: JobsWorker, settings: Settings, runner: ExecutionRunner) -> Renewal:
+    """What the lease keeper's thread renews, on connections of its own: the worker's row in
+    PostgreSQL, then its lease in the queue's Redis hash, each whatever became of the other."""
+
+    @contextlib.asynccontextmanager
+    async def renewal() -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        engine = create_engine(settings, pool_size=1)
+        # Connected at the first renewal, without arq's retries: the next renewal is the retry.
+        assert worker.redis_settings is not None  # build_worker gives them
+        quick = dataclasses.replace(worker.redis_settings, conn_retries=0)
+        redis: ArqRedis | None = None
+
+        async def renew() -> None:
+            nonlocal redis
+            try:
+                await runner.renew_lease(engine)
+            except DEPENDENCY_ERRORS as exc:
+                logger.warning("lease renewal: PostgreSQL did not answer (%s)", exc)
+            try:
+                if redis is None:
+                    redis = await create_pool(quick)
+                await worker.renew_lease(redis)
+            except REDIS_ERRORS as exc:
+                logger.warning("lease renewal: Redis did not answer (%s)", exc)
+
+        try:
+            yield renew
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    return renewal
+
+
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    if "keeper" in ctx:  # before the lease is given up: a renewal after would take it again
+        await ctx["keeper"].stop()
     if "collector" in ctx:
         ctx["collector"].stop()
     if "runner" in ctx:
@@ -119,9 +168,12 @@ class JobsWorker(ClaimingWorker):
     """The worker process: arq with our claim path (:class:`ClaimingWorker`, where everything we
     change of arq lives), plus what runs beside the calls.
 
-    * A heartbeat every WORKER_HEARTBEAT_INTERVAL that renews this worker's lease in Redis (the
-      queue's worker leases) and in PostgreSQL (its worker_leases row) to WORKER_LEASE_TTL: two
-      writes, however many calls run; and tells QueueService.ListWorkers it is alive.
+    * A lease keeper (a thread of its own) that renews this worker's lease in PostgreSQL (its
+      worker_leases row) and in Redis (the queue's worker leases) to WORKER_LEASE_TTL every
+      WORKER_HEARTBEAT_INTERVAL: two writes, however many calls run, made while the event loop
+      is busy, not once it is stuck (:mod:`jobs_worker._lease_keeper`).
+    * A heartbeat, as often, that tells QueueService.ListWorkers it is alive, flushes its counts
+      and makes the paced full garbage collections.
     * SIGTERM drains (arq's ``job_completion_wait``).
     * A health file refreshed from the poll loop (at most once a second), so a container
       health check proves the loop runs, not only that the process exists; it holds the
@@ -130,6 +182,7 @@ class JobsWorker(ClaimingWorker):
 
     def __init__(self, *args: Any, health_file: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.ctx["worker"] = self  # for on_startup, which starts the lease keeper
         settings: Settings = self.ctx["settings"]
         self._health_file = Path(health_file)
         self._last_health_write = 0.0
@@ -148,7 +201,7 @@ class JobsWorker(ClaimingWorker):
     async def _heartbeat(self) -> None:
         while True:
             try:
-                await self.renew_leases()
+                await self.beat()
             except Exception:  # a heartbeat that stopped would hand every call to another worker
                 logger.exception("heartbeat failed; trying again in %.1fs", self._heartbeat_s)
             self._collect_garbage_if_due()
@@ -161,18 +214,12 @@ class JobsWorker(ClaimingWorker):
         if collector is not None and (took := collector.collect_if_due()) is not None:
             FULL_COLLECTION_SECONDS.observe(took)
 
-    async def renew_leases(self) -> None:
-        """Renews this worker's lease, in Redis and in PostgreSQL: it covers every job it runs."""
+    async def beat(self) -> None:
+        """Tells QueueService.ListWorkers this worker is alive, and flushes its counts (the
+        lease is renewed by the lease keeper's thread)."""
         if not self.connected:
             return
-        runner: ExecutionRunner | None = self.ctx.get("runner")
-        if runner is not None:  # first: the polls renew the Redis lease too, nothing renews this one
-            try:
-                await runner.renew_lease()
-            except DEPENDENCY_ERRORS as exc:
-                logger.warning("heartbeat: PostgreSQL did not answer (%s)", exc)
         try:
-            await self.renew_lease()
             await WorkerRegistry(self.control).beat(self._describe(self.in_flight))
             await self._flush_throughput()
         except REDIS_ERRORS as exc:

@@ -160,12 +160,17 @@ class ClaimingWorker(Worker):
     def in_flight(self) -> int:
         return len(self.tasks)
 
-    async def renew_lease(self) -> None:
+    async def renew_lease(self, client: ArqRedis | None = None) -> None:
         """This worker's lease on everything it holds, pushed to WORKER_LEASE_TTL from now
-        (every poll renews it too; the heartbeat keeps it while polls wait on Redis)."""
-        if self._renew_lease_script is None:
-            self._renew_lease_script = self.control.register_script(RENEW_LEASE_SCRIPT)
-        await self._renew_lease_script(keys=[self._leases_key], args=[self._lease_ttl_ms, self.holder])
+        (every poll renews it too; the heartbeat keeps it while polls wait on Redis). ``client``:
+        a Redis client of the caller's (one of another thread's loop), instead of the control one."""
+        if client is not None:
+            script = client.register_script(RENEW_LEASE_SCRIPT)  # no round trip: EVALSHA when run
+        else:
+            if self._renew_lease_script is None:
+                self._renew_lease_script = self.control.register_script(RENEW_LEASE_SCRIPT)
+            script = self._renew_lease_script
+        await script(keys=[self._leases_key], args=[self._lease_ttl_ms, self.holder])
 
     async def hand_back(self, job_ids: list[str] | None = None) -> int:
         """Puts held jobs back in the queue (all of them, and leaves the queue's leases, when

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, AttemptResult, Claim, ExecutionState, NotClaimed
 from jobs_common.secrets import SecretBox, SecretsError
@@ -204,26 +204,32 @@ class ExecutionLeases:
         self._claims = GroupCommit(self._claim_many, CLAIMS_PER_STATEMENT, on_abandoned=self._abandoned)
         self._releases: set[asyncio.Task[bool]] = set()
 
-    async def join(self) -> int:
-        """Takes this worker's lease, with a new epoch; returns the epoch."""
-        async with self._lease_engine.connect() as conn:
+    async def join(self, engine: AsyncEngine | None = None) -> int:
+        """Takes this worker's lease, with a new epoch; returns the epoch. ``engine``: one of the
+        caller's (the lease keeper's thread has its own), instead of the lease's own."""
+        async with self._lease_connection(engine) as conn:
             epoch = await conn.scalar(_JOIN, {"worker_id": self.worker_id, "lease_ttl_s": self._lease_ttl_s})
         self.epoch = int(epoch)
         return self.epoch
 
-    async def renew(self) -> bool:
+    async def renew(self, engine: AsyncEngine | None = None) -> bool:
         """Extends this worker's lease by WORKER_LEASE_TTL from now: one row, whatever it runs.
         Returns False when the lease had lapsed meanwhile (the worker stalled): its executions may
         have been taken over, and their late results will be kept as superseded attempts. A lease
-        row that is gone (removed after a day) is taken again, with a new epoch."""
-        async with self._lease_engine.connect() as conn:
+        row that is gone (removed after a day) is taken again, with a new epoch. ``engine`` as
+        for :meth:`join`."""
+        async with self._lease_connection(engine) as conn:
             lapsed = await conn.scalar(
                 _RENEW, {"worker_id": self.worker_id, "epoch": self.epoch, "lease_ttl_s": self._lease_ttl_s}
             )
         if lapsed is None:
-            await self.join()
+            await self.join(engine)
             return False
         return not lapsed
+
+    def _lease_connection(self, engine: AsyncEngine | None) -> AsyncConnection:
+        chosen = self._lease_engine if engine is None else engine.execution_options(isolation_level="AUTOCOMMIT")
+        return chosen.connect()
 
     async def leave(self) -> None:
         """Gives the lease up (a clean stop, once nothing runs)."""
