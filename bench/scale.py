@@ -228,7 +228,7 @@ async def measure_level(
         "calls_open": opened,
         "seconds_to_open": round(open_seconds, 1),
         "worker_rss_mib": round(rss / 2**20, 1),
-        "rss_kib_per_call": round((rss - idle_rss) / max(opened, 1) / 1024, 1),
+        "rss_kib_per_call": round((rss - idle_rss) / opened / 1024, 1) if opened else None,
         "worker_cpu_percent_while_waiting": round(cpu_percent, 1),
         "redis_commands_per_second": round(commands_per_second),
         "postgres_rows_written_per_second": round(rows_per_second),
@@ -352,7 +352,8 @@ def _row(level: dict[str, Any]) -> str:
         fire = {"p99": fire["error"]}
     return (
         f"| {level['calls_wanted']:,} | {level['calls_open']:,} | {level['seconds_to_open']} "
-        f"| {level['worker_rss_mib']} | {level['rss_kib_per_call']} | {level['worker_cpu_percent_while_waiting']} "
+        f"| {level['worker_rss_mib']} | {level['rss_kib_per_call'] or '—'} "
+        f"| {level['worker_cpu_percent_while_waiting']} "
         f"| {level['redis_commands_per_second']:,} | {level['postgres_rows_written_per_second']:,} "
         f"| {dispatch['p50']} / {dispatch['p99']} | {fire['p99']} | {level['worker_lease_lapses']} |"
     )

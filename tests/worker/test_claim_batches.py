@@ -1,6 +1,7 @@
-"""A worker's concurrent claims share one statement (group commit) with the same answers one at
-a time would give: each due execution claimed once, a second delivery told who holds it, and a
-delivery cancelled while its claim was written hands the execution back."""
+"""A worker's concurrent claims and outcomes share statements (group commit) with the same answers
+one at a time would give: each due execution claimed once, a second delivery told who holds it,
+a delivery cancelled while its claim was written hands the execution back, and each outcome is
+fenced by its own lease."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jobs_common.domain import Claim, ExecutionState, NotClaimed
+from jobs_common.domain import AttemptResult, Claim, ExecutionState, NotClaimed
 from jobs_common.secrets import SecretBox
 from jobs_common.store import ExecutionLeases
 from jobscheduler.v1 import job_service_pb2 as api
@@ -105,6 +106,57 @@ async def test_a_delivery_cancelled_while_its_claim_is_written_hands_the_executi
         await eventually(attempt_ended, timeout=5)
         assert await handed_back() == ("QUEUED", 1, "INTERRUPTED", "the delivery was cancelled before its call")
         await leases.release(held, "test over")
+    finally:
+        await leases.leave()
+        await _delete(stub, job_ids)
+
+
+async def test_concurrent_outcomes_share_a_statement_each_fenced_as_alone(stub, target, engine):
+    """Twenty outcomes recorded at once: the first alone, the rest in one statement. One whose
+    lease another worker took meanwhile is kept as a superseded attempt and moves nothing."""
+    job_ids, ids = await _queued(stub, target, 20)
+    leases = ExecutionLeases(engine, f"batch-test:{uuid.uuid4().hex[:6]}", timedelta(seconds=30), SecretBox())
+    await leases.join()
+    try:
+        claims = [claim for claim in await asyncio.gather(*(leases.claim(i) for i in ids)) if isinstance(claim, Claim)]
+        assert len(claims) == 20
+        taken_over = claims[7].execution_id
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE executions SET lease_owner = 'another-worker:1' WHERE id = :id"), {"id": taken_over}
+            )
+        result = AttemptResult(
+            ExecutionState.SUCCEEDED,
+            status_code=200,
+            response_headers={"content-type": "text/plain"},
+            response_body=b"ok",
+        )
+        moved = await asyncio.gather(*(leases.finish(claim, result) for claim in claims))
+        assert moved == [claim.execution_id != taken_over for claim in claims]
+        assert (leases._finishes.batches, leases._finishes.items) == (2, 20)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT e.id, e.state, j.state AS job_state, a.response_status_code, a.response_headers,"
+                        " a.response_body, a.superseded, a.end_time IS NOT NULL AS ended"
+                        " FROM executions e JOIN jobs j ON j.id = e.job_id JOIN attempts a ON a.execution_id = e.id"
+                        " WHERE e.id = ANY(:ids)"
+                    ),
+                    {"ids": ids},
+                )
+            ).all()
+        by_id = {row.id: row for row in rows}
+        assert len(by_id) == 20
+        for execution_id, row in by_id.items():
+            assert row.response_status_code == 200
+            assert row.response_headers == {"content-type": "text/plain"}
+            assert bytes(row.response_body) == b"ok"
+            assert row.ended
+            if execution_id == taken_over:
+                assert (row.state, row.job_state, row.superseded) == ("RUNNING", "ACTIVE", True)
+            else:
+                assert (row.state, row.job_state, row.superseded) == ("SUCCEEDED", "COMPLETED", False)
     finally:
         await leases.leave()
         await _delete(stub, job_ids)

@@ -19,13 +19,14 @@ leases were per worker (lease_epoch NULL) keep their own lease_expires_at.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, AttemptResult, Claim, ExecutionState, NotClaimed
@@ -37,7 +38,8 @@ __all__ = ["CLAIMS_PER_STATEMENT", "LEASE_LAPSED", "ExecutionLeases"]
 
 logger = logging.getLogger(__name__)
 
-# Concurrent claims are written together (group commit), up to this many per statement.
+# Concurrent claims are written together (group commit), up to this many per statement; so are
+# concurrent outcomes.
 CLAIMS_PER_STATEMENT = 100
 
 # Whether the worker lease of RUNNING execution ``e`` lapsed (its worker stopped renewing it).
@@ -131,35 +133,48 @@ WHERE (w.worker_id = :worker_id AND w.epoch = :epoch)
 """
 )
 
+# The outcomes of a batch of attempts (group commit), one array per column: each row fenced and
+# recorded as one statement would alone.
 _FINISH = text(
     """
-WITH execution AS (
-    UPDATE executions
-    SET state = :state,
-        schedule_time = coalesce(now() + make_interval(secs => CAST(:retry_delay_s AS double precision)),
-                                 schedule_time),
-        end_time = CASE WHEN CAST(:terminal AS boolean) THEN now() END,
-        last_error = :last_error,
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:execution_ids AS uuid[]), CAST(:numbers AS integer[]), CAST(:states AS text[]),
+        CAST(:retry_delays_s AS double precision[]), CAST(:terminals AS boolean[]),
+        CAST(:status_codes AS integer[]), CAST(:response_headers AS text[]), CAST(:response_bodies AS bytea[]),
+        CAST(:truncated AS boolean[]), CAST(:error_kinds AS text[]), CAST(:error_messages AS text[])
+    ) AS i(execution_id, number, state, retry_delay_s, terminal, status_code, response_headers, response_body,
+           truncated, error_kind, error_message)
+), execution AS (
+    UPDATE executions e
+    SET state = i.state,
+        schedule_time = coalesce(now() + make_interval(secs => i.retry_delay_s), e.schedule_time),
+        end_time = CASE WHEN i.terminal THEN now() END,
+        last_error = i.error_message,
         lease_owner = NULL, lease_epoch = NULL, lease_expires_at = NULL, update_time = now()
-    WHERE id = :execution_id AND state = 'RUNNING' AND attempt_count = :number AND lease_owner = :worker_id
-    RETURNING job_id
+    FROM input i
+    WHERE e.id = i.execution_id AND e.state = 'RUNNING' AND e.attempt_count = i.number
+      AND e.lease_owner = :worker_id
+    RETURNING e.id, e.job_id, i.number
 ), job AS (
-    UPDATE jobs SET state = 'COMPLETED', update_time = now()
+    UPDATE jobs j SET state = 'COMPLETED', update_time = now()
     -- A one-off job ends with its execution; a recurring one with its schedule.
-    WHERE CAST(:terminal AS boolean) AND id IN (SELECT job_id FROM execution)
-      AND schedule_kind = 'ONE_OFF' AND state = 'ACTIVE' AND last_execution_id = :execution_id
+    FROM execution x JOIN input i ON i.execution_id = x.id AND i.number = x.number
+    WHERE i.terminal AND j.id = x.job_id
+      AND j.schedule_kind = 'ONE_OFF' AND j.state = 'ACTIVE' AND j.last_execution_id = x.id
 ), attempt AS (
     -- Recorded even when the lease was lost: then it is a superseded attempt, kept for the record.
-    UPDATE attempts
-    SET end_time = now(), response_status_code = :status_code, response_headers = :response_headers,
-        response_body = :response_body, response_body_truncated = :truncated,
-        error_kind = :error_kind, error_message = :error_message,
-        superseded = NOT EXISTS (SELECT 1 FROM execution)
-    WHERE execution_id = :execution_id AND number = :number
+    UPDATE attempts a
+    SET end_time = now(), response_status_code = i.status_code, response_headers = CAST(i.response_headers AS jsonb),
+        response_body = i.response_body, response_body_truncated = i.truncated,
+        error_kind = i.error_kind, error_message = i.error_message,
+        superseded = NOT EXISTS (SELECT 1 FROM execution x WHERE x.id = i.execution_id AND x.number = i.number)
+    FROM input i
+    WHERE a.execution_id = i.execution_id AND a.number = i.number
 )
-SELECT count(*) FROM execution
+SELECT id, number FROM execution
 """
-).bindparams(bindparam("response_headers", type_=JSONB))
+)
 
 _RELEASE = text(
     """
@@ -202,6 +217,7 @@ class ExecutionLeases:
         self._lease_ttl_s = lease_ttl.total_seconds()
         self.epoch: int | None = None  # set by join()
         self._claims = GroupCommit(self._claim_many, CLAIMS_PER_STATEMENT, on_abandoned=self._abandoned)
+        self._finishes = GroupCommit(self._finish_many, CLAIMS_PER_STATEMENT)
         self._releases: set[asyncio.Task[bool]] = set()
 
     async def join(self, engine: AsyncEngine | None = None) -> int:
@@ -298,28 +314,36 @@ class ExecutionLeases:
 
     async def finish(self, claim: Claim, result: AttemptResult) -> bool:
         """Records the attempt and moves the execution; False when the lease was lost meanwhile
-        (the attempt is still recorded, as superseded; the execution is left to whoever holds it)."""
-        terminal = result.state in TERMINAL_EXECUTION_STATES
+        (the attempt is still recorded, as superseded; the execution is left to whoever holds it).
+        Outcomes recorded at the same time share one statement (:class:`GroupCommit`); this
+        returns once theirs is committed."""
+        return await self._finishes.submit((claim, result))
+
+    async def _finish_many(self, outcomes: list[tuple[Claim, AttemptResult]]) -> list[bool]:
+        moved: set[tuple[uuid.UUID, int]] = set()
         async with self._engine.connect() as conn:
-            moved = await conn.scalar(
-                _FINISH,
-                {
-                    "execution_id": claim.execution_id,
-                    "number": claim.number,
-                    "worker_id": self.worker_id,
-                    "status_code": result.status_code,
-                    "response_headers": result.response_headers or {},
-                    "response_body": result.response_body,
-                    "truncated": result.truncated,
-                    "error_kind": result.error_kind.value if result.error_kind else None,
-                    "error_message": result.error_message,
-                    "state": result.state.value,
-                    "retry_delay_s": result.retry_delay.total_seconds() if result.retry_delay else None,
-                    "terminal": terminal,
-                    "last_error": result.error_message,
-                },
-            )
-        return bool(moved)
+            for batch in _without_repeats(outcomes):
+                rows = await conn.execute(_FINISH, self._finish_parameters(batch))
+                moved.update((row.id, row.number) for row in rows)
+        return [(claim.execution_id, claim.number) in moved for claim, _ in outcomes]
+
+    def _finish_parameters(self, batch: list[tuple[Claim, AttemptResult]]) -> dict[str, object]:
+        return {
+            "worker_id": self.worker_id,
+            "execution_ids": [claim.execution_id for claim, _ in batch],
+            "numbers": [claim.number for claim, _ in batch],
+            "states": [result.state.value for _, result in batch],
+            "retry_delays_s": [
+                result.retry_delay.total_seconds() if result.retry_delay else None for _, result in batch
+            ],
+            "terminals": [result.state in TERMINAL_EXECUTION_STATES for _, result in batch],
+            "status_codes": [result.status_code for _, result in batch],
+            "response_headers": [json.dumps(result.response_headers or {}) for _, result in batch],
+            "response_bodies": [result.response_body for _, result in batch],
+            "truncated": [result.truncated for _, result in batch],
+            "error_kinds": [result.error_kind.value if result.error_kind else None for _, result in batch],
+            "error_messages": [result.error_message for _, result in batch],
+        }
 
     async def release(self, claim: Claim, reason: str) -> bool:
         """Ends an attempt cut short by the worker stopping (or by a cancel) and, unless the
@@ -341,3 +365,23 @@ def _not_claimed(found: Row[Any] | None) -> NotClaimed:
     if found is None:
         return NotClaimed(None, timedelta(0), None)
     return NotClaimed(ExecutionState(found.state), found.until_due, found.until_lease_expiry, found.paused)
+
+
+def _without_repeats(outcomes: list[tuple[Claim, AttemptResult]]) -> list[list[tuple[Claim, AttemptResult]]]:
+    """The outcomes in batches that name each attempt once (one statement cannot update a row
+    twice); in practice one batch, as an attempt has one outcome."""
+    batches: list[list[tuple[Claim, AttemptResult]]] = []
+    seen: list[set[tuple[uuid.UUID, int]]] = []
+    for claim, result in outcomes:
+        key = (claim.execution_id, claim.number)
+        index = next((i for i, keys in enumerate(seen) if key not in keys), len(batches))
+        if index == len(batches):
+            batches.append([])
+            seen.append(set())
+        batches[index].append((claim, result))
+        seen[index].add(key)
+    return batches
+
+
+def _seconds(delay: timedelta | None) -> float | None:
+    return None if delay is None else delay.total_seconds()
