@@ -1,7 +1,7 @@
-"""The six faults of the suite. Each runs on a fresh private cluster, prints its figures and
+"""The seven faults of the suite. Each runs on a fresh private cluster, prints its figures and
 returns an :class:`Outcome` whose ``failures`` name every pass condition that did not hold.
 
-Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all six), FULL is
+Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all seven), FULL is
 ``make chaos`` (10,000 jobs, 30-second outages, 90-second calls; tens of minutes)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import resource
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -56,6 +57,11 @@ class Scale:
     rolling_rate: float
     # 6. always 500
     dead_jobs: int
+    # 7. SIGKILL workers that hold thousands of long calls each
+    held_jobs: int
+    held_sleep: tuple[float, float]
+    held_kill_every: tuple[float, float]
+    held_kill_window: float
     settle_timeout: float = 600.0
 
 
@@ -81,6 +87,10 @@ SHORT = Scale(
     rolling_drain=timedelta(seconds=8),
     rolling_rate=4,
     dead_jobs=30,
+    held_jobs=300,
+    held_sleep=(4, 8),
+    held_kill_every=(2, 3),
+    held_kill_window=8,
     settle_timeout=120,
 )
 
@@ -106,6 +116,10 @@ FULL = Scale(
     rolling_drain=timedelta(seconds=95),
     rolling_rate=1,
     dead_jobs=200,
+    held_jobs=6_000,
+    held_sleep=(20, 40),
+    held_kill_every=(8, 12),
+    held_kill_window=40,
 )
 
 
@@ -211,6 +225,40 @@ async def kill_workers(scale: Scale, workdir: Path, rng: random.Random) -> Outco
         recoveries = await recovery_times(stack.cluster.settings.database_url, stack.load.run, kills)
         report.figures.update(kills=len(kills), recovery_s=percentiles(recoveries))
     return Outcome("kill-workers", report, _require(report, **_ALWAYS, attempted=report.acknowledged))
+
+
+async def kill_held_workers(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """3 workers, each holding up to a third of ``held_jobs`` long calls at once (2,000 at full
+    scale); a random worker is SIGKILLed every held_kill_every seconds for held_kill_window
+    seconds, with all its calls open, and restarted at once."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the target holds every call open
+    try:
+        async with _stack(
+            "kill-held-workers", scale, workdir, workers=3, worker_max_concurrent_jobs=scale.held_jobs
+        ) as stack:
+            plans = []
+            for n in range(scale.held_jobs):
+                sleep = rng.uniform(*scale.held_sleep)
+                plans.append(JobPlan(n, stack.target.url(n, sleep=sleep), sleep, timeout=sleep + 15))
+            kills: list[tuple[float, int]] = []
+
+            async def killer() -> None:
+                await asyncio.sleep(scale.held_sleep[0] / 2)  # the first calls are open
+                stop_at = time.monotonic() + scale.held_kill_window
+                while time.monotonic() < stop_at:
+                    index = rng.randrange(3)
+                    kills.append((time.time(), await stack.cluster.kill_worker(index)))
+                    await stack.cluster.start_worker(index)
+                    await asyncio.sleep(rng.uniform(*scale.held_kill_every))
+
+            await asyncio.gather(stack.load.create_all(plans, concurrency=32), killer())
+            report = await stack.settle_and_check(scale.settle_timeout)
+            recoveries = await recovery_times(stack.cluster.settings.database_url, stack.load.run, kills)
+            report.figures.update(kills=len(kills), recovery_s=percentiles(recoveries))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return Outcome("kill-held-workers", report, _require(report, **_ALWAYS, attempted=report.acknowledged))
 
 
 async def crash_api(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
@@ -382,4 +430,5 @@ SCENARIOS: dict[str, Scenario] = {
     "stop-postgres": stop_postgres,
     "rolling-restart": rolling_restart,
     "always-500": always_500,
+    "kill-held-workers": kill_held_workers,
 }
