@@ -26,7 +26,7 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobscheduler"
     database_auto_create: bool = True
-    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_size: int = Field(default=20, ge=1)
 
     redis_url: str | None = None
     redis_host: str = "127.0.0.1"

@@ -59,6 +59,11 @@ class Dispatcher:
         returns how many were new to arq."""
         if not executions:
             return 0
+        if len(executions) == 1:
+            # One EVALSHA. A pipeline that runs scripts first asks SCRIPT EXISTS (redis-py's
+            # load_scripts): a second round trip, for every CreateJob.
+            keys, args = _enqueue_arguments(*executions[0])
+            return 1 if await self._enqueue(keys=keys, args=args) else 0
         async with self._redis.pipeline(transaction=False) as pipe:
             for execution_id, queue, run_at in executions:
                 keys, args = _enqueue_arguments(execution_id, queue, run_at)
