@@ -45,8 +45,9 @@ class _Seen:
 async def watch_job(
     store: JobStore, events: JobEvents, job_id: uuid.UUID, resync_interval: float
 ) -> AsyncIterator[api.WatchJobResponse]:
-    # Subscribe before the first read, so a change committed in between is not missed.
-    with events.subscribe(job_id) as queue:
+    # Subscribe (the job is then marked watched) before the first read, so a change committed
+    # in between is not missed.
+    async with events.subscribe(job_id) as queue:
         job = await store.get_job(job_id)
         seen = _Seen()
         first = api.WatchJobResponse(job=convert.job_to_proto(job))

@@ -10,6 +10,7 @@ from jobs_common.db._models import (
     ExecutionRow,
     JobRow,
     QueueSettingsRow,
+    WatchedJobRow,
     WorkerLeaseRow,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "ExecutionRow",
     "JobRow",
     "QueueSettingsRow",
+    "WatchedJobRow",
     "WorkerLeaseRow",
     "create_engine",
 ]

@@ -221,6 +221,18 @@ class WorkerLeaseRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class WatchedJobRow(Base):
+    """A job some WatchJob stream follows: the change-feed triggers NOTIFY only for these. Each
+    api process keeps its own rows (``watcher``) and renews ``expires_at`` while it watches; a
+    row whose process died stops counting once it expires, and is removed."""
+
+    __tablename__ = "watched_jobs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    watcher: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class QueueSettingsRow(Base):
     """What is set on a queue itself (for now: paused). A queue needs no row to exist."""
 

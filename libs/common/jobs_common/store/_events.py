@@ -2,6 +2,11 @@
 or job state change commits, received over one LISTEN connection per process and handed to the
 subscribers of each job.
 
+Only watched jobs are notified (migration 0013): a job with a subscriber here has a row in
+``watched_jobs`` naming this process, written before :meth:`JobEvents.subscribe` yields and
+renewed with the connection's ping; the triggers send nothing for a job without an unexpired
+row, so the change feed costs the hot path a primary-key probe, not a payload and a NOTIFY.
+
 Notifications are not durable: one sent while the connection is down is gone. Subscribers are
 therefore told to resync (re-read from the tables) whenever the connection is (re)made, and are
 expected to resync on a timer as well, so a lost notification delays an update but never loses
@@ -14,9 +19,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,6 +94,19 @@ def parse_event(payload: str) -> tuple[str, ExecutionChanged | JobChanged]:
     return job_id, ExecutionChanged(execution, _required_time(data["update_time"]))
 
 
+# A watched row outlives its process by at most this long; the ping renews it every 5 s.
+WATCH_TTL_S = 30.0
+_WATCH = """
+INSERT INTO watched_jobs (job_id, watcher, expires_at)
+SELECT job_id, $2, now() + make_interval(secs => $3) FROM unnest($1::uuid[]) AS job_id
+ON CONFLICT (job_id, watcher) DO UPDATE SET expires_at = EXCLUDED.expires_at
+"""
+_UNWATCH = "DELETE FROM watched_jobs WHERE job_id = $1 AND watcher = $2"
+_FORGET_WATCHER = "DELETE FROM watched_jobs WHERE watcher = $1"
+_RENEW_WATCHES = "UPDATE watched_jobs SET expires_at = now() + make_interval(secs => $2) WHERE watcher = $1"
+_DROP_EXPIRED_WATCHES = "DELETE FROM watched_jobs WHERE expires_at < now()"
+
+
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _conn: event.set()
 
@@ -100,18 +120,49 @@ class JobEvents:
         self._subscribers: dict[str, set[asyncio.Queue[JobEvent]]] = defaultdict(set)
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
+        # This process's name in watched_jobs, and the listening connection its rows are
+        # written on (one statement at a time: asyncpg runs one per connection).
+        self.watcher = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._conn: asyncpg.Connection | None = None
+        self._writing = asyncio.Lock()
+        self._unwatching: set[asyncio.Task[None]] = set()
 
-    @contextlib.contextmanager
-    def subscribe(self, job_id: uuid.UUID) -> Iterator[asyncio.Queue[JobEvent]]:
+    @contextlib.asynccontextmanager
+    async def subscribe(self, job_id: uuid.UUID) -> AsyncIterator[asyncio.Queue[JobEvent]]:
+        """A queue of the job's events, from when this returns: the job is marked watched (and
+        so notified) before it does. Without a listening connection nothing can be marked; the
+        connection, once made, marks every subscribed job and has every subscriber resync."""
         queue: asyncio.Queue[JobEvent] = asyncio.Queue()
         key = str(job_id)
         self._subscribers[key].add(queue)
         try:
+            await self._watch([key])
             yield queue
         finally:
             self._subscribers[key].discard(queue)
             if not self._subscribers[key]:
                 del self._subscribers[key]
+                unwatch = asyncio.get_running_loop().create_task(self._unwatch(key))
+                self._unwatching.add(unwatch)
+                unwatch.add_done_callback(self._unwatching.discard)
+
+    async def _watch(self, job_ids: list[str]) -> None:
+        await self._write(_WATCH, [uuid.UUID(job_id) for job_id in job_ids], self.watcher, WATCH_TTL_S)
+
+    async def _unwatch(self, job_id: str) -> None:
+        if job_id not in self._subscribers:  # not watched again meanwhile
+            await self._write(_UNWATCH, uuid.UUID(job_id), self.watcher)
+
+    async def _write(self, statement: str, *arguments: object) -> None:
+        """Runs a watched_jobs statement on the listening connection, if there is one; a
+        failure is logged (the connection's loss makes every subscriber resync)."""
+        async with self._writing:
+            if self._conn is None or self._conn.is_closed():
+                return
+            try:
+                await self._conn.execute(statement, *arguments, timeout=5)
+            except LISTENER_ERRORS as exc:
+                logger.warning("job events: could not mark watched jobs (%s)", exc)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -129,6 +180,8 @@ class JobEvents:
             try:
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._on_notification)
+                self._conn = conn
+                await self._watch(list(self._subscribers))  # their rows may have expired meanwhile
                 self.connected.set()
                 self._broadcast(RESYNC)  # whatever happened while not listening
                 await self._until_lost(conn, lost)
@@ -136,6 +189,10 @@ class JobEvents:
                 logger.warning("job events: listening failed (%s)", exc)
             finally:
                 self.connected.clear()
+                if self._stopping.is_set():
+                    await self._write(_FORGET_WATCHER, self.watcher)
+                async with self._writing:
+                    self._conn = None
                 if not conn.is_closed():
                     try:
                         await conn.close(timeout=2)
@@ -151,8 +208,10 @@ class JobEvents:
             await self._pause(5.0, lost)
             if self._stopping.is_set() or lost.is_set():
                 return
-            try:
-                await conn.fetchval("SELECT 1", timeout=5)
+            try:  # the ping renews this process's watched rows, and drops any expired ones
+                async with self._writing:
+                    await conn.execute(_RENEW_WATCHES, self.watcher, WATCH_TTL_S, timeout=5)
+                    await conn.execute(_DROP_EXPIRED_WATCHES, timeout=5)
             except LISTENER_ERRORS:
                 return
 

@@ -1,0 +1,86 @@
+"""watched_jobs: the change feed NOTIFYs only for jobs a WatchJob stream follows
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-01 16:55:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Each execution and job state change ran a trigger that built a JSON payload and sent it with
+# pg_notify, watched or not. Now the trigger first looks for an unexpired watcher of the job
+# (a primary-key probe of a table that holds only the jobs being watched) and sends nothing
+# when there is none.
+_WATCHED = "EXISTS (SELECT 1 FROM watched_jobs w WHERE w.job_id = {job} AND w.expires_at > now())"
+
+_EXECUTION_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION notify_execution_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {_WATCHED.format(job="NEW.job_id")} THEN
+        PERFORM pg_notify('job_events', json_build_object(
+            'kind', 'execution', 'job_id', NEW.job_id, 'id', NEW.id, 'state', NEW.state,
+            'attempt_count', NEW.attempt_count, 'schedule_time', NEW.schedule_time,
+            'start_time', NEW.start_time, 'end_time', NEW.end_time, 'last_error', left(NEW.last_error, 1000),
+            'replay_of', NEW.replay_of, 'create_time', NEW.create_time, 'tick_time', NEW.tick_time,
+            'update_time', NEW.update_time)::text);
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+_JOB_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION notify_job_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {_WATCHED.format(job="NEW.id")} THEN
+        PERFORM pg_notify('job_events', json_build_object('kind', 'job', 'job_id', NEW.id, 'state', NEW.state)::text);
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+# Migration 0004's, as they were.
+_EVERY_EXECUTION_FUNCTION = """
+CREATE OR REPLACE FUNCTION notify_execution_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('job_events', json_build_object(
+        'kind', 'execution', 'job_id', NEW.job_id, 'id', NEW.id, 'state', NEW.state,
+        'attempt_count', NEW.attempt_count, 'schedule_time', NEW.schedule_time,
+        'start_time', NEW.start_time, 'end_time', NEW.end_time, 'last_error', left(NEW.last_error, 1000),
+        'replay_of', NEW.replay_of, 'create_time', NEW.create_time, 'tick_time', NEW.tick_time,
+        'update_time', NEW.update_time)::text);
+    RETURN NULL;
+END $$
+"""
+
+_EVERY_JOB_FUNCTION = """
+CREATE OR REPLACE FUNCTION notify_job_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('job_events', json_build_object('kind', 'job', 'job_id', NEW.id, 'state', NEW.state)::text);
+    RETURN NULL;
+END $$
+"""
+
+
+def upgrade() -> None:
+    op.create_table(
+        "watched_jobs",
+        sa.Column("job_id", sa.Uuid(), primary_key=True),
+        sa.Column("watcher", sa.Text(), primary_key=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.execute(_EXECUTION_FUNCTION)
+    op.execute(_JOB_FUNCTION)
+
+
+def downgrade() -> None:
+    op.execute(_EVERY_JOB_FUNCTION)
+    op.execute(_EVERY_EXECUTION_FUNCTION)
+    op.drop_table("watched_jobs")
