@@ -202,7 +202,7 @@ class JobsWorker(ClaimingWorker):
         while True:
             try:
                 await self.beat()
-            except Exception:  # a heartbeat that stopped would hand every call to another worker
+            except Exception:  # a heartbeat that stopped would hide this worker from ListWorkers
                 logger.exception("heartbeat failed; trying again in %.1fs", self._heartbeat_s)
             self._collect_garbage_if_due()
             await asyncio.sleep(self._heartbeat_s)
