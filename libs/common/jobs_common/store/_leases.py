@@ -381,7 +381,3 @@ def _without_repeats(outcomes: list[tuple[Claim, AttemptResult]]) -> list[list[t
         batches[index].append((claim, result))
         seen[index].add(key)
     return batches
-
-
-def _seconds(delay: timedelta | None) -> float | None:
-    return None if delay is None else delay.total_seconds()

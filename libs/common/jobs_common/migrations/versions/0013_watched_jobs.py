@@ -21,52 +21,36 @@ depends_on: str | Sequence[str] | None = None
 # when there is none.
 _WATCHED = "EXISTS (SELECT 1 FROM watched_jobs w WHERE w.job_id = {job} AND w.expires_at > now())"
 
-_EXECUTION_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION notify_execution_event() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF {_WATCHED.format(job="NEW.job_id")} THEN
-        PERFORM pg_notify('job_events', json_build_object(
-            'kind', 'execution', 'job_id', NEW.job_id, 'id', NEW.id, 'state', NEW.state,
-            'attempt_count', NEW.attempt_count, 'schedule_time', NEW.schedule_time,
-            'start_time', NEW.start_time, 'end_time', NEW.end_time, 'last_error', left(NEW.last_error, 1000),
-            'replay_of', NEW.replay_of, 'create_time', NEW.create_time, 'tick_time', NEW.tick_time,
-            'update_time', NEW.update_time)::text);
-    END IF;
-    RETURN NULL;
-END $$
-"""
-
-_JOB_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION notify_job_event() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF {_WATCHED.format(job="NEW.id")} THEN
-        PERFORM pg_notify('job_events', json_build_object('kind', 'job', 'job_id', NEW.id, 'state', NEW.state)::text);
-    END IF;
-    RETURN NULL;
-END $$
-"""
-
-# Migration 0004's, as they were.
-_EVERY_EXECUTION_FUNCTION = """
-CREATE OR REPLACE FUNCTION notify_execution_event() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('job_events', json_build_object(
+# The payloads, as migration 0004 sends them.
+_EXECUTION_NOTIFY = """PERFORM pg_notify('job_events', json_build_object(
         'kind', 'execution', 'job_id', NEW.job_id, 'id', NEW.id, 'state', NEW.state,
         'attempt_count', NEW.attempt_count, 'schedule_time', NEW.schedule_time,
         'start_time', NEW.start_time, 'end_time', NEW.end_time, 'last_error', left(NEW.last_error, 1000),
         'replay_of', NEW.replay_of, 'create_time', NEW.create_time, 'tick_time', NEW.tick_time,
-        'update_time', NEW.update_time)::text);
+        'update_time', NEW.update_time)::text);"""
+_JOB_NOTIFY = """PERFORM pg_notify('job_events',
+        json_build_object('kind', 'job', 'job_id', NEW.id, 'state', NEW.state)::text);"""
+
+
+def _function(name: str, body: str) -> str:
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {body}
     RETURN NULL;
 END $$
 """
 
-_EVERY_JOB_FUNCTION = """
-CREATE OR REPLACE FUNCTION notify_job_event() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('job_events', json_build_object('kind', 'job', 'job_id', NEW.id, 'state', NEW.state)::text);
-    RETURN NULL;
-END $$
-"""
+
+def _if_watched(job: str, notify: str) -> str:
+    return f"IF {_WATCHED.format(job=job)} THEN\n        {notify}\n    END IF;"
+
+
+_EXECUTION_FUNCTION = _function("notify_execution_event", _if_watched("NEW.job_id", _EXECUTION_NOTIFY))
+_JOB_FUNCTION = _function("notify_job_event", _if_watched("NEW.id", _JOB_NOTIFY))
+# Migration 0004's, as they were.
+_EVERY_EXECUTION_FUNCTION = _function("notify_execution_event", _EXECUTION_NOTIFY)
+_EVERY_JOB_FUNCTION = _function("notify_job_event", _JOB_NOTIFY)
 
 
 def upgrade() -> None:
