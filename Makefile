@@ -15,7 +15,7 @@ STUBS_DIR := libs/common
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup proto proto-check lint test run bench bench-scale plans chaos services clean
+.PHONY: help setup proto proto-check lint test run bench bench-scale bench-retention plans chaos services clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,7 +66,10 @@ bench: setup services  ## Benchmark: end-to-end throughput and dispatch latency 
 bench-scale: setup services  ## Capacity: 1,000 to 10,000 long calls held open in one worker (CPU, RSS, Redis, PostgreSQL, latency).
 	$(UV) run --frozen python -m bench.scale $(BENCH_SCALE_ARGS)
 
-plans: setup services  ## Query plans of the queue figures, dead letters and loops at 1,000,000 executions.
+bench-retention: setup services  ## History purge: executions deleted per second, and table sizes in a soak with a 30 s retention.
+	$(UV) run --frozen python -m bench.retention $(BENCH_RETENTION_ARGS)
+
+plans: setup services  ## Query plans of the queue figures, dead letters, loops and purge at 1,000,000 executions.
 	$(UV) run --frozen python -m bench.query_plans $(PLANS_ARGS)
 
 chaos: setup services  ## Fault-injection suite, full scale (CHAOS_ARGS="--scale short" is CI's version).

@@ -1,5 +1,5 @@
-"""``make plans``: the PostgreSQL statements behind QueueService, the reconciler, the scheduler and
-the worker's claim, planned and run (EXPLAIN ANALYZE) against a history of 1,000,000 executions.
+"""``make plans``: the PostgreSQL statements behind QueueService, the reconciler, the scheduler,
+the history purge and the worker's claim, planned and run (EXPLAIN ANALYZE) against a history of 1,000,000 executions.
 
 The statements are the store's own: each store method runs once while a SQLAlchemy hook records
 what it sends, and each recorded statement is then explained with its own parameters, in a
@@ -24,11 +24,19 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jobs_common.domain import DeadLetterFilter, ErrorKind, ExecutionState
+from jobs_common.domain import DeadLetterFilter, ErrorKind, ExecutionState, Retention
 from jobs_common.migrate import migrate
 from jobs_common.secrets import SecretBox
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetters, ExecutionLeases, JobStore, QueueStore, Reconciliation, TickStore
+from jobs_common.store import (
+    DeadLetters,
+    ExecutionLeases,
+    HistoryPurge,
+    JobStore,
+    QueueStore,
+    Reconciliation,
+    TickStore,
+)
 from tests.support import services
 
 __all__ = ["explain_store_statements", "populate"]
@@ -56,14 +64,14 @@ FROM generate_series(1, :jobs) AS i
             ),
             {"jobs": jobs, "queues": QUEUES},
         )
-        await conn.execute(text("CREATE TEMP TABLE job_ids AS SELECT row_number() OVER () AS n, id FROM jobs"))
+        await conn.execute(text("CREATE TEMP TABLE job_ids AS SELECT row_number() OVER () AS n, id, queue FROM jobs"))
         await conn.execute(
             text(
                 """
-INSERT INTO executions (id, job_id, state, attempt_count, interrupted_attempts, schedule_time, start_time,
+INSERT INTO executions (id, job_id, queue, state, attempt_count, interrupted_attempts, schedule_time, start_time,
                         end_time, last_error, create_time, update_time, method, url, headers, body,
                         timeout_ms, max_attempts, min_backoff_ms, max_backoff_ms, multiplier, retry_status_codes)
-SELECT gen_random_uuid(), j.id, CASE WHEN i % 33 = 0 THEN 'DEAD' ELSE 'SUCCEEDED' END, 1, 0, t, t, t,
+SELECT gen_random_uuid(), j.id, j.queue, CASE WHEN i % 33 = 0 THEN 'DEAD' ELSE 'SUCCEEDED' END, 1, 0, t, t, t,
        CASE WHEN i % 33 = 0 THEN 'HTTP 500' ELSE '' END, t, t,
        'POST', 'https://example.com/hook', '{}', '', 30000, 5, 1000, 60000, 2, '{}'
 FROM generate_series(1, :executions) AS i
@@ -76,10 +84,10 @@ JOIN job_ids j ON j.n = 1 + i % :jobs
         await conn.execute(
             text(
                 """
-INSERT INTO executions (id, job_id, state, attempt_count, interrupted_attempts, schedule_time, last_error,
+INSERT INTO executions (id, job_id, queue, state, attempt_count, interrupted_attempts, schedule_time, last_error,
                         lease_owner, lease_expires_at, create_time, update_time, method, url, headers, body,
                         timeout_ms, max_attempts, min_backoff_ms, max_backoff_ms, multiplier, retry_status_codes)
-SELECT gen_random_uuid(), j.id, s.state, CASE WHEN s.state = 'RUNNING' THEN 1 ELSE 0 END, 0,
+SELECT gen_random_uuid(), j.id, j.queue, s.state, CASE WHEN s.state = 'RUNNING' THEN 1 ELSE 0 END, 0,
        now() + ((i % 120) - 60) * interval '1 second', '',
        CASE WHEN s.state = 'RUNNING' THEN 'bench-worker' END,
        CASE WHEN s.state = 'RUNNING' THEN now() + interval '10 seconds' END,
@@ -177,6 +185,9 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         JobStore(engine, SecretBox()),
     )
     leases = ExecutionLeases(engine, "plans", timedelta(seconds=10), SecretBox())
+    history = HistoryPurge(engine)
+    # The history spans 30 days: a retention of 15 leaves a full batch for the explained run too.
+    retention = Retention(timedelta(days=15), timedelta(days=15))
     await leases.join()
     async with engine.connect() as conn:
         waiting_id = await conn.scalar(text("SELECT id FROM executions WHERE state = 'QUEUED' LIMIT 1"))
@@ -208,6 +219,8 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         ("worker claim", lambda: leases.claim(waiting_id)),
         ("worker heartbeat: renew its lease", leases.renew),
         ("PurgeDeadLetters: 100 by queue", lambda: dead.purge(DeadLetterFilter(queue=queue), 100)),
+        ("history purge: queues with history", history.queues),
+        ("history purge: a batch of 500", lambda: history.purge(queue, retention, datetime.now(UTC), 500)),
     ]
     results = []
     for name, call in calls:

@@ -154,5 +154,6 @@ async def test_queue_gauges_read_zero_instead_of_vanishing_and_say_what_people_a
     assert _value(after, "jobscheduler_workers", queue=queue) == 1
     for loop in ("scheduler", "queue-gauges"):
         assert _value(after, "jobscheduler_loop_last_pass_timestamp_seconds", loop=loop) > time.time() - 10
-    # This api may not lead the reconciler (the session's api does), but the series is there.
-    assert ("jobscheduler_loop_last_pass_timestamp_seconds", frozenset({"loop": "reconciler"}.items())) in after
+    # This api may not lead the reconciler or the purge (the session's api does), but the series are there.
+    for loop in ("reconciler", "history-purge"):
+        assert ("jobscheduler_loop_last_pass_timestamp_seconds", frozenset({"loop": loop}.items())) in after

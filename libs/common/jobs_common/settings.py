@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs_common._durations import parse_duration
 from jobs_common.auth import ApiToken, parse_api_tokens
+from jobs_common.domain import Retention
 from jobs_common.egress import EgressPolicy, parse_networks
 from jobs_common.secrets import SecretBox, parse_secret_keys
 
@@ -90,6 +91,14 @@ class Settings(BaseSettings):
     reconcile_interval: Duration = timedelta(seconds=10)
     reconcile_grace: Duration = timedelta(seconds=10)
     reconcile_batch_size: int = Field(default=1000, ge=1)
+    # History retention (per queue with UpdateQueue; these are the defaults; 0 keeps for ever):
+    # finished executions and dead letters older than this after they ended are deleted, with
+    # their attempts and the jobs left without any, by a loop that runs on one replica at a time.
+    history_retention: Duration = timedelta(days=30)
+    dead_letter_retention: Duration = timedelta(days=30)
+    history_purge_enabled: bool = True
+    history_purge_interval: Duration = timedelta(minutes=1)
+    history_purge_batch_size: int = Field(default=500, ge=1, le=10_000)
     # QueueService.GetScalingRecommendation (see the formula in docs/operations.md).
     scaling_target_utilization: float = Field(default=0.7, gt=0, le=1)
     scaling_min_workers: int = Field(default=1, ge=0)
@@ -197,6 +206,11 @@ class Settings(BaseSettings):
     def default_max_attempts(self) -> int:
         """Attempts of a job that sets none: the first one plus QUEUE_MAX_RETRIES retries."""
         return min(self.queue_max_retries + 1, self.job_max_attempts)
+
+    @property
+    def retention(self) -> Retention:
+        """The retention of a queue that has none of its own."""
+        return Retention(self.history_retention, self.dead_letter_retention)
 
     @property
     def arq_job_timeout(self) -> timedelta:

@@ -1,6 +1,6 @@
 """The api's background loops: the scheduler (due ticks → executions), the reconciler
-(executions Redis lost → re-dispatched) and the queue gauges. Every replica runs them; they are
-safe side by side. Each records its last completed pass in
+(executions Redis lost → re-dispatched), the history purge (retention) and the queue gauges.
+Every replica runs them; they are safe side by side. Each records its last completed pass in
 ``jobscheduler_loop_last_pass_timestamp_seconds``."""
 
 from __future__ import annotations
@@ -15,14 +15,30 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Gauge
 
-from jobs_api.metrics import DEAD_LETTERS, EXECUTIONS, LOOP_LAST_PASS, OLDEST_READY_AGE, QUEUE_PAUSED, WORKERS
+from jobs_api.metrics import (
+    DEAD_LETTERS,
+    EXECUTIONS,
+    HISTORY_PURGED,
+    LOOP_LAST_PASS,
+    OLDEST_READY_AGE,
+    QUEUE_PAUSED,
+    WORKERS,
+)
 from jobs_common.arq_extension import Dispatcher
-from jobs_common.domain import TERMINAL_EXECUTION_STATES, ExecutionState
+from jobs_common.domain import TERMINAL_EXECUTION_STATES, ExecutionState, Retention
 from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
-from jobs_common.store import DeadLetters, FiredTicks, QueueStore, Reconciliation, TickStore
+from jobs_common.store import (
+    DeadLetters,
+    FiredTicks,
+    HistoryPurge,
+    PurgedBatch,
+    QueueStore,
+    Reconciliation,
+    TickStore,
+)
 from jobs_common.workers import WorkerRegistry
 
-__all__ = ["BackgroundLoop", "QueueGaugesLoop", "ReconcilerLoop", "SchedulerLoop"]
+__all__ = ["BackgroundLoop", "HistoryPurgeLoop", "QueueGaugesLoop", "ReconcilerLoop", "SchedulerLoop"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +179,70 @@ class ReconcilerLoop(BackgroundLoop):
                 ", ".join(redispatched),
             )
         return counts
+
+
+class HistoryPurgeLoop(BackgroundLoop):
+    """Deletes the history past each queue's retention (its own, or the server's default), one
+    batch of every queue per pass: every HISTORY_PURGE_INTERVAL, and straight on while a batch
+    comes back full. One replica purges at a time (:class:`~jobs_common.store.HistoryPurge`)."""
+
+    name = "history-purge"
+
+    def __init__(
+        self, history: HistoryPurge, queues: QueueStore, default: Retention, interval: timedelta, batch_size: int
+    ) -> None:
+        super().__init__(interval)
+        self._history = history
+        self._queues = queues
+        self._default = default
+        self._batch_size = batch_size
+        # What the passes since the last quiet one deleted (logged when they catch up).
+        self._run = PurgedBatch()
+
+    async def step(self) -> float:
+        purged = await self.purge(datetime.now(UTC))
+        if purged is None:  # another replica purges
+            return self.interval
+        self.passed()
+        run = self._run
+        self._run = PurgedBatch(
+            run.executions + purged.executions, run.dead_letters + purged.dead_letters, run.jobs + purged.jobs
+        )
+        if purged.more:
+            return 0.0
+        if self._run.executions or self._run.dead_letters or self._run.jobs:  # one line per catch-up
+            logger.info(
+                "history-purge: deleted %d finished executions, %d dead letters and %d jobs past retention",
+                self._run.executions,
+                self._run.dead_letters,
+                self._run.jobs,
+            )
+        self._run = PurgedBatch()
+        return self.interval
+
+    async def purge(self, now: datetime) -> PurgedBatch | None:
+        """One pass; the sums over the queues, None when another replica holds the purge lock."""
+        settings = {queue.name: queue for queue in await self._queues.all_queues()}
+        executions = dead_letters = jobs = 0
+        more = False
+        for name in sorted(set(settings) | set(await self._history.queues())):
+            info = settings.get(name)
+            retention = info.retention(self._default) if info is not None else self._default
+            batch = await self._history.purge(name, retention, now, self._batch_size)
+            if batch is None:
+                return None
+            for kind, count in (
+                ("executions", batch.executions),
+                ("dead_letters", batch.dead_letters),
+                ("jobs", batch.jobs),
+            ):
+                if count:
+                    HISTORY_PURGED.labels(name, kind).inc(count)
+            executions += batch.executions
+            dead_letters += batch.dead_letters
+            jobs += batch.jobs
+            more = more or batch.more
+        return PurgedBatch(executions, dead_letters, jobs, more)
 
 
 # Unfinished states: each is exported for every known queue, 0 when it has none.

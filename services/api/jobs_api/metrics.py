@@ -17,6 +17,7 @@ __all__ = [
     "DEAD_LETTERS",
     "DEPENDENCY_UP",
     "EXECUTIONS",
+    "HISTORY_PURGED",
     "JOBS_CREATED",
     "LOOP_LAST_PASS",
     "OLDEST_READY_AGE",
@@ -40,6 +41,11 @@ OLDEST_READY_AGE = Gauge(
 DEAD_LETTERS = Gauge("jobscheduler_dead_letters", "Dead letters (DEAD executions not replayed) by queue.", ["queue"])
 QUEUE_PAUSED = Gauge("jobscheduler_queue_paused", "1 while the queue is paused (PauseQueue), else 0.", ["queue"])
 WORKERS = Gauge("jobscheduler_workers", "Live workers (heartbeat within WORKER_LEASE_TTL) by queue.", ["queue"])
+HISTORY_PURGED = Counter(
+    "jobscheduler_history_purged_total",
+    "History deleted past its queue's retention, by queue and kind (executions, dead_letters, jobs).",
+    ["queue", "kind"],
+)
 LOOP_LAST_PASS = Gauge(
     "jobscheduler_loop_last_pass_timestamp_seconds",
     "When this api's background loop last completed a pass (the reconciler: one it led), Unix time.",

@@ -1,4 +1,4 @@
-"""QueueService: list queues, read a queue's figures, pause and resume a queue, list the live
+"""QueueService: list queues, read a queue's figures, pause and resume a queue, set its retention, list the live
 workers, recommend a worker count (:mod:`jobs_common.domain._scaling`), and list, replay and purge dead
 letters.
 
@@ -24,9 +24,17 @@ from jobs_api.convert import (
     timestamp_proto,
 )
 from jobs_api.idle_clock import IdleClock
-from jobs_api.validation import validate_id, validate_page_size, validate_queue_name
+from jobs_api.validation import validate_id, validate_page_size, validate_queue_name, validate_queue_update
 from jobs_common.arq_extension import Dispatcher
-from jobs_common.domain import DeadLetterFilter, ExecutionState, QueueInfo, ScalingPolicy, oldest_ready_age, recommend
+from jobs_common.domain import (
+    DeadLetterFilter,
+    ExecutionState,
+    QueueInfo,
+    Retention,
+    ScalingPolicy,
+    oldest_ready_age,
+    recommend,
+)
 from jobs_common.errors import (
     REDIS_ERRORS,
     FailedPreconditionError,
@@ -49,8 +57,14 @@ logger = logging.getLogger(__name__)
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
-def _queue(info: QueueInfo) -> api.Queue:
-    message = api.Queue(name=info.name, paused=info.paused)
+def _queue(info: QueueInfo, default: Retention) -> api.Queue:
+    retention = info.retention(default)
+    message = api.Queue(
+        name=info.name,
+        paused=info.paused,
+        history_retention=duration_proto(retention.history),
+        dead_letter_retention=duration_proto(retention.dead_letters),
+    )
     if info.pause_time is not None:
         message.pause_time.CopyFrom(timestamp_proto(info.pause_time))
     return message
@@ -92,8 +106,11 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         self._settings = settings
         self._scaling = scaling_policy(settings)
 
+    def _queue(self, info: QueueInfo) -> api.Queue:
+        return _queue(info, self._settings.retention)
+
     async def ListQueues(self, request: api.ListQueuesRequest, context: Context) -> api.ListQueuesResponse:
-        return api.ListQueuesResponse(queues=[_queue(q) for q in await self._queues.all_queues()])
+        return api.ListQueuesResponse(queues=[self._queue(q) for q in await self._queues.all_queues()])
 
     async def GetQueueStats(self, request: api.GetQueueStatsRequest, context: Context) -> api.GetQueueStatsResponse:
         info = await self._queues.get(validate_queue_name(request.name))
@@ -109,7 +126,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             succeeded_last_hour=rates.succeeded_last_hour,
             failed_last_hour=rates.failed_last_hour,
             attempt_duration_sample=rates.duration_sample,
-            queue=_queue(info),
+            queue=self._queue(info),
             scheduled=counts[ExecutionState.SCHEDULED],
             queued=counts[ExecutionState.QUEUED],
             running=counts[ExecutionState.RUNNING],
@@ -125,12 +142,16 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         info = await self._queues.set_paused(validate_queue_name(request.name), True)
         # If Redis does not answer, the error is UNAVAILABLE and the reconciler sets the key later.
         await self._dispatcher.set_paused(info.name, True)
-        return api.PauseQueueResponse(queue=_queue(info))
+        return api.PauseQueueResponse(queue=self._queue(info))
 
     async def ResumeQueue(self, request: api.ResumeQueueRequest, context: Context) -> api.ResumeQueueResponse:
         info = await self._queues.set_paused(validate_queue_name(request.name), False)
         await self._dispatcher.set_paused(info.name, False)
-        return api.ResumeQueueResponse(queue=_queue(info))
+        return api.ResumeQueueResponse(queue=self._queue(info))
+
+    async def UpdateQueue(self, request: api.UpdateQueueRequest, context: Context) -> api.UpdateQueueResponse:
+        name, changes = validate_queue_update(request)
+        return api.UpdateQueueResponse(queue=self._queue(await self._queues.set_retention(name, changes)))
 
     async def ListWorkers(self, request: api.ListWorkersRequest, context: Context) -> api.ListWorkersResponse:
         queue = validate_queue_name(request.queue, "queue") if request.queue else None

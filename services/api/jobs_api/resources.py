@@ -15,7 +15,7 @@ from jobs_common.arq_extension import Dispatcher, create_redis_pool
 from jobs_common.db import create_engine
 from jobs_common.migrate import migrate
 from jobs_common.settings import Settings
-from jobs_common.store import DeadLetters, JobEvents, JobStore, QueueStore, Reconciliation, TickStore
+from jobs_common.store import DeadLetters, HistoryPurge, JobEvents, JobStore, QueueStore, Reconciliation, TickStore
 from jobs_common.workers import WorkerRegistry
 
 __all__ = ["ApiResources", "open_resources"]
@@ -30,6 +30,7 @@ class ApiResources:
     queues: QueueStore
     dead_letters: DeadLetters
     reconciliation: Reconciliation
+    history: HistoryPurge
     events: JobEvents
     dispatcher: Dispatcher
     workers: WorkerRegistry
@@ -52,6 +53,7 @@ async def open_resources(settings: Settings, *, run_migrations: bool = True) -> 
                 queues=QueueStore(engine),
                 dead_letters=DeadLetters(engine),
                 reconciliation=Reconciliation(engine),
+                history=HistoryPurge(engine),
                 events=JobEvents(settings.database_url),
                 dispatcher=Dispatcher(redis),
                 workers=WorkerRegistry(redis),

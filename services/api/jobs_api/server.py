@@ -22,7 +22,7 @@ from jobs_api.idle_clock import IdleClock
 from jobs_api.job_service import JobServicer
 from jobs_api.keda_scaler import ExternalScalerServicer
 from jobs_api.keda_scaler import add_to_server as add_scaler
-from jobs_api.loops import BackgroundLoop, QueueGaugesLoop, ReconcilerLoop, SchedulerLoop
+from jobs_api.loops import BackgroundLoop, HistoryPurgeLoop, QueueGaugesLoop, ReconcilerLoop, SchedulerLoop
 from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor
 from jobs_api.queue_service import QueueServicer
 from jobs_api.resources import ApiResources, open_resources
@@ -55,7 +55,7 @@ class BuiltServer:
 class ApiLoops:
     scheduler: SchedulerLoop
     reconciler: ReconcilerLoop
-    # The ones this replica runs (the scheduler and the reconciler can be switched off).
+    # The ones this replica runs (the scheduler, the reconciler and the purge can be switched off).
     running: list[BackgroundLoop]
 
 
@@ -70,7 +70,8 @@ class RunningApi:
 
 
 def build_loops(settings: Settings, resources: ApiResources) -> ApiLoops:
-    """The scheduler, the reconciler and the queue gauges; every replica may run them."""
+    """The scheduler, the reconciler, the history purge and the queue gauges; every replica may
+    run them."""
     scheduler = SchedulerLoop(
         resources.ticks, resources.dispatcher, settings.scheduler_interval, settings.scheduler_batch_size
     )
@@ -96,6 +97,16 @@ def build_loops(settings: Settings, resources: ApiResources) -> ApiLoops:
         running.append(scheduler)
     if settings.reconciler_enabled:
         running.append(reconciler)
+    if settings.history_purge_enabled:
+        running.append(
+            HistoryPurgeLoop(
+                resources.history,
+                resources.queues,
+                settings.retention,
+                settings.history_purge_interval,
+                settings.history_purge_batch_size,
+            )
+        )
     return ApiLoops(scheduler, reconciler, running)
 
 

@@ -60,6 +60,9 @@ EXECUTION_STATES = (
     "SKIPPED",
 )
 UNFINISHED_STATES = ("SCHEDULED", "QUEUED", "RUNNING", "RETRY_SCHEDULED")
+# Finished executions other than dead letters (DEAD has a retention of its own).
+FINISHED_STATES = ("SUCCEEDED", "CANCELLED", "SKIPPED")
+FINISHED_JOB_STATES = ("COMPLETED", "DELETED")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -142,6 +145,14 @@ class JobRow(CallDefinition, Base):
         ),
         # ListQueues: the distinct queue names, by skipping through this index.
         Index("ix_jobs_queue", "queue"),
+        # The history purge: jobs of a queue that are over, oldest change first.
+        Index(
+            "ix_jobs_finished",
+            "queue",
+            "update_time",
+            "id",
+            postgresql_where=text(_in("state", FINISHED_JOB_STATES)),
+        ),
     )
 
 
@@ -150,6 +161,9 @@ class ExecutionRow(CallDefinition, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id"))
+    # The queue its job named when it was created: the history's retention is the queue's. (A
+    # dispatch reads the job's queue, which UpdateJob can change.)
+    queue: Mapped[str] = mapped_column(String(63))
     state: Mapped[str] = mapped_column(String(16))
     # Attempts started (numbers them); interrupted ones (worker shutdown) do not use up retries.
     attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -160,7 +174,8 @@ class ExecutionRow(CallDefinition, Base):
     start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, server_default="")
-    replay_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id"))
+    # Deleting the execution replayed (retention, PurgeDeadLetters) leaves the replay unlinked.
+    replay_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id", ondelete="SET NULL"))
     # The worker running it (worker_leases) and that worker's lease epoch; lease_expires_at is
     # the lease of executions claimed before leases were per worker (lease_epoch NULL).
     lease_owner: Mapped[str | None] = mapped_column(Text)
@@ -187,13 +202,16 @@ class ExecutionRow(CallDefinition, Base):
         # Dead letters, newest first; and whether one was replayed already.
         Index("ix_executions_dead", text("end_time DESC"), text("id DESC"), postgresql_where=text("state = 'DEAD'")),
         Index("ix_executions_replay_of", "replay_of", postgresql_where=text("replay_of IS NOT NULL")),
+        # The history purge: finished executions and dead letters of a queue, oldest first.
+        Index("ix_executions_finished", "queue", "end_time", postgresql_where=text(_in("state", FINISHED_STATES))),
+        Index("ix_executions_dead_by_queue", "queue", "end_time", postgresql_where=text("state = 'DEAD'")),
     )
 
 
 class AttemptRow(Base):
     __tablename__ = "attempts"
 
-    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id"), primary_key=True)
+    execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     worker_id: Mapped[str] = mapped_column(Text)
     start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -234,11 +252,15 @@ class WatchedJobRow(Base):
 
 
 class QueueSettingsRow(Base):
-    """What is set on a queue itself (for now: paused). A queue needs no row to exist."""
+    """What is set on a queue itself: paused, and its retention. A queue needs no row to exist."""
 
     __tablename__ = "queue_settings"
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # How long finished executions and dead letters are kept, in seconds: NULL takes the
+    # server's HISTORY_RETENTION / DEAD_LETTER_RETENTION, 0 keeps them for ever.
+    history_retention_s: Mapped[int | None] = mapped_column(BigInteger)
+    dead_letter_retention_s: Mapped[int | None] = mapped_column(BigInteger)
     pause_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))

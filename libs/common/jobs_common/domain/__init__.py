@@ -37,7 +37,15 @@ from jobs_common.domain._patch import (
     origin,
     patch_leaves,
 )
-from jobs_common.domain._queues import DEFAULT_QUEUE, DeadLetterFilter, QueueDepth, QueueInfo
+from jobs_common.domain._queues import (
+    DEFAULT_QUEUE,
+    KEEP_FOREVER,
+    DeadLetterFilter,
+    QueueDepth,
+    QueueInfo,
+    Retention,
+    RetentionChange,
+)
 from jobs_common.domain._retry import JITTER_FRACTION, LONGEST_RETRY_AFTER, next_delay, parse_retry_after
 from jobs_common.domain._scaling import ScalingInputs, ScalingPolicy, oldest_ready_age, per_worker_capacity, recommend
 from jobs_common.domain._schedules import (
@@ -61,6 +69,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "DEFAULT_SECRET_HEADERS",
     "JITTER_FRACTION",
+    "KEEP_FOREVER",
     "LONGEST_RETRY_AFTER",
     "MIN_INTERVAL",
     "REDACTED",
@@ -91,6 +100,8 @@ __all__ = [
     "QueueInfo",
     "RecurringSchedule",
     "RequestKey",
+    "Retention",
+    "RetentionChange",
     "RetryPolicy",
     "ScalingInputs",
     "ScalingPolicy",

@@ -4,14 +4,46 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from jobs_common.domain._executions import ErrorKind, ExecutionState
 
-__all__ = ["DEFAULT_QUEUE", "DeadLetterFilter", "QueueDepth", "QueueInfo"]
+__all__ = [
+    "DEFAULT_QUEUE",
+    "KEEP_FOREVER",
+    "DeadLetterFilter",
+    "QueueDepth",
+    "QueueInfo",
+    "Retention",
+    "RetentionChange",
+]
 
 # The queue of a job that names none.
 DEFAULT_QUEUE = "default"
+
+
+# A retention of zero: nothing is deleted.
+KEEP_FOREVER = timedelta(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished executions (``history``) and dead letters are kept after they ended;
+    :data:`KEEP_FOREVER` keeps them."""
+
+    history: timedelta
+    dead_letters: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionChange:
+    """What an UpdateQueue changes: each retention it names (``set_*``), to a value or, None,
+    back to the server's default."""
+
+    set_history: bool = False
+    history: timedelta | None = None
+    set_dead_letters: bool = False
+    dead_letters: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +51,16 @@ class QueueInfo:
     name: str
     paused: bool
     pause_time: datetime | None
+    # The queue's own retention; None takes the server's default.
+    history_retention: timedelta | None = None
+    dead_letter_retention: timedelta | None = None
+
+    def retention(self, default: Retention) -> Retention:
+        """What this queue keeps: its own values, or ``default`` where it has none."""
+        return Retention(
+            default.history if self.history_retention is None else self.history_retention,
+            default.dead_letters if self.dead_letter_retention is None else self.dead_letter_retention,
+        )
 
 
 @dataclass(frozen=True, slots=True)

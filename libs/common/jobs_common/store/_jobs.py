@@ -86,16 +86,27 @@ _INSERT_JOB = (
     .values({c.name: bindparam(c.name, type_=c.type) for c in _JOBS.columns})
     .on_conflict_do_nothing(index_elements=[_JOBS.c.request_id])
 )
-_NEW_JOB = _INSERT_JOB.returning(_JOBS.c.id, *(_JOBS.c[name] for name in CALL_COLUMNS)).cte("new_job")
+_NEW_JOB = _INSERT_JOB.returning(_JOBS.c.id, _JOBS.c.queue, *(_JOBS.c[name] for name in CALL_COLUMNS)).cte("new_job")
 # A one-off job and its first execution (which copies the job's definition) in one statement; no
 # row comes back for a repeated request_id.
 _CREATE_ONE_OFF_JOB = (
     insert(_EXECUTIONS)
     .from_select(
-        ["id", "job_id", *CALL_COLUMNS, "state", "trace_parent", "schedule_time", "create_time", "update_time"],
+        [
+            "id",
+            "job_id",
+            "queue",
+            *CALL_COLUMNS,
+            "state",
+            "trace_parent",
+            "schedule_time",
+            "create_time",
+            "update_time",
+        ],
         select(
             bindparam("execution_id", type_=Uuid),
             _NEW_JOB.c.id,
+            _NEW_JOB.c.queue,
             *(_NEW_JOB.c[name] for name in CALL_COLUMNS),
             bindparam("execution_state", type_=String),
             bindparam("trace_parent", type_=String),
@@ -432,6 +443,7 @@ class JobStore:
             new = ExecutionRow(
                 id=uuid.uuid4(),
                 job_id=job.id,
+                queue=job.queue,
                 state=ExecutionState.QUEUED.value,
                 attempt_count=0,
                 interrupted_attempts=0,

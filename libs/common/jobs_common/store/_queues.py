@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs_common.domain import ExecutionState, QueueDepth, QueueInfo
+from jobs_common.domain import ExecutionState, QueueDepth, QueueInfo, RetentionChange
 from jobs_common.errors import NotFoundError
 
 __all__ = ["QUEUE_OF_EXECUTION", "QueueStore"]
@@ -44,7 +44,7 @@ WITH RECURSIVE named(queue) AS (
     SELECT (SELECT j.queue FROM jobs j WHERE j.queue > named.queue ORDER BY j.queue LIMIT 1)
     FROM named WHERE named.queue IS NOT NULL
 )
-SELECT q.name, coalesce(s.paused, false) AS paused, s.pause_time
+SELECT q.name, coalesce(s.paused, false) AS paused, s.pause_time, s.history_retention_s, s.dead_letter_retention_s
 FROM (SELECT queue AS name FROM named WHERE queue IS NOT NULL UNION SELECT name FROM queue_settings) q
 LEFT JOIN queue_settings s ON s.name = q.name
 ORDER BY q.name
@@ -53,7 +53,8 @@ ORDER BY q.name
 
 _GET = text(
     """
-SELECT :name AS name, coalesce(s.paused, false) AS paused, s.pause_time
+SELECT :name AS name, coalesce(s.paused, false) AS paused, s.pause_time, s.history_retention_s,
+       s.dead_letter_retention_s
 FROM (SELECT 1) one LEFT JOIN queue_settings s ON s.name = :name
 WHERE s.name IS NOT NULL OR EXISTS (SELECT 1 FROM jobs WHERE queue = :name)
 """
@@ -68,7 +69,21 @@ SET paused = excluded.paused,
     -- Pausing a paused queue keeps its pause time.
     pause_time = CASE WHEN excluded.paused THEN coalesce(s.pause_time, excluded.pause_time) END,
     update_time = now()
-RETURNING name, paused, pause_time
+RETURNING name, paused, pause_time, history_retention_s, dead_letter_retention_s
+"""
+)
+
+# Each retention is changed only when asked (:set_history, :set_dead_letters); NULL: the default.
+_SET_RETENTION = text(
+    """
+INSERT INTO queue_settings AS s (name, history_retention_s, dead_letter_retention_s, update_time)
+VALUES (:name, :history_s, :dead_letters_s, now())
+ON CONFLICT (name) DO UPDATE
+SET history_retention_s = CASE WHEN :set_history THEN excluded.history_retention_s ELSE s.history_retention_s END,
+    dead_letter_retention_s = CASE WHEN :set_dead_letters THEN excluded.dead_letter_retention_s
+                                   ELSE s.dead_letter_retention_s END,
+    update_time = now()
+RETURNING name, paused, pause_time, history_retention_s, dead_letter_retention_s
 """
 )
 
@@ -98,7 +113,7 @@ class QueueStore:
 
     async def all_queues(self) -> list[QueueInfo]:
         async with self._engine.connect() as conn:
-            return [QueueInfo(r.name, r.paused, r.pause_time) for r in (await conn.execute(_LIST)).all()]
+            return [_info(row) for row in (await conn.execute(_LIST)).all()]
 
     async def get(self, name: str) -> QueueInfo:
         """NotFoundError unless a job names the queue or it has settings."""
@@ -106,12 +121,26 @@ class QueueStore:
             row = (await conn.execute(_GET, {"name": name})).first()
         if row is None:
             raise NotFoundError(f"queue {name!r} not found: no job names it")
-        return QueueInfo(row.name, row.paused, row.pause_time)
+        return _info(row)
 
     async def set_paused(self, name: str, paused: bool) -> QueueInfo:
         async with self._engine.connect() as conn:
             row = (await conn.execute(_SET_PAUSED, {"name": name, "paused": paused})).one()
-        return QueueInfo(row.name, row.paused, row.pause_time)
+        return _info(row)
+
+    async def set_retention(self, name: str, changes: RetentionChange) -> QueueInfo:
+        """Sets the retentions ``changes`` names (None: back to the default), creating the
+        queue's settings if it has none."""
+        params = {
+            "name": name,
+            "set_history": changes.set_history,
+            "history_s": _seconds(changes.history),
+            "set_dead_letters": changes.set_dead_letters,
+            "dead_letters_s": _seconds(changes.dead_letters),
+        }
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_SET_RETENTION, params)).one()
+        return _info(row)
 
     async def paused_flags(self) -> dict[str, bool]:
         """Every queue with settings: paused or not (the rows are few: one per queue ever paused)."""
@@ -123,6 +152,20 @@ class QueueStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_DEPTH, {"queue": queue})).all()
         return [_depth(row.queue, row) for row in rows]
+
+
+def _info(row: Any) -> QueueInfo:
+    return QueueInfo(
+        row.name,
+        row.paused,
+        row.pause_time,
+        None if row.history_retention_s is None else timedelta(seconds=row.history_retention_s),
+        None if row.dead_letter_retention_s is None else timedelta(seconds=row.dead_letter_retention_s),
+    )
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
 
 
 def _depth(queue: str, row: Any) -> QueueDepth:

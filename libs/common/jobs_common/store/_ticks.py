@@ -204,6 +204,7 @@ class _JobFiring:
         row = ExecutionRow(
             id=uuid.uuid4(),
             job_id=self.job.id,
+            queue=self.job.queue,
             state=state.value,
             attempt_count=0,
             interrupted_attempts=0,

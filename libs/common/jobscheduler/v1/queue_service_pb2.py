@@ -23,59 +23,64 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from jobscheduler.v1 import resources_pb2 as jobscheduler_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#jobscheduler/v1/queue_service.proto\x12\x0fjobscheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fjobscheduler/v1/resources.proto\"U\n\x05Queue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12.\n\npause_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x13\n\x11ListQueuesRequest\"<\n\x12ListQueuesResponse\x12&\n\x06queues\x18\x01 \x03(\x0b\x32\x16.jobscheduler.v1.Queue\"$\n\x14GetQueueStatsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xfd\x03\n\x15GetQueueStatsResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\x12\x11\n\tscheduled\x18\x02 \x01(\x03\x12\x0e\n\x06queued\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x17\n\x0fretry_scheduled\x18\x05 \x01(\x03\x12\x33\n\x10oldest_ready_age\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13started_last_minute\x18\x07 \x01(\x03\x12\x1d\n\x15succeeded_last_minute\x18\x08 \x01(\x03\x12\x1a\n\x12\x66\x61iled_last_minute\x18\t \x01(\x03\x12\x19\n\x11started_last_hour\x18\n \x01(\x03\x12\x1b\n\x13succeeded_last_hour\x18\x0b \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x0c \x01(\x03\x12\x37\n\x14\x61ttempt_duration_p50\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x14\x61ttempt_duration_p95\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x17\x61ttempt_duration_sample\x18\x0f \x01(\x05\"!\n\x11PauseQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12PauseQueueResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\"\"\n\x12ResumeQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13ResumeQueueResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\"\xdd\x01\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\r\n\x05queue\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_heartbeat_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tin_flight\x18\x07 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x08 \x01(\x05\x12\x0f\n\x07version\x18\t \x01(\t\"#\n\x12ListWorkersRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"?\n\x13ListWorkersResponse\x12(\n\x07workers\x18\x01 \x03(\x0b\x32\x17.jobscheduler.v1.Worker\"0\n\x1fGetScalingRecommendationRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\xb1\x04\n GetScalingRecommendationResponse\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65sired_workers\x18\x02 \x01(\x05\x12\x17\n\x0f\x63urrent_workers\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63klog\x18\x04 \x01(\x03\x12\x11\n\tin_flight\x18\x05 \x01(\x03\x12\x1b\n\x13per_worker_capacity\x18\x06 \x01(\x05\x12\x1a\n\x12target_utilization\x18\x07 \x01(\x01\x12\x13\n\x0bmin_workers\x18\x08 \x01(\x05\x12\x13\n\x0bmax_workers\x18\t \x01(\x05\x12\x36\n\x13scale_down_cooldown\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08idle_for\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x14\n\x0c\x61rrival_rate\x18\r \x01(\x01\x12\x38\n\x15mean_attempt_duration\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11processing_demand\x18\x0f \x01(\x01\x12\x33\n\x10oldest_ready_age\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rmax_ready_age\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xca\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x32\n\x0e\x65nd_time_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x65nd_time_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nerror_kind\x18\x05 \x01(\x0e\x32\x1a.jobscheduler.v1.ErrorKind\"r\n\x16ListDeadLettersRequest\x12\x31\n\x06\x66ilter\x18\x01 \x01(\x0b\x32!.jobscheduler.v1.DeadLetterFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x17ListDeadLettersResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x18ReplayDeadLettersRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x31\n\x06\x66ilter\x18\x02 \x01(\x0b\x32!.jobscheduler.v1.DeadLetterFilter\x12\r\n\x05limit\x18\x03 \x01(\x05\"`\n\x19ReplayDeadLettersResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x13\n\x0bskipped_ids\x18\x02 \x03(\t\"[\n\x17PurgeDeadLettersRequest\x12\x31\n\x06\x66ilter\x18\x01 \x01(\x0b\x32!.jobscheduler.v1.DeadLetterFilter\x12\r\n\x05limit\x18\x02 \x01(\x05\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x03\x32\x8c\x07\n\x0cQueueService\x12U\n\nListQueues\x12\".jobscheduler.v1.ListQueuesRequest\x1a#.jobscheduler.v1.ListQueuesResponse\x12^\n\rGetQueueStats\x12%.jobscheduler.v1.GetQueueStatsRequest\x1a&.jobscheduler.v1.GetQueueStatsResponse\x12U\n\nPauseQueue\x12\".jobscheduler.v1.PauseQueueRequest\x1a#.jobscheduler.v1.PauseQueueResponse\x12X\n\x0bResumeQueue\x12#.jobscheduler.v1.ResumeQueueRequest\x1a$.jobscheduler.v1.ResumeQueueResponse\x12X\n\x0bListWorkers\x12#.jobscheduler.v1.ListWorkersRequest\x1a$.jobscheduler.v1.ListWorkersResponse\x12\x7f\n\x18GetScalingRecommendation\x12\x30.jobscheduler.v1.GetScalingRecommendationRequest\x1a\x31.jobscheduler.v1.GetScalingRecommendationResponse\x12\x64\n\x0fListDeadLetters\x12\'.jobscheduler.v1.ListDeadLettersRequest\x1a(.jobscheduler.v1.ListDeadLettersResponse\x12j\n\x11ReplayDeadLetters\x12).jobscheduler.v1.ReplayDeadLettersRequest\x1a*.jobscheduler.v1.ReplayDeadLettersResponse\x12g\n\x10PurgeDeadLetters\x12(.jobscheduler.v1.PurgeDeadLettersRequest\x1a).jobscheduler.v1.PurgeDeadLettersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#jobscheduler/v1/queue_service.proto\x12\x0fjobscheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fjobscheduler/v1/resources.proto\"\xc5\x01\n\x05Queue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\x12.\n\npause_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11history_retention\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x15\x64\x65\x61\x64_letter_retention\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x13\n\x11ListQueuesRequest\"<\n\x12ListQueuesResponse\x12&\n\x06queues\x18\x01 \x03(\x0b\x32\x16.jobscheduler.v1.Queue\"$\n\x14GetQueueStatsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xfd\x03\n\x15GetQueueStatsResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\x12\x11\n\tscheduled\x18\x02 \x01(\x03\x12\x0e\n\x06queued\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x17\n\x0fretry_scheduled\x18\x05 \x01(\x03\x12\x33\n\x10oldest_ready_age\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13started_last_minute\x18\x07 \x01(\x03\x12\x1d\n\x15succeeded_last_minute\x18\x08 \x01(\x03\x12\x1a\n\x12\x66\x61iled_last_minute\x18\t \x01(\x03\x12\x19\n\x11started_last_hour\x18\n \x01(\x03\x12\x1b\n\x13succeeded_last_hour\x18\x0b \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x0c \x01(\x03\x12\x37\n\x14\x61ttempt_duration_p50\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x14\x61ttempt_duration_p95\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1f\n\x17\x61ttempt_duration_sample\x18\x0f \x01(\x05\"!\n\x11PauseQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\";\n\x12PauseQueueResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\"\"\n\x12ResumeQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13ResumeQueueResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\"l\n\x12UpdateQueueRequest\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"<\n\x13UpdateQueueResponse\x12%\n\x05queue\x18\x01 \x01(\x0b\x32\x16.jobscheduler.v1.Queue\"\xdd\x01\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\r\n\x05queue\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_heartbeat_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tin_flight\x18\x07 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x08 \x01(\x05\x12\x0f\n\x07version\x18\t \x01(\t\"#\n\x12ListWorkersRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"?\n\x13ListWorkersResponse\x12(\n\x07workers\x18\x01 \x03(\x0b\x32\x17.jobscheduler.v1.Worker\"0\n\x1fGetScalingRecommendationRequest\x12\r\n\x05queue\x18\x01 \x01(\t\"\xb1\x04\n GetScalingRecommendationResponse\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65sired_workers\x18\x02 \x01(\x05\x12\x17\n\x0f\x63urrent_workers\x18\x03 \x01(\x05\x12\x0f\n\x07\x62\x61\x63klog\x18\x04 \x01(\x03\x12\x11\n\tin_flight\x18\x05 \x01(\x03\x12\x1b\n\x13per_worker_capacity\x18\x06 \x01(\x05\x12\x1a\n\x12target_utilization\x18\x07 \x01(\x01\x12\x13\n\x0bmin_workers\x18\x08 \x01(\x05\x12\x13\n\x0bmax_workers\x18\t \x01(\x05\x12\x36\n\x13scale_down_cooldown\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08idle_for\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x14\n\x0c\x61rrival_rate\x18\r \x01(\x01\x12\x38\n\x15mean_attempt_duration\x18\x0e \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11processing_demand\x18\x0f \x01(\x01\x12\x33\n\x10oldest_ready_age\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rmax_ready_age\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xca\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x32\n\x0e\x65nd_time_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x65nd_time_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nerror_kind\x18\x05 \x01(\x0e\x32\x1a.jobscheduler.v1.ErrorKind\"r\n\x16ListDeadLettersRequest\x12\x31\n\x06\x66ilter\x18\x01 \x01(\x0b\x32!.jobscheduler.v1.DeadLetterFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x17ListDeadLettersResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x18ReplayDeadLettersRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x31\n\x06\x66ilter\x18\x02 \x01(\x0b\x32!.jobscheduler.v1.DeadLetterFilter\x12\r\n\x05limit\x18\x03 \x01(\x05\"`\n\x19ReplayDeadLettersResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x13\n\x0bskipped_ids\x18\x02 \x03(\t\"[\n\x17PurgeDeadLettersRequest\x12\x31\n\x06\x66ilter\x18\x01 \x01(\x0b\x32!.jobscheduler.v1.DeadLetterFilter\x12\r\n\x05limit\x18\x02 \x01(\x05\"*\n\x18PurgeDeadLettersResponse\x12\x0e\n\x06purged\x18\x01 \x01(\x03\x32\xe6\x07\n\x0cQueueService\x12U\n\nListQueues\x12\".jobscheduler.v1.ListQueuesRequest\x1a#.jobscheduler.v1.ListQueuesResponse\x12^\n\rGetQueueStats\x12%.jobscheduler.v1.GetQueueStatsRequest\x1a&.jobscheduler.v1.GetQueueStatsResponse\x12U\n\nPauseQueue\x12\".jobscheduler.v1.PauseQueueRequest\x1a#.jobscheduler.v1.PauseQueueResponse\x12X\n\x0bResumeQueue\x12#.jobscheduler.v1.ResumeQueueRequest\x1a$.jobscheduler.v1.ResumeQueueResponse\x12X\n\x0bUpdateQueue\x12#.jobscheduler.v1.UpdateQueueRequest\x1a$.jobscheduler.v1.UpdateQueueResponse\x12X\n\x0bListWorkers\x12#.jobscheduler.v1.ListWorkersRequest\x1a$.jobscheduler.v1.ListWorkersResponse\x12\x7f\n\x18GetScalingRecommendation\x12\x30.jobscheduler.v1.GetScalingRecommendationRequest\x1a\x31.jobscheduler.v1.GetScalingRecommendationResponse\x12\x64\n\x0fListDeadLetters\x12\'.jobscheduler.v1.ListDeadLettersRequest\x1a(.jobscheduler.v1.ListDeadLettersResponse\x12j\n\x11ReplayDeadLetters\x12).jobscheduler.v1.ReplayDeadLettersRequest\x1a*.jobscheduler.v1.ReplayDeadLettersResponse\x12g\n\x10PurgeDeadLetters\x12(.jobscheduler.v1.PurgeDeadLettersRequest\x1a).jobscheduler.v1.PurgeDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jobscheduler.v1.queue_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUEUE']._serialized_start=154
-  _globals['_QUEUE']._serialized_end=239
-  _globals['_LISTQUEUESREQUEST']._serialized_start=241
-  _globals['_LISTQUEUESREQUEST']._serialized_end=260
-  _globals['_LISTQUEUESRESPONSE']._serialized_start=262
-  _globals['_LISTQUEUESRESPONSE']._serialized_end=322
-  _globals['_GETQUEUESTATSREQUEST']._serialized_start=324
-  _globals['_GETQUEUESTATSREQUEST']._serialized_end=360
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=363
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=872
-  _globals['_PAUSEQUEUEREQUEST']._serialized_start=874
-  _globals['_PAUSEQUEUEREQUEST']._serialized_end=907
-  _globals['_PAUSEQUEUERESPONSE']._serialized_start=909
-  _globals['_PAUSEQUEUERESPONSE']._serialized_end=968
-  _globals['_RESUMEQUEUEREQUEST']._serialized_start=970
-  _globals['_RESUMEQUEUEREQUEST']._serialized_end=1004
-  _globals['_RESUMEQUEUERESPONSE']._serialized_start=1006
-  _globals['_RESUMEQUEUERESPONSE']._serialized_end=1066
-  _globals['_WORKER']._serialized_start=1069
-  _globals['_WORKER']._serialized_end=1290
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1292
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1327
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1329
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1392
-  _globals['_GETSCALINGRECOMMENDATIONREQUEST']._serialized_start=1394
-  _globals['_GETSCALINGRECOMMENDATIONREQUEST']._serialized_end=1442
-  _globals['_GETSCALINGRECOMMENDATIONRESPONSE']._serialized_start=1445
-  _globals['_GETSCALINGRECOMMENDATIONRESPONSE']._serialized_end=2006
-  _globals['_DEADLETTERFILTER']._serialized_start=2009
-  _globals['_DEADLETTERFILTER']._serialized_end=2211
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2213
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2327
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2329
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2427
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=2429
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=2534
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=2536
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=2632
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=2634
-  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=2725
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=2727
-  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=2769
-  _globals['_QUEUESERVICE']._serialized_start=2772
-  _globals['_QUEUESERVICE']._serialized_end=3680
+  _globals['_QUEUE']._serialized_start=189
+  _globals['_QUEUE']._serialized_end=386
+  _globals['_LISTQUEUESREQUEST']._serialized_start=388
+  _globals['_LISTQUEUESREQUEST']._serialized_end=407
+  _globals['_LISTQUEUESRESPONSE']._serialized_start=409
+  _globals['_LISTQUEUESRESPONSE']._serialized_end=469
+  _globals['_GETQUEUESTATSREQUEST']._serialized_start=471
+  _globals['_GETQUEUESTATSREQUEST']._serialized_end=507
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=510
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=1019
+  _globals['_PAUSEQUEUEREQUEST']._serialized_start=1021
+  _globals['_PAUSEQUEUEREQUEST']._serialized_end=1054
+  _globals['_PAUSEQUEUERESPONSE']._serialized_start=1056
+  _globals['_PAUSEQUEUERESPONSE']._serialized_end=1115
+  _globals['_RESUMEQUEUEREQUEST']._serialized_start=1117
+  _globals['_RESUMEQUEUEREQUEST']._serialized_end=1151
+  _globals['_RESUMEQUEUERESPONSE']._serialized_start=1153
+  _globals['_RESUMEQUEUERESPONSE']._serialized_end=1213
+  _globals['_UPDATEQUEUEREQUEST']._serialized_start=1215
+  _globals['_UPDATEQUEUEREQUEST']._serialized_end=1323
+  _globals['_UPDATEQUEUERESPONSE']._serialized_start=1325
+  _globals['_UPDATEQUEUERESPONSE']._serialized_end=1385
+  _globals['_WORKER']._serialized_start=1388
+  _globals['_WORKER']._serialized_end=1609
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1611
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1646
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1648
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1711
+  _globals['_GETSCALINGRECOMMENDATIONREQUEST']._serialized_start=1713
+  _globals['_GETSCALINGRECOMMENDATIONREQUEST']._serialized_end=1761
+  _globals['_GETSCALINGRECOMMENDATIONRESPONSE']._serialized_start=1764
+  _globals['_GETSCALINGRECOMMENDATIONRESPONSE']._serialized_end=2325
+  _globals['_DEADLETTERFILTER']._serialized_start=2328
+  _globals['_DEADLETTERFILTER']._serialized_end=2530
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2532
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2646
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2648
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2746
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=2748
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=2853
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=2855
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=2951
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_start=2953
+  _globals['_PURGEDEADLETTERSREQUEST']._serialized_end=3044
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_start=3046
+  _globals['_PURGEDEADLETTERSRESPONSE']._serialized_end=3088
+  _globals['_QUEUESERVICE']._serialized_start=3091
+  _globals['_QUEUESERVICE']._serialized_end=4089
 # @@protoc_insertion_point(module_scope)

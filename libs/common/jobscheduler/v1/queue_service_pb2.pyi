@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -28,6 +29,8 @@ class Queue(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
     PAUSE_TIME_FIELD_NUMBER: _builtins.int
+    HISTORY_RETENTION_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_RETENTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The queue's name."""
     paused: _builtins.bool
@@ -36,16 +39,33 @@ class Queue(_message.Message):
     def pause_time(self) -> _timestamp_pb2.Timestamp:
         """When it was paused; unset when it is not."""
 
+    @_builtins.property
+    def history_retention(self) -> _duration_pb2.Duration:
+        """How long a finished execution (SUCCEEDED, CANCELLED, SKIPPED) is kept after it ended, with
+        its attempts; then it is deleted, and a job that is over goes once none of its executions is
+        left. 0 keeps them for ever. Always set in answers: the queue's own value, or the server's
+        HISTORY_RETENTION (30 days unless configured) when the queue has none.
+        """
+
+    @_builtins.property
+    def dead_letter_retention(self) -> _duration_pb2.Duration:
+        """How long a dead letter (a DEAD execution) is kept after it ended. 0 keeps them for ever.
+        A dead letter that was replayed goes with its replay. Always set in answers: the queue's own
+        value or the server's DEAD_LETTER_RETENTION (30 days unless configured).
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         paused: _builtins.bool = ...,
         pause_time: _timestamp_pb2.Timestamp | None = ...,
+        history_retention: _duration_pb2.Duration | None = ...,
+        dead_letter_retention: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["pause_time", b"pause_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_letter_retention", b"dead_letter_retention", "history_retention", b"history_retention", "pause_time", b"pause_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "pause_time", b"pause_time", "paused", b"paused"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter_retention", b"dead_letter_retention", "history_retention", b"history_retention", "name", b"name", "pause_time", b"pause_time", "paused", b"paused"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -267,6 +287,58 @@ class ResumeQueueResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeQueueResponse: _TypeAlias = ResumeQueueResponse  # noqa: Y015
+
+@_typing.final
+class UpdateQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___Queue:
+        """Required. The queue with its new values; `queue.name` names it. Output-only fields (paused,
+        pause_time) are ignored.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Required. Fields to change: "history_retention", "dead_letter_retention". A field named here
+        but left unset goes back to the server's default.
+        """
+
+    def __init__(
+        self,
+        *,
+        queue: Global___Queue | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateQueueRequest: _TypeAlias = UpdateQueueRequest  # noqa: Y015
+
+@_typing.final
+class UpdateQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___Queue: ...
+    def __init__(
+        self,
+        *,
+        queue: Global___Queue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateQueueResponse: _TypeAlias = UpdateQueueResponse  # noqa: Y015
 
 @_typing.final
 class Worker(_message.Message):

@@ -55,6 +55,11 @@ class QueueServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.UpdateQueue = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/UpdateQueue',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.UpdateQueueRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.UpdateQueueResponse.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/jobscheduler.v1.QueueService/ListWorkers',
                 request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListWorkersRequest.SerializeToString,
@@ -111,6 +116,14 @@ class QueueServiceServicer:
 
     def ResumeQueue(self, request, context):
         """Resumes a paused queue: its workers take what is due on their next poll.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQueue(self, request, context):
+        """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
+        A queue that no job names yet can be given settings before its first job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,6 +189,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.ResumeQueue,
                     request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'UpdateQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQueue,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.UpdateQueueRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.UpdateQueueResponse.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -312,6 +330,33 @@ class QueueService:
             '/jobscheduler.v1.QueueService/ResumeQueue',
             jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
             jobscheduler_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/UpdateQueue',
+            jobscheduler_dot_v1_dot_queue__service__pb2.UpdateQueueRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.UpdateQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

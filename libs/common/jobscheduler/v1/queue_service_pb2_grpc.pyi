@@ -44,6 +44,10 @@ class QueueServiceStub:
     """
     ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
     """Resumes a paused queue: its workers take what is due on their next poll."""
+    UpdateQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueRequest, _queue_service_pb2.UpdateQueueResponse]
+    """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
+    A queue that no job names yet can be given settings before its first job.
+    """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListWorkersRequest, _queue_service_pb2.ListWorkersResponse]
     """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
     heartbeating drops out after that long; one that stops cleanly drops out at once.
@@ -77,6 +81,10 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
     """Resumes a paused queue: its workers take what is due on their next poll."""
+    UpdateQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueRequest, _queue_service_pb2.UpdateQueueResponse]  # type: ignore[assignment]
+    """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
+    A queue that no job names yet can be given settings before its first job.
+    """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListWorkersRequest, _queue_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
     heartbeating drops out after that long; one that stops cleanly drops out at once.
@@ -131,6 +139,16 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.ResumeQueueResponse, _abc.Awaitable[_queue_service_pb2.ResumeQueueResponse]]:
         """Resumes a paused queue: its workers take what is due on their next poll."""
+
+    @_abc_1.abstractmethod
+    def UpdateQueue(
+        self,
+        request: _queue_service_pb2.UpdateQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.UpdateQueueResponse, _abc.Awaitable[_queue_service_pb2.UpdateQueueResponse]]:
+        """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
+        A queue that no job names yet can be given settings before its first job.
+        """
 
     @_abc_1.abstractmethod
     def ListWorkers(

@@ -2,6 +2,7 @@
 
 * :mod:`._fields` — resource ids, request ids, page sizes, queue names;
 * :mod:`._jobs` — a whole job (:func:`validate_job`), within :class:`JobLimits`;
+* :mod:`._queues` — an UpdateQueue (:func:`validate_queue_update`);
 * :mod:`._urls` — a job's URL, and the addresses the egress policy can never allow.
 """
 
@@ -15,6 +16,7 @@ from jobs_api.validation._fields import (
 )
 from jobs_api.validation._jobs import validate_job
 from jobs_api.validation._limits import JobLimits
+from jobs_api.validation._queues import validate_queue_update
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -24,5 +26,6 @@ __all__ = [
     "validate_job",
     "validate_page_size",
     "validate_queue_name",
+    "validate_queue_update",
     "validate_request_id",
 ]
