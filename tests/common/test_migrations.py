@@ -22,7 +22,6 @@ async def test_migrated_schema_matches_the_models(settings, api):
         )
     await engine.dispose()
     assert diff == []
-    assert diff == []
 
 
 _OLD_JOB = """
