@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -44,13 +45,17 @@ RESULTS_DIR = Path("bench-results")
 
 @dataclass
 class Cpu:
-    """CPU seconds (user + system) a process has used so far."""
+    """CPU seconds (user + system) a process (and the ``others``) have used so far."""
 
     pid: int
+    others: tuple[int, ...] = ()
 
     def seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in (self.pid, *self.others):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -59,20 +64,21 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def _create_many(
-    stub: job_service_pb2_grpc.JobServiceAsyncStub, count: int, concurrency: int, url: str, label: str
+    stubs: list[job_service_pb2_grpc.JobServiceAsyncStub], count: int, concurrency: int, url: str, label: str
 ) -> list[float]:
-    """CreateJob ``count`` times with ``concurrency`` calls in flight; returns each call's seconds."""
+    """CreateJob ``count`` times with ``concurrency`` calls in flight, spread over the stubs'
+    connections; returns each call's seconds."""
     durations: list[float] = []
     pending = iter(range(count))
 
-    async def client() -> None:
+    async def client(stub: job_service_pb2_grpc.JobServiceAsyncStub) -> None:
         for _ in pending:
             job = pb.Job(http_request=pb.HttpRequest(url=url), labels={"bench": label})
             started = time.perf_counter()
             await stub.CreateJob(api.CreateJobRequest(job=job))
             durations.append(time.perf_counter() - started)
 
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(concurrency)))
     return durations
 
 
@@ -97,7 +103,7 @@ async def _wait_succeeded(engine: AsyncEngine, label: str, count: int, timeout: 
 
 
 async def measure_throughput(
-    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    stubs: list[job_service_pb2_grpc.JobServiceAsyncStub],
     engine: AsyncEngine,
     url: str,
     count: int,
@@ -107,7 +113,7 @@ async def measure_throughput(
     label = f"throughput-{uuid.uuid4().hex[:8]}"
     cpu_before = {name: cpu.seconds() for name, cpu in cpus.items()}
     started = time.time()
-    create_durations = await _create_many(stub, count, concurrency, url, label)
+    create_durations = await _create_many(stubs, count, concurrency, url, label)
     created = time.time()
     last_end = await _wait_succeeded(engine, label, count, timeout=600)
     elapsed = last_end - started
@@ -162,7 +168,7 @@ async def measure_with_calls_in_flight(
     """Holds ``in_flight`` long calls open, then measures what they cost the worker while they
     wait (CPU) and what they do to new jobs (dispatch latency); then releases them, so none
     reaches its 90-second timeout (and is retried) during a later phase."""
-    await _create_many(stub, in_flight, args.concurrency, f"{target_url}/hold", "in-flight")
+    await _create_many([stub], in_flight, args.concurrency, f"{target_url}/hold", "in-flight")
     async with httpx.AsyncClient() as http:
         await _wait_held(http, target_url, lambda held: held >= in_flight)  # all open and waiting
         cpu_before, started = worker.seconds(), time.monotonic()
@@ -235,6 +241,25 @@ def bench_settings(database: str, redis_db: int, logs: Path, **overrides: Any) -
     return Settings(**(defaults | overrides))
 
 
+def _start_processes(settings: Settings, logs: Path, count: int) -> tuple[list[ChildProcess], list[ChildProcess]]:
+    """``count`` api processes sharing the gRPC port, and ``count`` workers; each its own metrics
+    port and log."""
+    apis, workers = [], []
+    for i in range(count):
+        own = settings.model_copy(
+            update={
+                "grpc_reuse_port": count > 1,
+                "metrics_port": settings.metrics_port if i == 0 else services.free_port(),
+                "worker_metrics_port": settings.worker_metrics_port if i == 0 else services.free_port(),
+                "worker_health_file": settings.worker_health_file + ("" if i == 0 else f".{i}"),
+            }
+        )
+        suffix = "" if i == 0 else f"-{i}"
+        apis.append(ChildProcess("jobs_api", settings_env(own), logs / f"api{suffix}.log"))
+        workers.append(ChildProcess("jobs_worker", settings_env(own), logs / f"worker{suffix}.log"))
+    return apis, workers
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     database = await services.create_database()
     redis_db = await services.claim_redis_db(f"bench-{os.getpid()}")
@@ -247,27 +272,49 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await migrate(settings)
         target_port = services.free_port()
         # Before the api starts, so no other scheduler competes for the due jobs.
-        scheduler_cost = await measure_scheduler_cost(
-            engine, args.stored_jobs, settings.scheduler_batch_size, f"http://127.0.0.1:{target_port}/hit"
+        scheduler_cost = (
+            {}
+            if args.throughput_only
+            else await measure_scheduler_cost(
+                engine, args.stored_jobs, settings.scheduler_batch_size, f"http://127.0.0.1:{target_port}/hit"
+            )
         )
         target_url = f"http://127.0.0.1:{target_port}"
         target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
-        api_process = ChildProcess("jobs_api", env, logs / "api.log")
-        processes += [target, api_process]
-        await api_process.wait_for_log("api listening")
-        worker = ChildProcess("jobs_worker", env, logs / "worker.log")
-        processes.append(worker)
-        await worker.wait_for_log("ready on queue")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            stub = job_service_pb2_grpc.JobServiceStub(channel)
+        processes.append(target)
+        apis, workers = _start_processes(settings, logs, args.processes)
+        processes += apis + workers
+        for process in apis:
+            await process.wait_for_log("api listening")
+        for process in workers:
+            await process.wait_for_log("ready on queue")
+        async with contextlib.AsyncExitStack() as channels:
+            # Each channel is its own connection (the kernel gives each to one api process).
+            stubs = [
+                job_service_pb2_grpc.JobServiceStub(
+                    await channels.enter_async_context(
+                        grpc.aio.insecure_channel(
+                            f"127.0.0.1:{settings.grpc_port}", options=[("grpc.use_local_subchannel_pool", 1)]
+                        )
+                    )
+                )
+                for _ in range(args.channels)
+            ]
+            stub = stubs[0]
             # Warm-up (connections, prepared statements), not measured.
-            await measure_throughput(stub, engine, f"{target_url}/hit", 200, args.concurrency, {})
-            cpus = {"api": Cpu(api_process.pid), "worker": Cpu(worker.pid)}
-            throughput = await measure_throughput(stub, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
-            latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs, args.latency_interval)
-            in_flight = await measure_with_calls_in_flight(stub, target_url, args.in_flight, cpus["worker"], args)
-            # With the 100,000 recurring jobs of the cost measurement still stored.
-            fire = await _measure_fire_times(stub, engine, target_url, args.fire_jobs)
+            await measure_throughput(stubs, engine, f"{target_url}/hit", 200, args.concurrency, {})
+            cpus = {
+                "api": Cpu(apis[0].pid, tuple(p.pid for p in apis[1:])),
+                "worker": Cpu(workers[0].pid, tuple(p.pid for p in workers[1:])),
+            }
+            throughput = await measure_throughput(stubs, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
+            if args.throughput_only:
+                latency = in_flight = fire = {}
+            else:
+                latency = await measure_dispatch_latency(stub, target_url, args.latency_jobs, args.latency_interval)
+                in_flight = await measure_with_calls_in_flight(stub, target_url, args.in_flight, cpus["worker"], args)
+                # With the 100,000 recurring jobs of the cost measurement still stored.
+                fire = await _measure_fire_times(stub, engine, target_url, args.fire_jobs)
         reference = await measure_arq_noop(settings, env, logs, args.jobs, args.concurrency)
     finally:
         for process in reversed(processes):
@@ -278,7 +325,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {
-            "worker_processes": 1,
+            "api_processes": args.processes,
+            "worker_processes": args.processes,
+            "client_connections": args.channels,
             "worker_max_concurrent_jobs": settings.worker_max_concurrent_jobs,
             "queue_poll_interval_ms": settings.queue_poll_interval.total_seconds() * 1000,
         },
@@ -315,11 +364,14 @@ async def _measure_fire_times(
 
 def _table(result: dict[str, Any]) -> str:
     js, dispatch, arq = result["job_scheduler"], result["dispatch"], result["bare_arq_noop"]
-    lat = dispatch["dispatch_latency_ms"]
-    flight = result["with_calls_in_flight"]
-    flight_lat = flight["dispatch_latency_ms"]
     create = js["create_latency_ms"]
+    used = result["settings"]
     rows = [
+        (
+            "processes",
+            f"{used['api_processes']} api, {used['worker_processes']} worker; "
+            f"{used['client_connections']} client connection(s)",
+        ),
         (
             "end-to-end throughput",
             f"{js['end_to_end_jobs_per_second']} jobs/s ({js['jobs']} jobs, HTTP call + full history)",
@@ -327,6 +379,16 @@ def _table(result: dict[str, Any]) -> str:
         ("CreateJob throughput", f"{js['create_per_second']} calls/s ({js['client_concurrency']} in flight)"),
         ("CreateJob latency", f"p50 {create['p50']} ms, p99 {create['p99']} ms (under that load)"),
         ("CPU per job", ", ".join(f"{k} {v} ms" for k, v in js["cpu_ms_per_job"].items())),
+        ("bare arq no-op drain", f"{arq['jobs_per_second']} jobs/s, CPU {arq['cpu_ms_per_job']} ms/job"),
+        ("ratio vs bare arq", f"{result['ratio_end_to_end_vs_bare_arq']}"),
+    ]
+    if not dispatch:  # --throughput-only
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    lat = dispatch["dispatch_latency_ms"]
+    flight = result["with_calls_in_flight"]
+    flight_lat = flight["dispatch_latency_ms"]
+    rows += [
         (
             "dispatch latency",
             f"p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"
@@ -337,8 +399,6 @@ def _table(result: dict[str, Any]) -> str:
             f"worker CPU {flight['worker_cpu_while_waiting_percent']}% while they wait; new jobs' dispatch "
             f"p50 {flight_lat['p50']} ms, p99 {flight_lat['p99']} ms",
         ),
-        ("bare arq no-op drain", f"{arq['jobs_per_second']} jobs/s, CPU {arq['cpu_ms_per_job']} ms/job"),
-        ("ratio vs bare arq", f"{result['ratio_end_to_end_vs_bare_arq']}"),
     ]
     for name, fire in result["fire_accuracy"].items():
         lag = fire["fire_lag_ms"]
@@ -372,6 +432,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=400, help="long calls held open (< worker concurrency)")
     parser.add_argument("--fire-jobs", type=int, default=1000, help="scheduled jobs per fire-accuracy phase")
     parser.add_argument("--stored-jobs", type=int, default=100_000, help="recurring jobs stored for the cost phase")
+    parser.add_argument("--processes", type=int, default=1, help="api processes (one port) and worker processes")
+    parser.add_argument("--channels", type=int, default=1, help="client connections the CreateJobs share")
+    parser.add_argument("--throughput-only", action="store_true", help="only the throughput phase and bare arq")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(exist_ok=True)

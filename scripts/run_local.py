@@ -1,7 +1,10 @@
-"""``make run``: the api and WORKER_POOL_SIZE workers against the local PostgreSQL and Redis.
+"""``make run``: API_PROCESSES api processes and WORKER_POOL_SIZE workers against the local
+PostgreSQL and Redis.
 
-Each part is its own process, started exactly as the containers start them. Ctrl-C (SIGINT) or
-SIGTERM stops them all cleanly; if one exits on its own, the others are stopped too.
+Each part is its own process, started exactly as the containers start them. Several api
+processes share GRPC_PORT (GRPC_REUSE_PORT: the kernel spreads connections over them), each with
+its own /metrics port. Ctrl-C (SIGINT) or SIGTERM stops them all cleanly; if one exits on its
+own, the others are stopped too.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 from jobs_common.settings import Settings
 
@@ -18,25 +22,48 @@ from jobs_common.settings import Settings
 DEVELOPMENT_EGRESS = "127.0.0.0/8,::1/128"
 
 
+def _listed(values: Iterable[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def metrics_ports(settings: Settings) -> tuple[list[int], list[int]]:
+    """The /metrics port of each api and each worker process: the workers' WORKER_METRICS_PORT,
+    +1, +2, ...; the first api's METRICS_PORT, the others' the next ports above all of those.
+    0 (off) stays 0 for every process of its kind."""
+    workers = [
+        settings.worker_metrics_port + i if settings.worker_metrics_port else 0
+        for i in range(settings.worker_pool_size)
+    ]
+    if not settings.metrics_port:
+        return [0] * settings.api_processes, workers
+    after = max([settings.metrics_port, *workers]) + 1
+    apis = [settings.metrics_port] + [after + i for i in range(settings.api_processes - 1)]
+    if settings.metrics_port in workers:
+        raise SystemExit(f"METRICS_PORT {settings.metrics_port} is one of the workers' metrics ports; change either")
+    return apis, workers
+
+
 def main() -> int:
     os.environ.setdefault("EGRESS_ALLOW_NETWORKS", DEVELOPMENT_EGRESS)
     settings = Settings()
     # Children get their own session: a terminal's Ctrl-C reaches only this supervisor, which
     # then stops each child exactly once with SIGTERM.
-    modules = ["jobs_api"] + ["jobs_worker"] * settings.worker_pool_size
-    # Each worker on this host serves /metrics on its own port: WORKER_METRICS_PORT, +1, +2, ...
-    base_port = settings.worker_metrics_port
-    envs = [dict(os.environ)] + [
-        {**os.environ, "WORKER_METRICS_PORT": str(base_port + i if base_port else 0)}
-        for i in range(settings.worker_pool_size)
+    apis, workers = settings.api_processes, settings.worker_pool_size
+    api_ports, worker_ports = metrics_ports(settings)
+    api_env = {**os.environ, "GRPC_REUSE_PORT": "true"} if apis > 1 else dict(os.environ)
+    envs = [{**api_env, "METRICS_PORT": str(port)} for port in api_ports] + [
+        {**os.environ, "WORKER_METRICS_PORT": str(port)} for port in worker_ports
     ]
+    modules = ["jobs_api"] * apis + ["jobs_worker"] * workers
     children = [
         subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
         for module, env in zip(modules, envs, strict=True)
     ]
     print(
-        f"job-scheduler: api on {settings.grpc_host}:{settings.grpc_port} (pid {children[0].pid}), "
-        f"{settings.worker_pool_size} worker(s) (pids {', '.join(str(c.pid) for c in children[1:])}); "
+        f"job-scheduler: {apis} api process(es) on {settings.grpc_host}:{settings.grpc_port} "
+        f"(pids {_listed(c.pid for c in children[:apis])}; metrics on ports {_listed(api_ports)}), "
+        f"{workers} worker(s) (pids {_listed(c.pid for c in children[apis:])}; "
+        f"metrics on ports {_listed(worker_ports)}); "
         f"jobs may call public addresses and {settings.egress_allow_networks or 'nothing else'}; "
         "Ctrl-C stops everything",
         flush=True,

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     grpc_host: str = "[::]"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     grpc_shutdown_grace: Duration = timedelta(seconds=5)
+    # Let several api processes listen on GRPC_PORT (and GRPC_HEALTH_PORT) together: the kernel
+    # spreads new connections over them (SO_REUSEPORT; each connection stays with one process).
+    # Off, a port another process holds is an error at start, not a silent share.
+    grpc_reuse_port: bool = False
     # TLS on the gRPC port (PEM files); with a client CA, mutual TLS: clients must present a
     # certificate it signed.
     grpc_tls_cert_file: str = ""
@@ -61,6 +65,8 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     health_check_interval: Duration = timedelta(seconds=2)
 
+    # `make run`: api processes sharing GRPC_PORT, and worker processes.
+    api_processes: int = Field(default=1, ge=1)
     worker_pool_size: int = Field(default=1, ge=1)
     worker_max_concurrent_jobs: int = Field(default=500, ge=1)
     worker_http_timeout: Duration = timedelta(seconds=90)
