@@ -1,5 +1,6 @@
-"""Dead letters: DEAD executions not replayed yet, newest first (partial index
-``ix_executions_dead``), filtered by queue, job, end time and the last attempt's error kind."""
+"""Dead letters: DEAD executions not replayed yet, newest first (partial indexes
+``ix_executions_dead``, and ``ix_executions_dead_by_queue`` for one queue), filtered by queue (the
+one the execution ran on), job, end time and the last attempt's error kind."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ __all__ = ["DeadLetters"]
 _MATCHING = """
 e.state = 'DEAD'
 AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.replay_of = e.id)
-AND (CAST(:queue AS text) IS NULL OR j.queue = CAST(:queue AS text))
+AND (CAST(:queue AS text) IS NULL OR e.queue = CAST(:queue AS text))
 AND (CAST(:job_id AS uuid) IS NULL OR e.job_id = CAST(:job_id AS uuid))
 AND (CAST(:ended_after AS timestamptz) IS NULL OR e.end_time >= CAST(:ended_after AS timestamptz))
 AND (CAST(:ended_before AS timestamptz) IS NULL OR e.end_time < CAST(:ended_before AS timestamptz))
@@ -29,20 +30,20 @@ AND (CAST(:error_kind AS text) IS NULL OR CAST(:error_kind AS text) = (
     SELECT a.error_kind FROM attempts a WHERE a.execution_id = e.id AND a.number = e.attempt_count))
 """
 
-# Dead letters per queue: the partial index ix_executions_dead, a replay probe and a primary-key
-# probe of jobs for each (the dead-letter set, not the history).
+# Dead letters per queue: the partial index ix_executions_dead_by_queue and a replay probe for
+# each (the dead-letter set, not the history).
 _COUNT_BY_QUEUE = text(
     """
-SELECT (SELECT j.queue FROM jobs j WHERE j.id = e.job_id) AS queue, count(*) AS dead_letters
+SELECT e.queue, count(*) AS dead_letters
 FROM executions e
 WHERE e.state = 'DEAD' AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.replay_of = e.id)
-GROUP BY 1
+GROUP BY e.queue
 """
 )
 
 _PAGE = text(
     f"""
-SELECT e.id, e.end_time FROM executions e JOIN jobs j ON j.id = e.job_id
+SELECT e.id, e.end_time FROM executions e
 WHERE {_MATCHING}
   AND (CAST(:after_time AS timestamptz) IS NULL
        OR (e.end_time, e.id) < (CAST(:after_time AS timestamptz), CAST(:after_id AS uuid)))
@@ -55,7 +56,7 @@ LIMIT :limit
 _PURGE = text(
     f"""
 WITH doomed AS (
-    SELECT e.id FROM executions e JOIN jobs j ON j.id = e.job_id
+    SELECT e.id FROM executions e
     WHERE {_MATCHING}
     ORDER BY e.end_time, e.id
     LIMIT :limit
