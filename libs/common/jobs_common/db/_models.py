@@ -204,7 +204,7 @@ class ExecutionRow(CallDefinition, Base):
         Index("ix_executions_replay_of", "replay_of", postgresql_where=text("replay_of IS NOT NULL")),
         # The history purge: finished executions and dead letters of a queue, oldest first.
         Index("ix_executions_finished", "queue", "end_time", postgresql_where=text(_in("state", FINISHED_STATES))),
-        Index("ix_executions_dead_by_queue", "queue", "end_time", postgresql_where=text("state = 'DEAD'")),
+        Index("ix_executions_dead_by_queue", "queue", "end_time", "id", postgresql_where=text("state = 'DEAD'")),
     )
 
 

@@ -28,8 +28,13 @@ def upgrade() -> None:
     op.execute("UPDATE executions e SET queue = j.queue FROM jobs j WHERE j.id = e.job_id")
     op.alter_column("executions", "queue", nullable=False)
     op.create_index("ix_executions_finished", "executions", ["queue", "end_time"], postgresql_where=sa.text(_FINISHED))
+    # With the id, counting a queue's dead letters (and checking each for a replay) reads only
+    # the index: at 10,000,000 executions and 300,000 dead letters, PostgreSQL read the table.
     op.create_index(
-        "ix_executions_dead_by_queue", "executions", ["queue", "end_time"], postgresql_where=sa.text("state = 'DEAD'")
+        "ix_executions_dead_by_queue",
+        "executions",
+        ["queue", "end_time", "id"],
+        postgresql_where=sa.text("state = 'DEAD'"),
     )
     op.create_index(
         "ix_jobs_finished",
