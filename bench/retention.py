@@ -9,7 +9,13 @@ same size while jobs keep coming.
    ``--retention`` seconds and the purge every second; CreateJob as fast as ``--concurrency``
    clients go for ``--seconds``, each job answered 200 by a local target. Every ``--sample``
    seconds: the rows and the on-disk size (table, indexes and TOAST) of executions, attempts and
-   jobs. Flat means the last third of the samples is no larger than the middle third.
+   jobs. Printed: the size at the start and the end of the last third, and its growth per 1,000
+   jobs created then (a history kept whole grows by the size of every row: the ``--no-purge`` run).
+
+   Deleted rows leave space that VACUUM makes reusable; PostgreSQL's autovacuum does that by
+   default. Where the server runs with autovacuum off (this development machine's does), the soak
+   stands in for it with a plain ``VACUUM`` of the three tables every ``--vacuum-every`` seconds
+   (0: never, to show what happens without).
 
 Figures, not pass/fail. Uses its own database and Redis DB index, removed at the end.
 """
@@ -104,7 +110,14 @@ async def _sizes(engine: AsyncEngine) -> dict[str, dict[str, int]]:
         }
 
 
-async def soak(seconds: float, retention_s: float, concurrency: int, sample_s: float) -> dict[str, Any]:
+async def _autovacuum_on(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return str(await conn.scalar(text("SHOW autovacuum"))) == "on"
+
+
+async def soak(
+    seconds: float, retention_s: float, concurrency: int, sample_s: float, vacuum_every: float, purge: bool = True
+) -> dict[str, Any]:
     database = await services.create_database()
     redis_db = await services.claim_redis_db(f"bench-retention-{os.getpid()}")
     logs = Path(tempfile.mkdtemp(prefix="jobs-bench-retention-"))
@@ -115,6 +128,7 @@ async def soak(seconds: float, retention_s: float, concurrency: int, sample_s: f
         history_retention=timedelta(seconds=retention_s),
         dead_letter_retention=timedelta(seconds=retention_s),
         history_purge_interval=timedelta(seconds=1),
+        history_purge_enabled=purge,
     )
     env = settings_env(settings)
     engine = create_async_engine(settings.database_url)
@@ -159,7 +173,16 @@ async def soak(seconds: float, retention_s: float, concurrency: int, sample_s: f
                         flush=True,
                     )
 
-            await asyncio.gather(sampler(), *(client() for _ in range(concurrency)))
+            async def vacuum() -> None:
+                """What autovacuum would do, on a server that runs without it."""
+                async with engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    while vacuum_every and not autovacuum and time.monotonic() < stop:
+                        await asyncio.sleep(vacuum_every)
+                        await conn.execute(text("VACUUM executions, attempts, jobs"))
+
+            autovacuum = await _autovacuum_on(engine)
+            await asyncio.gather(sampler(), vacuum(), *(client() for _ in range(concurrency)))
         cpu = {name: round(cpus[name].seconds() - cpu_start[name], 1) for name in cpus}
         purge_log = [line for line in (logs / "api.log").read_text().splitlines() if "history-purge" in line]
     finally:
@@ -168,22 +191,27 @@ async def soak(seconds: float, retention_s: float, concurrency: int, sample_s: f
         await engine.dispose()
         await services.drop_database(database)
         await services.release_redis_db(redis_db)
-    third = max(len(samples) // 3, 1)
-    middle, last = samples[third : 2 * third], samples[2 * third :]
+    last_third = samples[2 * len(samples) // 3 :] or samples[-1:]
+    first, end = last_third[0], samples[-1]
 
-    def largest(part: list[dict[str, Any]]) -> int:
-        return max(sum(s[t]["bytes"] for t in _TABLES) for s in part) if part else 0
+    def total(sample: dict[str, Any]) -> int:
+        return sum(sample[t]["bytes"] for t in _TABLES)
 
     return {
         "seconds": seconds,
         "retention_seconds": retention_s,
         "concurrency": concurrency,
+        "server_autovacuum": autovacuum,
+        "soak_vacuum_every_seconds": 0 if autovacuum else vacuum_every,
+        "purge": purge,
         "jobs_created": created,
         "jobs_per_second": round(created / seconds, 1),
         "cpu_seconds": cpu,
-        "largest_bytes_middle_third": largest(middle),
-        "largest_bytes_last_third": largest(last),
-        "flat": largest(last) <= largest(middle),
+        "last_third_from": {"t": first["t"], "bytes": total(first)},
+        "last_third_to": {"t": end["t"], "bytes": total(end)},
+        "last_third_kib_per_1000_jobs": round(
+            (total(end) - total(first)) / 1024 / max(end["created"] - first["created"], 1) * 1000, 1
+        ),
         "purge_log_lines": len(purge_log),
         "samples": samples,
         "logs": str(logs),
@@ -196,10 +224,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=300, help="soak length")
     parser.add_argument("--retention", type=float, default=30, help="soak retention, seconds")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=4, help="CreateJob clients (4: below one worker's rate)")
     parser.add_argument("--sample", type=float, default=15)
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--skip-soak", action="store_true")
+    parser.add_argument("--no-purge", action="store_true", help="soak without the purge (the reference)")
+    parser.add_argument("--vacuum-every", type=float, default=30, help="VACUUM period if autovacuum is off (0: none)")
     args = parser.parse_args()
     result: dict[str, Any] = {}
     if not args.skip_rate:
@@ -211,13 +241,16 @@ def main() -> None:
             f"left {rate['rows_left']}"
         )
     if not args.skip_soak:
-        result["soak"] = run = asyncio.run(soak(args.seconds, args.retention, args.concurrency, args.sample))
+        result["soak"] = run = asyncio.run(
+            soak(args.seconds, args.retention, args.concurrency, args.sample, args.vacuum_every, not args.no_purge)
+        )
         print(
             f"soak: {run['jobs_created']:,} jobs in {run['seconds']:.0f} s ({run['jobs_per_second']}/s), retention "
-            f"{run['retention_seconds']:.0f} s; largest total size, middle third "
-            f"{run['largest_bytes_middle_third'] / 2**20:.1f} MiB, "
-            f"last third {run['largest_bytes_last_third'] / 2**20:.1f} MiB "
-            f"({'flat' if run['flat'] else 'GROWING'}); CPU s {run['cpu_seconds']}"
+            f"{run['retention_seconds']:.0f} s; the three tables {run['last_third_from']['bytes'] / 2**20:.1f} MiB "
+            f"at t={run['last_third_from']['t']} s, {run['last_third_to']['bytes'] / 2**20:.1f} MiB at "
+            f"t={run['last_third_to']['t']} s ({run['last_third_kib_per_1000_jobs']} KiB per 1,000 jobs created); "
+            f"CPU s {run['cpu_seconds']}; autovacuum "
+            + ("on" if run["server_autovacuum"] else f"off, VACUUM every {run['soak_vacuum_every_seconds']} s")
         )
     out = RESULTS_DIR / f"retention-{uuid.uuid4().hex[:8]}.json"
     out.parent.mkdir(exist_ok=True)
