@@ -33,9 +33,9 @@ from jobs_common.domain import (
     keep_stored_secrets,
     upcoming_run_times,
 )
-from jobs_common.errors import REDIS_ERRORS, FieldViolation, InvalidArgumentError
+from jobs_common.errors import REDIS_ERRORS, AlreadyExistsError, FieldViolation, InvalidArgumentError
 from jobs_common.settings import Settings
-from jobs_common.store import JobEvents, JobStore, TickStore
+from jobs_common.store import CreatedJob, GroupCommit, JobEvents, JobStore, TickStore
 from jobs_common.tracing import current_traceparent
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
@@ -49,6 +49,11 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 _T = TypeVar("_T")
 # BatchCreateJobs takes at most this many jobs (AIP-233 batches are bounded).
 MAX_BATCH_CREATE = 1000
+# Concurrent CreateJobs written together: at most this many per statement, this many
+# statements at once (of the DATABASE_POOL_SIZE connections; the rest serve the other calls).
+CREATE_BATCH_MAX = 100
+CREATE_BATCHES_IN_FLIGHT = 4
+_CreateRequest: TypeAlias = tuple[JobSpec, RequestKey | None, str | None]
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 
 
@@ -72,6 +77,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._wake_scheduler = wake_scheduler
         # Commits that outlive the call that asked for them (its client gave up meanwhile).
         self._unattended: set[asyncio.Task[Any]] = set()
+        # CreateJobs that arrive while others are being written share the next statement.
+        self._creates: GroupCommit[_CreateRequest, CreatedJob | AlreadyExistsError] = GroupCommit(
+            store.create_each, max_batch=CREATE_BATCH_MAX, max_in_flight=CREATE_BATCHES_IN_FLIGHT
+        )
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
         [job] = await self._create([self._checked(request)])
@@ -127,15 +136,19 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return spec, key
 
     async def _create(self, requests: list[tuple[JobSpec, RequestKey | None]]) -> list[Job]:
-        """Commits the jobs (one statement for one job, one transaction for several), then
-        enqueues their due executions. A client that gives up (deadline, cancel) while the INSERT
+        """Commits the jobs (a CreateJob's in one statement with the CreateJobs that arrive with
+        it, each committed on its own; a batch's in one transaction), then enqueues their due
+        executions. A client that gives up (deadline, cancel) while the INSERT
         is in flight must not stop the enqueue of what PostgreSQL commits anyway: both run to
         their end regardless."""
         traceparent = current_traceparent()
 
         async def commit_and_dispatch() -> list[Job]:
             if len(requests) == 1:
-                created = [await self._store.create_job(*requests[0], traceparent)]
+                one = await self._creates.submit((*requests[0], traceparent))
+                if isinstance(one, AlreadyExistsError):
+                    raise one
+                created = [one]
             else:
                 created = await self._store.create_jobs(requests, traceparent)
             for new in created:

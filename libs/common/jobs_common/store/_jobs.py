@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,6 +40,7 @@ from jobs_common.domain import (
 from jobs_common.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
 from jobs_common.secrets import SecretBox
+from jobs_common.store._json_rows import json_rows
 from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns, schedule_from_row
 
 __all__ = ["CreatedJob", "JobStore", "Replayed"]
@@ -120,6 +121,25 @@ _CREATE_ONE_OFF_JOB = (
 )
 # A recurring job: its executions are made by the scheduler, tick by tick.
 _CREATE_RECURRING_JOB = _INSERT_JOB.returning(_JOBS.c.id)
+# Many jobs, each as _CREATE_ONE_OFF_JOB / _CREATE_RECURRING_JOB make one, in one statement: the
+# rows go in as JSON (every column named), a repeated request_id inserts neither its job nor its
+# execution, and the ids of the jobs inserted come back.
+# Bodies up to this size share create_each's statement (up to 100 of them: about 13 MiB of JSON).
+_SHARED_BODY_MAX = 64 * 1024
+_CREATE_EACH = text(
+    """
+WITH new_jobs AS (
+    INSERT INTO jobs SELECT * FROM jsonb_populate_recordset(NULL::jobs, CAST(:jobs AS jsonb))
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING id
+), new_executions AS (
+    INSERT INTO executions
+    SELECT e.* FROM jsonb_populate_recordset(NULL::executions, CAST(:executions AS jsonb)) AS e
+    WHERE e.job_id IN (SELECT id FROM new_jobs)
+)
+SELECT id FROM new_jobs
+"""
+)
 
 
 class JobStore:
@@ -131,27 +151,10 @@ class JobStore:
         # Single-statement writes need no BEGIN/COMMIT round trips: a statement is atomic.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def create_job(
-        self, spec: JobSpec, request: RequestKey | None, trace_parent: str | None = None
-    ) -> CreatedJob:
-        """Commits the job in one statement: a one-off job with its execution (QUEUED, or
-        SCHEDULED for a future run_at), a recurring one with its first fire time. A repeated
-        request_id returns the job created the first time. ``trace_parent``: the W3C traceparent
-        the execution's spans hang under.
-
-        Raises:
-            AlreadyExistsError: the request_id came before with another request.
-        """
-        new = self._new_job(spec, request, trace_parent)
-        async with self._autocommit.connect() as conn:
-            inserted = await conn.scalar(new.statement, new.columns)
-            existing = None if inserted is not None else await _earlier_job(conn, new)
-        return await self._created(new, existing)
-
     async def create_jobs(
         self, requests: list[tuple[JobSpec, RequestKey | None]], trace_parent: str | None = None
     ) -> list[CreatedJob]:
-        """Commits every job of ``requests`` in one transaction, or none: each as create_job
+        """Commits every job of ``requests`` in one transaction, or none: each as create_each
         does, a repeated request_id (also one repeated within the batch) returning the job it
         made first, and one that came with another request refusing the whole batch."""
         news = [self._new_job(spec, request, trace_parent) for spec, request in requests]
@@ -161,6 +164,40 @@ class JobStore:
                 inserted = await conn.scalar(new.statement, new.columns)
                 existing.append(None if inserted is not None else await _earlier_job(conn, new))
         return [await self._created(new, job_id) for new, job_id in zip(news, existing, strict=True)]
+
+    async def create_each(
+        self, requests: Sequence[tuple[JobSpec, RequestKey | None, str | None]]
+    ) -> list[CreatedJob | AlreadyExistsError]:
+        """Commits each (spec, request key, traceparent) on its own, all in one statement
+        (CreateJobs that arrive together): a one-off job with its execution (QUEUED, or SCHEDULED
+        for a future run_at), a recurring one with its first fire time. One answer per request,
+        in order: a repeated request_id answers the job it made first, and one that came before
+        with another request an AlreadyExistsError, which holds back no other request."""
+        news = [self._new_job(spec, request, trace_parent) for spec, request, trace_parent in requests]
+        # A large body goes in a statement of its own, so a batch's JSON stays a few MiB.
+        shared = [new for new in news if len(new.job.spec.http_request.body) <= _SHARED_BODY_MAX]
+        jobs = json_rows({c.name: new.columns[c.name] for c in _JOBS.columns} for new in shared)
+        executions = json_rows(_first_execution(new) for new in shared if "execution_id" in new.columns)
+        answers: list[CreatedJob | AlreadyExistsError] = []
+        async with self._autocommit.connect() as conn:
+            inserted: set[uuid.UUID] = set()
+            if shared:
+                inserted |= set((await conn.execute(_CREATE_EACH, {"jobs": jobs, "executions": executions})).scalars())
+            for new in news:
+                if len(new.job.spec.http_request.body) > _SHARED_BODY_MAX:
+                    if await conn.scalar(new.statement, new.columns) is not None:
+                        inserted.add(new.columns["id"])
+            for new in news:
+                if new.columns["id"] in inserted:
+                    answers.append(CreatedJob(new.job, created=True))
+                    continue
+                try:
+                    earlier = await _earlier_job(conn, new)
+                except AlreadyExistsError as error:
+                    answers.append(error)
+                    continue
+                answers.append(await self._created(new, earlier))
+        return answers
 
     def _new_job(self, spec: JobSpec, request: RequestKey | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)
@@ -498,6 +535,32 @@ def _complete_one_off_job(job_id: uuid.UUID, execution_id: uuid.UUID, now: datet
         )
         .values(state=JobState.COMPLETED.value, update_time=now)
     )
+
+
+def _first_execution(new: _NewJob) -> dict[str, object]:
+    """Every column of a new one-off job's first execution, as _CREATE_ONE_OFF_JOB writes it."""
+    columns = new.columns
+    return {
+        "id": columns["execution_id"],
+        "job_id": columns["id"],
+        "queue": columns["queue"],
+        "state": columns["execution_state"],
+        "attempt_count": 0,
+        "interrupted_attempts": 0,
+        "schedule_time": columns["schedule_time"],
+        "tick_time": None,
+        "start_time": None,
+        "end_time": None,
+        "last_error": "",
+        "replay_of": None,
+        "lease_owner": None,
+        "lease_epoch": None,
+        "lease_expires_at": None,
+        "trace_parent": columns["trace_parent"],
+        "create_time": columns["create_time"],
+        "update_time": columns["update_time"],
+        **{name: columns[name] for name in CALL_COLUMNS},
+    }
 
 
 async def _earlier_job(conn: AsyncConnection, new: _NewJob) -> uuid.UUID:
