@@ -54,6 +54,7 @@ MAX_BATCH_CREATE = 1000
 CREATE_BATCH_MAX = 100
 CREATE_BATCHES_IN_FLIGHT = 4
 _CreateRequest: TypeAlias = tuple[JobSpec, RequestKey | None, str | None]
+_Dispatch: TypeAlias = tuple[object, str, datetime | None]  # execution id, queue, run_at
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 
 
@@ -77,6 +78,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._wake_scheduler = wake_scheduler
         # Commits that outlive the call that asked for them (its client gave up meanwhile).
         self._unattended: set[asyncio.Task[Any]] = set()
+        # Dispatches that arrive while others are being sent share the next pipeline.
+        self._dispatches: GroupCommit[_Dispatch, None] = GroupCommit(
+            self._dispatch_together, max_batch=CREATE_BATCH_MAX, max_in_flight=CREATE_BATCHES_IN_FLIGHT
+        )
         # CreateJobs that arrive while others are being written share the next statement.
         self._creates: GroupCommit[_CreateRequest, CreatedJob | AlreadyExistsError] = GroupCommit(
             store.create_each, max_batch=CREATE_BATCH_MAX, max_in_flight=CREATE_BATCHES_IN_FLIGHT
@@ -290,11 +295,19 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not executions:
             return
         try:
-            await self._dispatcher.dispatch_at([(e.id, queue, _run_at(e)) for e, queue in executions])
+            if len(executions) == 1:  # with the other calls' dispatches of the moment
+                [(execution, queue)] = executions
+                await self._dispatches.submit((execution.id, queue, _run_at(execution)))
+            else:
+                await self._dispatcher.dispatch_at([(e.id, queue, _run_at(e)) for e, queue in executions])
         except REDIS_ERRORS as exc:
             shown = ", ".join(execution.id for execution, _ in executions[:3])
             more = f" and {len(executions) - 3} more" if len(executions) > 3 else ""
             logger.warning("execution %s%s committed but not enqueued: %s", shown, more, exc)
+
+    async def _dispatch_together(self, executions: list[_Dispatch]) -> list[None]:
+        await self._dispatcher.dispatch_at(executions)
+        return [None] * len(executions)
 
     async def _abort(self, execution_id: object) -> None:
         try:
