@@ -180,13 +180,13 @@ class JobStore:
         executions = json_rows(_first_execution(new) for new in shared if "execution_id" in new.columns)
         answers: list[CreatedJob | AlreadyExistsError] = []
         async with self._autocommit.connect() as conn:
-            inserted: set[uuid.UUID] = set()
+            inserted: set[object] = set()
             if shared:
                 inserted |= set((await conn.execute(_CREATE_EACH, {"jobs": jobs, "executions": executions})).scalars())
             for new in news:
-                if len(new.job.spec.http_request.body) > _SHARED_BODY_MAX:
-                    if await conn.scalar(new.statement, new.columns) is not None:
-                        inserted.add(new.columns["id"])
+                large = len(new.job.spec.http_request.body) > _SHARED_BODY_MAX
+                if large and await conn.scalar(new.statement, new.columns) is not None:
+                    inserted.add(new.columns["id"])
             for new in news:
                 if new.columns["id"] in inserted:
                     answers.append(CreatedJob(new.job, created=True))
