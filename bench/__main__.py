@@ -1,5 +1,8 @@
 """``make bench``: end-to-end throughput and dispatch latency of job-scheduler, with bare arq as
 the reference, in one run on this machine. Prints a table and JSON (also saved to bench-results/).
+Phases: CreateJob throughput end to end; BatchCreateJobs (10 calls of 1,000); dispatch latency;
+the same with calls held open; fire-time accuracy and the scheduler's cost. ``--throughput-only``
+keeps the first two and bare arq; ``--processes N`` runs N apis (one port) and N workers.
 
 Everything runs as separate processes, as in production: a local target (answers 200 at once),
 the api, one worker, and, for the reference, a bare arq worker whose job does nothing. The bench
@@ -127,6 +130,41 @@ async def measure_throughput(
         "end_to_end_seconds": round(elapsed, 3),
         "end_to_end_jobs_per_second": round(count / elapsed, 1),
         "cpu_ms_per_job": {name: round(seconds * 1000 / count, 3) for name, seconds in cpu_used.items()},
+    }
+
+
+async def measure_batch_create(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    engine: AsyncEngine,
+    url: str,
+    batches: int,
+    size: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    """``batches`` BatchCreateJobs of ``size`` jobs, ``concurrency`` calls in flight: jobs
+    committed per second (the worker runs them meanwhile); then waits for them all to succeed."""
+    label = f"batch-{uuid.uuid4().hex[:8]}"
+    job = pb.Job(http_request=pb.HttpRequest(url=url), labels={"bench": label})
+    message = api.BatchCreateJobsRequest(requests=[api.CreateJobRequest(job=job)] * size)
+    durations: list[float] = []
+    pending = iter(range(batches))
+
+    async def client() -> None:
+        for _ in pending:
+            started = time.perf_counter()
+            await stub.BatchCreateJobs(message)
+            durations.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await _wait_succeeded(engine, label, batches * size, timeout=600)
+    return {
+        "batches": batches,
+        "jobs_per_batch": size,
+        "calls_in_flight": concurrency,
+        "jobs_per_second": round(batches * size / elapsed, 1),
+        "call_ms": {k: round(v * 1000, 1) for k, v in _percentiles(durations).items()},
     }
 
 
@@ -308,6 +346,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "worker": Cpu(workers[0].pid, tuple(p.pid for p in workers[1:])),
             }
             throughput = await measure_throughput(stubs, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
+            batch_create = await measure_batch_create(
+                stub, engine, f"{target_url}/hit", args.batches, args.batch_size, args.batch_concurrency
+            )
             if args.throughput_only:
                 latency = in_flight = fire = {}
             else:
@@ -332,6 +373,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "queue_poll_interval_ms": settings.queue_poll_interval.total_seconds() * 1000,
         },
         "job_scheduler": throughput,
+        "batch_create": batch_create,
         "dispatch": latency,
         "with_calls_in_flight": in_flight,
         "bare_arq_noop": reference,
@@ -379,6 +421,12 @@ def _table(result: dict[str, Any]) -> str:
         ("CreateJob throughput", f"{js['create_per_second']} calls/s ({js['client_concurrency']} in flight)"),
         ("CreateJob latency", f"p50 {create['p50']} ms, p99 {create['p99']} ms (under that load)"),
         ("CPU per job", ", ".join(f"{k} {v} ms" for k, v in js["cpu_ms_per_job"].items())),
+        (
+            "BatchCreateJobs",
+            f"{result['batch_create']['jobs_per_second']} jobs/s ({result['batch_create']['batches']} calls of "
+            f"{result['batch_create']['jobs_per_batch']}, {result['batch_create']['calls_in_flight']} in flight; "
+            f"call p50 {result['batch_create']['call_ms']['p50']} ms)",
+        ),
         ("bare arq no-op drain", f"{arq['jobs_per_second']} jobs/s, CPU {arq['cpu_ms_per_job']} ms/job"),
         ("ratio vs bare arq", f"{result['ratio_end_to_end_vs_bare_arq']}"),
     ]
@@ -434,7 +482,10 @@ def main() -> None:
     parser.add_argument("--stored-jobs", type=int, default=100_000, help="recurring jobs stored for the cost phase")
     parser.add_argument("--processes", type=int, default=1, help="api processes (one port) and worker processes")
     parser.add_argument("--channels", type=int, default=1, help="client connections the CreateJobs share")
-    parser.add_argument("--throughput-only", action="store_true", help="only the throughput phase and bare arq")
+    parser.add_argument("--throughput-only", action="store_true", help="only the throughput phases and bare arq")
+    parser.add_argument("--batches", type=int, default=10, help="BatchCreateJobs calls of the batch phase")
+    parser.add_argument("--batch-size", type=int, default=1000, help="jobs per BatchCreateJobs call")
+    parser.add_argument("--batch-concurrency", type=int, default=2, help="BatchCreateJobs calls in flight")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     RESULTS_DIR.mkdir(exist_ok=True)

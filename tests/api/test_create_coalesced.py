@@ -1,6 +1,6 @@
 """CreateJobs that arrive together share one statement (JobStore.create_each), and each is still
 committed, answered and refused on its own: request ids, a reused one, recurring and scheduled
-jobs in the same statement; the rows are the ones BatchCreateJobs' statements write."""
+jobs in the same statement; the rows are the ones the single-job statement writes."""
 
 from __future__ import annotations
 
@@ -101,20 +101,20 @@ async def test_concurrent_creates_share_statements_and_are_answered_each_on_its_
         await engine.dispose()
 
 
-async def test_a_coalesced_create_writes_the_rows_a_batch_create_writes(stub, settings):
+async def test_the_shared_statement_writes_the_rows_the_single_statement_writes(stub, settings):
     """create_each builds its rows itself (JSON for jsonb_populate_recordset); they must be the
-    rows BatchCreateJobs' statements write for the same request, column for column."""
+    rows the prebuilt single-job statement writes (still used for a large body), column for
+    column, the body aside."""
     queue = f"same-rows-{uuid.uuid4().hex[:8]}"
     job = http_job("https://hooks.example.com/same", queue=queue, labels={"team": "a"})
     job.http_request.headers["X-Trace"] = "1"
     job.http_request.body = b"\x00\xffbody"
     job.retry_policy.retry_status_codes.extend([408, 429])
     job.retry_policy.max_attempts = 3
-    single = (await stub.CreateJob(api.CreateJobRequest(job=job))).job
-    # Two requests: a batch of one takes CreateJob's way.
-    batched, _ = (
-        await stub.BatchCreateJobs(api.BatchCreateJobsRequest(requests=[api.CreateJobRequest(job=job)] * 2))
-    ).jobs
+    shared = (await stub.CreateJob(api.CreateJobRequest(job=job))).job
+    large_body = bytes(range(256)) * 400  # past the shared statement's limit
+    job.http_request.body = large_body
+    alone = (await stub.CreateJob(api.CreateJobRequest(job=job))).job
     engine = create_async_engine(settings.database_url)
     try:
         async with engine.connect() as conn:
@@ -127,12 +127,15 @@ async def test_a_coalesced_create_writes_the_rows_a_batch_create_writes(stub, se
                 )
                 return {k: v for k, v in found.items() if k not in _OWN}
 
-            assert await row("jobs", "id", single.id) == await row("jobs", "id", batched.id)
-            single_execution = await row("executions", "job_id", single.id)
-            assert single_execution == await row("executions", "job_id", batched.id)
-            assert single_execution["body"] == b"\x00\xffbody"
-            assert single_execution["retry_status_codes"] == [408, 429]
-            assert single_execution["queue"] == queue
+            shared_job, alone_job = await row("jobs", "id", shared.id), await row("jobs", "id", alone.id)
+            assert (shared_job.pop("body"), alone_job.pop("body")) == (b"\x00\xffbody", large_body)
+            assert shared_job == alone_job
+            shared_execution = await row("executions", "job_id", shared.id)
+            alone_execution = await row("executions", "job_id", alone.id)
+            assert (shared_execution.pop("body"), alone_execution.pop("body")) == (b"\x00\xffbody", large_body)
+            assert shared_execution == alone_execution
+            assert shared_execution["retry_status_codes"] == [408, 429]
+            assert shared_execution["queue"] == queue
     finally:
         await engine.dispose()
 

@@ -158,12 +158,13 @@ class JobStore:
         does, a repeated request_id (also one repeated within the batch) returning the job it
         made first, and one that came with another request refusing the whole batch."""
         news = [self._new_job(spec, request, trace_parent) for spec, request in requests]
+        earlier: list[uuid.UUID | None] = []
         async with self._engine.begin() as conn:
-            existing = []
-            for new in news:
-                inserted = await conn.scalar(new.statement, new.columns)
-                existing.append(None if inserted is not None else await _earlier_job(conn, new))
-        return [await self._created(new, job_id) for new, job_id in zip(news, existing, strict=True)]
+            for outcome in await _insert(conn, news):
+                if isinstance(outcome, AlreadyExistsError):
+                    raise outcome  # the transaction rolls back: none of the batch is kept
+                earlier.append(outcome)
+        return [await self._created(new, job_id) for new, job_id in zip(news, earlier, strict=True)]
 
     async def create_each(
         self, requests: Sequence[tuple[JobSpec, RequestKey | None, str | None]]
@@ -174,30 +175,12 @@ class JobStore:
         in order: a repeated request_id answers the job it made first, and one that came before
         with another request an AlreadyExistsError, which holds back no other request."""
         news = [self._new_job(spec, request, trace_parent) for spec, request, trace_parent in requests]
-        # A large body goes in a statement of its own, so a batch's JSON stays a few MiB.
-        shared = [new for new in news if len(new.job.spec.http_request.body) <= _SHARED_BODY_MAX]
-        jobs = json_rows({c.name: new.columns[c.name] for c in _JOBS.columns} for new in shared)
-        executions = json_rows(_first_execution(new) for new in shared if "execution_id" in new.columns)
-        answers: list[CreatedJob | AlreadyExistsError] = []
         async with self._autocommit.connect() as conn:
-            inserted: set[object] = set()
-            if shared:
-                inserted |= set((await conn.execute(_CREATE_EACH, {"jobs": jobs, "executions": executions})).scalars())
-            for new in news:
-                large = len(new.job.spec.http_request.body) > _SHARED_BODY_MAX
-                if large and await conn.scalar(new.statement, new.columns) is not None:
-                    inserted.add(new.columns["id"])
-            for new in news:
-                if new.columns["id"] in inserted:
-                    answers.append(CreatedJob(new.job, created=True))
-                    continue
-                try:
-                    earlier = await _earlier_job(conn, new)
-                except AlreadyExistsError as error:
-                    answers.append(error)
-                    continue
-                answers.append(await self._created(new, earlier))
-        return answers
+            outcomes = await _insert(conn, news)
+        return [
+            outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
+            for new, outcome in zip(news, outcomes, strict=True)
+        ]
 
     def _new_job(self, spec: JobSpec, request: RequestKey | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)
@@ -535,6 +518,33 @@ def _complete_one_off_job(job_id: uuid.UUID, execution_id: uuid.UUID, now: datet
         )
         .values(state=JobState.COMPLETED.value, update_time=now)
     )
+
+
+async def _insert(conn: AsyncConnection, news: list[_NewJob]) -> list[uuid.UUID | AlreadyExistsError | None]:
+    """Inserts the jobs (and first executions) of ``news``, those with small bodies in one
+    statement; per job: None when it was inserted, the id of the job its request_id made before,
+    or an AlreadyExistsError when that request was another."""
+    # A large body goes in a statement of its own, so a batch's JSON stays a few MiB.
+    shared = [new for new in news if len(new.job.spec.http_request.body) <= _SHARED_BODY_MAX]
+    inserted: set[object] = set()
+    if shared:
+        jobs = json_rows({c.name: new.columns[c.name] for c in _JOBS.columns} for new in shared)
+        executions = json_rows(_first_execution(new) for new in shared if "execution_id" in new.columns)
+        inserted |= set((await conn.execute(_CREATE_EACH, {"jobs": jobs, "executions": executions})).scalars())
+    for new in news:
+        large = len(new.job.spec.http_request.body) > _SHARED_BODY_MAX
+        if large and await conn.scalar(new.statement, new.columns) is not None:
+            inserted.add(new.columns["id"])
+    outcomes: list[uuid.UUID | AlreadyExistsError | None] = []
+    for new in news:
+        if new.columns["id"] in inserted:
+            outcomes.append(None)
+            continue
+        try:
+            outcomes.append(await _earlier_job(conn, new))
+        except AlreadyExistsError as error:
+            outcomes.append(error)
+    return outcomes
 
 
 def _first_execution(new: _NewJob) -> dict[str, object]:
