@@ -82,6 +82,7 @@ _JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = select(JobRow, _LAST_E
 )
 _JOBS = Base.metadata.tables[JobRow.__tablename__]
 _EXECUTIONS = Base.metadata.tables[ExecutionRow.__tablename__]
+_JOB_COLUMNS = tuple(c.name for c in _JOBS.columns)
 _INSERT_JOB = (
     insert(_JOBS)
     .values({c.name: bindparam(c.name, type_=c.type) for c in _JOBS.columns})
@@ -528,7 +529,7 @@ async def _insert(conn: AsyncConnection, news: list[_NewJob]) -> list[uuid.UUID 
     shared = [new for new in news if len(new.job.spec.http_request.body) <= _SHARED_BODY_MAX]
     inserted: set[object] = set()
     if shared:
-        jobs = json_rows({c.name: new.columns[c.name] for c in _JOBS.columns} for new in shared)
+        jobs = json_rows({name: new.columns[name] for name in _JOB_COLUMNS} for new in shared)
         executions = json_rows(_first_execution(new) for new in shared if "execution_id" in new.columns)
         inserted |= set((await conn.execute(_CREATE_EACH, {"jobs": jobs, "executions": executions})).scalars())
     for new in news:

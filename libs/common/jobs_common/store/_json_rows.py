@@ -20,10 +20,15 @@ def _value(value: object) -> object:
         return value.isoformat()
     if isinstance(value, bytes):
         return "\\x" + value.hex()
-    return value  # numbers, text, booleans, lists (arrays) and objects (jsonb) as they are
+    raise TypeError(f"no JSON form for a column value of type {type(value).__name__}")
+
+
+# Numbers, text, booleans, lists (arrays) and dicts (jsonb) go as they are; the encoder asks
+# _value only for the other values.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_value)
 
 
 def json_rows(rows: Iterable[Mapping[str, object]]) -> str:
     """A JSON array of objects, one per row, for ``jsonb_populate_recordset(NULL::table, ...)``:
     a column a row leaves out is NULL, not its default, so every row names every column."""
-    return json.dumps([{name: _value(value) for name, value in row.items()} for row in rows], separators=(",", ":"))
+    return _ENCODER.encode(list(rows))
