@@ -154,6 +154,7 @@ class ExecutionRunner:
                 result = await self._run_claimed(claimed, span)
         finally:
             del self._held[claimed.execution_id]
+            self._leases.forget(claimed.execution_id)
         if result is not None and result.state in TERMINAL_EXECUTION_STATES:
             execution_trace.end_execution(
                 claimed.create_time,

@@ -70,7 +70,11 @@ WITH claimed AS (
         update_time = now()
     WHERE e.id = ANY(:execution_ids)
       AND e.schedule_time <= now()
-      AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED') OR (e.state = 'RUNNING' AND {LEASE_LAPSED}))
+      AND (e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED') OR (e.state = 'RUNNING' AND {LEASE_LAPSED})
+           -- Claimed by this very process, whose answer it never got (the connection dropped
+           -- after the commit): no delivery of it runs here (:held), so nothing ever would.
+           OR (e.state = 'RUNNING' AND e.lease_owner = :worker_id AND e.lease_epoch = :epoch
+               AND NOT (e.id = ANY(:held))))
       -- A paused queue starts nothing; PostgreSQL is the record of the pause, whatever Redis holds.
       AND NOT {_QUEUE_PAUSED}
     -- The definition the execution was created with (UpdateJob does not change it).
@@ -90,7 +94,9 @@ WITH claimed AS (
 )
 SELECT * FROM claimed
 """
-).bindparams(bindparam("execution_ids", type_=ARRAY(UUID(as_uuid=True))))
+).bindparams(
+    bindparam("execution_ids", type_=ARRAY(UUID(as_uuid=True))), bindparam("held", type_=ARRAY(UUID(as_uuid=True)))
+)
 
 _INSPECT = text(
     f"""
@@ -216,6 +222,9 @@ class ExecutionLeases:
         self._box = box  # opens the sealed secrets of what is claimed
         self._lease_ttl_s = lease_ttl.total_seconds()
         self.epoch: int | None = None  # set by join()
+        # What this process claimed and has not let go of (forget): a delivery of each runs here.
+        # Claims are written one batch at a time, so a batch sees every claim made before it.
+        self._held: set[uuid.UUID] = set()
         self._claims = GroupCommit(self._claim_many, CLAIMS_PER_STATEMENT, on_abandoned=self._abandoned)
         self._finishes = GroupCommit(self._finish_many, CLAIMS_PER_STATEMENT)
         self._releases: set[asyncio.Task[bool]] = set()
@@ -263,10 +272,17 @@ class ExecutionLeases:
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    _CLAIM, {"execution_ids": execution_ids, "worker_id": self.worker_id, "epoch": self.epoch}
+                    _CLAIM,
+                    {
+                        "execution_ids": execution_ids,
+                        "worker_id": self.worker_id,
+                        "epoch": self.epoch,
+                        "held": list(self._held),
+                    },
                 )
             ).all()
             claimed = {row.id: row for row in rows}
+            self._held.update(claimed)
             # The first delivery of each claimed execution has its row; the rest are looked at.
             taken = [claimed.pop(execution_id, None) for execution_id in execution_ids]
             unclaimed = [execution_id for execution_id, row in zip(execution_ids, taken, strict=True) if row is None]
@@ -278,15 +294,24 @@ class ExecutionLeases:
             for execution_id, row in zip(execution_ids, taken, strict=True)
         ]
 
+    def forget(self, execution_id: uuid.UUID) -> None:
+        """The delivery that claimed the execution is over (recorded, released or given up): a
+        later delivery may claim it again while this process's lease still covers it."""
+        self._held.discard(execution_id)
+
     def _abandoned(self, execution_id: uuid.UUID, answer: Claim | NotClaimed) -> None:
         """A delivery cancelled (an abort, the worker stopping) while its claim was written:
         what it claimed is handed back (or ends as cancelled), not left to its lease."""
         if isinstance(answer, Claim):
-            release = asyncio.get_running_loop().create_task(
-                self.release(answer, "the delivery was cancelled before its call")
-            )
+            release = asyncio.get_running_loop().create_task(self._hand_back(answer))
             self._releases.add(release)
             release.add_done_callback(self._released)
+
+    async def _hand_back(self, claim: Claim) -> bool:
+        try:
+            return await self.release(claim, "the delivery was cancelled before its call")
+        finally:
+            self.forget(claim.execution_id)
 
     def _released(self, release: asyncio.Task[bool]) -> None:
         self._releases.discard(release)
