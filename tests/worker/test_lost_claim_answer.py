@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from jobs_common.domain import Claim, NotClaimed
 from jobs_common.secrets import SecretBox
 from jobs_common.store import ExecutionLeases
-from jobs_common.store._leases import Claim, NotClaimed
 from jobscheduler.v1 import job_service_pb2 as api
 from tests.support.jobs import create, http_job
 
