@@ -279,7 +279,7 @@ def bench_settings(database: str, redis_db: int, logs: Path, **overrides: Any) -
     return Settings(**(defaults | overrides))
 
 
-def _start_processes(settings: Settings, logs: Path, count: int) -> tuple[list[ChildProcess], list[ChildProcess]]:
+def start_processes(settings: Settings, logs: Path, count: int) -> tuple[list[ChildProcess], list[ChildProcess]]:
     """``count`` api processes sharing the gRPC port, and ``count`` workers; each its own metrics
     port and log."""
     apis, workers = [], []
@@ -320,7 +320,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         target_url = f"http://127.0.0.1:{target_port}"
         target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
         processes.append(target)
-        apis, workers = _start_processes(settings, logs, args.processes)
+        apis, workers = start_processes(settings, logs, args.processes)
         processes += apis + workers
         for process in apis:
             await process.wait_for_log("api listening")

@@ -37,7 +37,7 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.__main__ import Cpu, bench_settings
+from bench.__main__ import Cpu, bench_settings, start_processes
 from bench.query_plans import populate
 from jobs_common.domain import Retention
 from jobs_common.migrate import migrate
@@ -139,11 +139,9 @@ async def soak(
         await migrate(settings)
         target_port = services.free_port()
         target = ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)])
-        api_process = ChildProcess("jobs_api", env, logs / "api.log")
-        processes += [target, api_process]
+        [api_process], [worker] = start_processes(settings, logs, 1)
+        processes += [target, api_process, worker]
         await api_process.wait_for_log("api listening")
-        worker = ChildProcess("jobs_worker", env, logs / "worker.log")
-        processes.append(worker)
         await worker.wait_for_log("ready on queue")
         cpus = {"api": Cpu(api_process.pid), "worker": Cpu(worker.pid)}
         url = f"http://127.0.0.1:{target_port}/hit"

@@ -52,9 +52,7 @@ async def _purge_at(loop: HistoryPurgeLoop, now: datetime) -> PurgedBatch:
         batch = await loop.purge(now)
         if batch is None:
             continue
-        total = PurgedBatch(
-            total.executions + batch.executions, total.dead_letters + batch.dead_letters, total.jobs + batch.jobs
-        )
+        total += batch
         if not batch.more:
             return total
 

@@ -204,10 +204,7 @@ class HistoryPurgeLoop(BackgroundLoop):
         if purged is None:  # another replica purges
             return self.interval
         self.passed()
-        run = self._run
-        self._run = PurgedBatch(
-            run.executions + purged.executions, run.dead_letters + purged.dead_letters, run.jobs + purged.jobs
-        )
+        self._run += purged
         if purged.more:
             return 0.0
         if self._run.executions or self._run.dead_letters or self._run.jobs:  # one line per catch-up
@@ -223,8 +220,7 @@ class HistoryPurgeLoop(BackgroundLoop):
     async def purge(self, now: datetime) -> PurgedBatch | None:
         """One pass; the sums over the queues, None when another replica holds the purge lock."""
         settings = {queue.name: queue for queue in await self._queues.all_queues()}
-        executions = dead_letters = jobs = 0
-        more = False
+        total = PurgedBatch()
         for name in sorted(set(settings) | set(await self._history.queues())):
             info = settings.get(name)
             retention = info.retention(self._default) if info is not None else self._default
@@ -238,11 +234,8 @@ class HistoryPurgeLoop(BackgroundLoop):
             ):
                 if count:
                     HISTORY_PURGED.labels(name, kind).inc(count)
-            executions += batch.executions
-            dead_letters += batch.dead_letters
-            jobs += batch.jobs
-            more = more or batch.more
-        return PurgedBatch(executions, dead_letters, jobs, more)
+            total += batch
+        return total
 
 
 # Unfinished states: each is exported for every known queue, 0 when it has none.

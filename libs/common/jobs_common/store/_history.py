@@ -145,6 +145,15 @@ class PurgedBatch:
     jobs: int = 0
     more: bool = False
 
+    def __add__(self, other: PurgedBatch) -> PurgedBatch:
+        """Both together: the counts summed; more if either had more."""
+        return PurgedBatch(
+            self.executions + other.executions,
+            self.dead_letters + other.dead_letters,
+            self.jobs + other.jobs,
+            self.more or other.more,
+        )
+
 
 class HistoryPurge:
     def __init__(self, engine: AsyncEngine) -> None:

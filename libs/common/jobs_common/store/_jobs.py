@@ -122,11 +122,12 @@ _CREATE_ONE_OFF_JOB = (
 )
 # A recurring job: its executions are made by the scheduler, tick by tick.
 _CREATE_RECURRING_JOB = _INSERT_JOB.returning(_JOBS.c.id)
+# Bodies up to this size share _CREATE_EACH (up to 100 of them: about 13 MiB of JSON); a larger
+# one goes in a statement of its own.
+_SHARED_BODY_MAX = 64 * 1024
 # Many jobs, each as _CREATE_ONE_OFF_JOB / _CREATE_RECURRING_JOB make one, in one statement: the
 # rows go in as JSON (every column named), a repeated request_id inserts neither its job nor its
 # execution, and the ids of the jobs inserted come back.
-# Bodies up to this size share create_each's statement (up to 100 of them: about 13 MiB of JSON).
-_SHARED_BODY_MAX = 64 * 1024
 _CREATE_EACH = text(
     """
 WITH new_jobs AS (
@@ -525,16 +526,17 @@ async def _insert(conn: AsyncConnection, news: list[_NewJob]) -> list[uuid.UUID 
     """Inserts the jobs (and first executions) of ``news``, those with small bodies in one
     statement; per job: None when it was inserted, the id of the job its request_id made before,
     or an AlreadyExistsError when that request was another."""
-    # A large body goes in a statement of its own, so a batch's JSON stays a few MiB.
-    shared = [new for new in news if len(new.job.spec.http_request.body) <= _SHARED_BODY_MAX]
+    shared: list[_NewJob] = []
+    alone: list[_NewJob] = []
+    for new in news:
+        (shared if len(new.job.spec.http_request.body) <= _SHARED_BODY_MAX else alone).append(new)
     inserted: set[object] = set()
     if shared:
         jobs = json_rows({name: new.columns[name] for name in _JOB_COLUMNS} for new in shared)
         executions = json_rows(_first_execution(new) for new in shared if "execution_id" in new.columns)
         inserted |= set((await conn.execute(_CREATE_EACH, {"jobs": jobs, "executions": executions})).scalars())
-    for new in news:
-        large = len(new.job.spec.http_request.body) > _SHARED_BODY_MAX
-        if large and await conn.scalar(new.statement, new.columns) is not None:
+    for new in alone:
+        if await conn.scalar(new.statement, new.columns) is not None:
             inserted.add(new.columns["id"])
     outcomes: list[uuid.UUID | AlreadyExistsError | None] = []
     for new in news:
