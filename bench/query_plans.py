@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from jobs_common.auth import DEFAULT_TENANT as TENANT
 from jobs_common.domain import DeadLetterFilter, ErrorKind, ExecutionState, Retention
 from jobs_common.migrate import migrate
 from jobs_common.secrets import SecretBox
@@ -55,9 +56,9 @@ async def populate(engine: AsyncEngine, executions: int, jobs: int, unfinished: 
         await conn.execute(
             text(
                 """
-INSERT INTO jobs (id, queue, labels, state, create_time, update_time, method, url, headers, body,
+INSERT INTO jobs (id, tenant, queue, labels, state, create_time, update_time, method, url, headers, body,
                   timeout_ms, max_attempts, min_backoff_ms, max_backoff_ms, multiplier, retry_status_codes)
-SELECT gen_random_uuid(), 'queue-' || (i % :queues), '{}', 'ACTIVE', now() - interval '30 days', now(),
+SELECT gen_random_uuid(), 'default', 'queue-' || (i % :queues), '{}', 'ACTIVE', now() - interval '30 days', now(),
        'POST', 'https://example.com/hook/' || i, '{}', '', 30000, 5, 1000, 60000, 2, '{}'
 FROM generate_series(1, :jobs) AS i
 """
@@ -199,26 +200,26 @@ async def explain_store_statements(engine: AsyncEngine, queue: str) -> list[dict
         ("GetScalingRecommendation / KEDA: backlog", lambda: queues.backlog(queue, timedelta(seconds=30))),
         ("ListQueues", queues.all_queues),
         ("GetQueueStats: the queue", lambda: queues.get(queue)),
-        ("ListDeadLetters: first page", lambda: dead.page(everything, 50, "")),
-        ("ListDeadLetters: by queue", lambda: dead.page(DeadLetterFilter(queue=queue), 50, "")),
-        ("ListDeadLetters: by job", lambda: dead.page(DeadLetterFilter(job_id=some_job), 50, "")),
+        ("ListDeadLetters: first page", lambda: dead.page(TENANT, everything, 50, "")),
+        ("ListDeadLetters: by queue", lambda: dead.page(TENANT, DeadLetterFilter(queue=queue), 50, "")),
+        ("ListDeadLetters: by job", lambda: dead.page(TENANT, DeadLetterFilter(job_id=some_job), 50, "")),
         (
             "ListDeadLetters: by error kind",
-            lambda: dead.page(DeadLetterFilter(error_kind=ErrorKind.HTTP_STATUS), 50, ""),
+            lambda: dead.page(TENANT, DeadLetterFilter(error_kind=ErrorKind.HTTP_STATUS), 50, ""),
         ),
-        ("ReplayDeadLetters: ids by filter", lambda: dead.ids(DeadLetterFilter(queue=queue), 100)),
+        ("ReplayDeadLetters: ids by filter", lambda: dead.ids(TENANT, DeadLetterFilter(queue=queue), 100)),
         ("queue gauges: dead letters by queue", dead.count_by_queue),
-        ("ListExecutions of a job", lambda: jobs.list_executions(some_job, 50, "")),
+        ("ListExecutions of a job", lambda: jobs.list_executions(TENANT, some_job, 50, "")),
         ("reconciler pass", lambda: reconcile.find(timedelta(seconds=10), 1000)),
         ("scheduler: next due time", ticks.next_due_time),
         ("scheduler: complete ended recurring jobs", lambda: ticks.complete_ended_jobs(datetime.now(UTC))),
         (
             "ListJobs: failed jobs (last execution DEAD)",
-            lambda: jobs.list_jobs(50, "", None, None, {}, None, ExecutionState.DEAD),
+            lambda: jobs.list_jobs(TENANT, 50, "", None, None, {}, None, ExecutionState.DEAD),
         ),
         ("worker claim", lambda: leases.claim(waiting_id)),
         ("worker heartbeat: renew its lease", leases.renew),
-        ("PurgeDeadLetters: 100 by queue", lambda: dead.purge(DeadLetterFilter(queue=queue), 100)),
+        ("PurgeDeadLetters: 100 by queue", lambda: dead.purge(TENANT, DeadLetterFilter(queue=queue), 100)),
         ("history purge: queues with history", history.queues),
         ("history purge: a batch of 500", lambda: history.purge(queue, retention, datetime.now(UTC), 500)),
     ]

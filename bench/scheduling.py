@@ -179,10 +179,10 @@ async def _insert_jobs(engine: AsyncEngine, count: int, url: str, label: str, ne
         await conn.execute(
             text(
                 """
-INSERT INTO jobs (id, method, url, headers, body, timeout_ms, max_attempts, min_backoff_ms, max_backoff_ms,
+INSERT INTO jobs (id, tenant, method, url, headers, body, timeout_ms, max_attempts, min_backoff_ms, max_backoff_ms,
                   multiplier, retry_status_codes, queue, labels, state, create_time, update_time,
                   schedule_kind, interval_ms, start_time, next_run_time)
-SELECT gen_random_uuid(), 'POST', :url, '{}', '', 90000, 4, 1000, 600000, 2, '{}', 'default',
+SELECT gen_random_uuid(), 'default', 'POST', :url, '{}', '', 90000, 4, 1000, 600000, 2, '{}', 'default',
        CAST(:labels AS jsonb), 'ACTIVE', now(), now(), 'INTERVAL', 86400000,
        now() + make_interval(secs => CAST(:ahead AS double precision) + g),
        now() + make_interval(secs => CAST(:ahead AS double precision) + g)

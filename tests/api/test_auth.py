@@ -106,11 +106,17 @@ async def test_grpcurl_sends_the_token_and_reflection_is_open_by_setting(setting
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("ci", "expected 'name:token'"),
+        ("ci", r"expected 'name\[@tenant\]\[/role\]:token'"),
         ("ci:short", "at least 16 characters"),
         ("ci:sha256:abc", "64 hexadecimal digits"),
         (f"ci:{TOKEN},ci:{HASHED_TOKEN}", "used twice"),
-        (f"bad name:{TOKEN}", "expected 'name:token'"),
+        (f"ci:{TOKEN},cd@other:{TOKEN}", "the same token is given to another entry"),
+        (f"bad name:{TOKEN}", "expected 'name"),
+        (f"ci@Acme:{TOKEN}", "a tenant is 1-63 lowercase letters"),
+        (f"ci@:{TOKEN}", "a tenant is 1-63 lowercase letters"),
+        (f"ci@acme\n/writer:{TOKEN}", "a tenant is 1-63 lowercase letters"),
+        (f"ci@acme/owner:{TOKEN}", "the role must be one of reader, writer, admin"),
+        (f"ci/writer\n:{TOKEN}", "the role must be one of reader, writer, admin"),
     ],
 )
 def test_malformed_api_tokens_fail_at_start_without_echoing_the_secret(value: str, message: str):

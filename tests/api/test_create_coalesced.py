@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from jobs_api.callers import ANONYMOUS, calling_as
 from jobs_api.job_service import JobServicer
 from jobs_api.validation import JobLimits
 from jobs_common.arq_extension import Dispatcher, arq_job_id, arq_queue_name
@@ -65,7 +66,11 @@ async def test_concurrent_creates_share_statements_and_are_answered_each_on_its_
         api.CreateJobRequest(job=http_job("https://hooks.example.com/other", queue=queue), request_id=reused),
     ]
     try:
-        answers = await asyncio.gather(*(servicer.CreateJob(r, None) for r in requests), return_exceptions=True)  # type: ignore[arg-type]
+        with calling_as(ANONYMOUS):  # as the interceptor does for an api without tokens
+            answers = await asyncio.gather(
+                *(servicer.CreateJob(r, None) for r in requests),  # type: ignore[arg-type]
+                return_exceptions=True,
+            )
         [refused] = [a for a in answers if isinstance(a, BaseException)]
         assert isinstance(refused, AlreadyExistsError)
         assert refused.reason == "REQUEST_ID_REUSED"

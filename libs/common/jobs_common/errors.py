@@ -8,6 +8,7 @@ The tree::
     ├── FailedPreconditionError   → FAILED_PRECONDITION
     ├── AlreadyExistsError        → ALREADY_EXISTS
     ├── UnauthenticatedError      → UNAUTHENTICATED (no valid bearer token)
+    ├── PermissionDeniedError     → PERMISSION_DENIED (the token's role does not allow the call)
     └── UnavailableError          → UNAVAILABLE (PostgreSQL or Redis did not answer)
 
 Which failures of PostgreSQL and Redis mean "it did not answer" is decided here too, once:
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidArgumentError",
     "JobSchedulerError",
     "NotFoundError",
+    "PermissionDeniedError",
     "UnauthenticatedError",
     "UnavailableError",
     "dependency_error_summary",
@@ -89,6 +91,10 @@ class AlreadyExistsError(JobSchedulerError):
 
 class UnauthenticatedError(JobSchedulerError):
     reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(JobSchedulerError):
+    reason = "PERMISSION_DENIED"
 
 
 class UnavailableError(JobSchedulerError):

@@ -24,6 +24,7 @@ from jobs_common.errors import (
     InvalidArgumentError,
     JobSchedulerError,
     NotFoundError,
+    PermissionDeniedError,
     UnauthenticatedError,
     UnavailableError,
     dependency_unavailable,
@@ -41,6 +42,7 @@ _CODES: dict[type[JobSchedulerError], int] = {
     FailedPreconditionError: code_pb2.FAILED_PRECONDITION,
     AlreadyExistsError: code_pb2.ALREADY_EXISTS,
     UnauthenticatedError: code_pb2.UNAUTHENTICATED,
+    PermissionDeniedError: code_pb2.PERMISSION_DENIED,
     UnavailableError: code_pb2.UNAVAILABLE,
 }
 

@@ -15,6 +15,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from jobs_api import convert
+from jobs_api.callers import current_tenant
 from jobs_api.faults import crash_after_commit
 from jobs_api.masks import update_paths
 from jobs_api.metrics import JOBS_CREATED
@@ -53,7 +54,7 @@ MAX_BATCH_CREATE = 1000
 # statements at once (of the DATABASE_POOL_SIZE connections; the rest serve the other calls).
 CREATE_BATCH_MAX = 100
 CREATE_BATCHES_IN_FLIGHT = 4
-_CreateRequest: TypeAlias = tuple[JobSpec, RequestKey | None, str | None]
+_CreateRequest: TypeAlias = tuple[str, JobSpec, RequestKey | None, str | None]  # with tenant, traceparent
 _Dispatch: TypeAlias = tuple[object, str, datetime | None]  # execution id, queue, run_at
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 
@@ -146,16 +147,16 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         executions. A client that gives up (deadline, cancel) while the INSERT
         is in flight must not stop the enqueue of what PostgreSQL commits anyway: both run to
         their end regardless."""
-        traceparent = current_traceparent()
+        traceparent, tenant = current_traceparent(), current_tenant()
 
         async def commit_and_dispatch() -> list[Job]:
             if len(requests) == 1:
-                one = await self._creates.submit((*requests[0], traceparent))
+                one = await self._creates.submit((tenant, *requests[0], traceparent))
                 if isinstance(one, AlreadyExistsError):
                     raise one
                 created = [one]
             else:
-                created = await self._store.create_jobs(requests, traceparent)
+                created = await self._store.create_jobs(tenant, requests, traceparent)
             for new in created:
                 if new.created:
                     JOBS_CREATED.labels("recurring" if new.job.spec.schedule is not None else "one_off").inc()
@@ -170,11 +171,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return await self._unattended_until_done(commit_and_dispatch())
 
     async def GetJob(self, request: api.GetJobRequest, context: Context) -> api.GetJobResponse:
-        job = await self._store.get_job(validate_id(request.id))
+        job = await self._store.get_job(current_tenant(), validate_id(request.id))
         return api.GetJobResponse(job=convert.job_to_proto(job, upcoming_run_times(job)))
 
     async def ListJobs(self, request: api.ListJobsRequest, context: Context) -> api.ListJobsResponse:
         page = await self._store.list_jobs(
+            current_tenant(),
             page_size=validate_page_size(request.page_size),
             page_token=request.page_token,
             state=convert.job_state_from_proto(request.state),
@@ -205,22 +207,22 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             spec = validate_job(with_requested_secret(merged), self._limits)
             return keep_stored_secrets(spec, current, patch.sent)
 
-        job = await self._store.update_job(job_id, revise)
+        job = await self._store.update_job(current_tenant(), job_id, revise)
         self._wake_scheduler()
         shown = generated_secrets(job.spec.http_request, kept_signing)
         return api.UpdateJobResponse(job=convert.job_to_proto(job, upcoming_run_times(job), shown_secrets=shown))
 
     async def PauseJob(self, request: api.PauseJobRequest, context: Context) -> api.PauseJobResponse:
-        job = await self._store.pause_job(validate_id(request.id))
+        job = await self._store.pause_job(current_tenant(), validate_id(request.id))
         return api.PauseJobResponse(job=convert.job_to_proto(job))
 
     async def ResumeJob(self, request: api.ResumeJobRequest, context: Context) -> api.ResumeJobResponse:
-        job = await self._store.resume_job(validate_id(request.id))
+        job = await self._store.resume_job(current_tenant(), validate_id(request.id))
         self._wake_scheduler()
         return api.ResumeJobResponse(job=convert.job_to_proto(job, upcoming_run_times(job)))
 
     async def RunJob(self, request: api.RunJobRequest, context: Context) -> api.RunJobResponse:
-        ran = await self._ticks.run_now(validate_id(request.id), current_traceparent())
+        ran = await self._ticks.run_now(current_tenant(), validate_id(request.id), current_traceparent())
         for execution_id in ran.cancelled:
             await self._abort(execution_id)
         response = api.RunJobResponse(buffered=ran.buffered)
@@ -231,18 +233,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return response
 
     async def DeleteJob(self, request: api.DeleteJobRequest, context: Context) -> api.DeleteJobResponse:
-        job, cancelled = await self._store.delete_job(validate_id(request.id))
+        job, cancelled = await self._store.delete_job(current_tenant(), validate_id(request.id))
         for execution_id in cancelled:
             await self._abort(execution_id)
         return api.DeleteJobResponse(job=convert.job_to_proto(job))
 
     async def GetExecution(self, request: api.GetExecutionRequest, context: Context) -> api.GetExecutionResponse:
-        execution = await self._store.get_execution(validate_id(request.id))
+        execution = await self._store.get_execution(current_tenant(), validate_id(request.id))
         return api.GetExecutionResponse(execution=convert.execution_to_proto(execution))
 
     async def ListExecutions(self, request: api.ListExecutionsRequest, context: Context) -> api.ListExecutionsResponse:
         page = await self._store.list_executions(
-            validate_id(request.job_id, "job_id"), validate_page_size(request.page_size), request.page_token
+            current_tenant(),
+            validate_id(request.job_id, "job_id"),
+            validate_page_size(request.page_size),
+            request.page_token,
         )
         return api.ListExecutionsResponse(
             executions=[convert.execution_to_proto(e) for e in page.items], next_page_token=page.next_page_token
@@ -251,21 +256,23 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def CancelExecution(
         self, request: api.CancelExecutionRequest, context: Context
     ) -> api.CancelExecutionResponse:
-        execution = await self._store.cancel_execution(validate_id(request.id))
+        execution = await self._store.cancel_execution(current_tenant(), validate_id(request.id))
         await self._abort(execution.id)
         return api.CancelExecutionResponse(execution=convert.execution_to_proto(execution))
 
     async def ReplayExecution(
         self, request: api.ReplayExecutionRequest, context: Context
     ) -> api.ReplayExecutionResponse:
-        replayed = await self._store.replay_execution(validate_id(request.id), trace_parent=current_traceparent())
+        replayed = await self._store.replay_execution(
+            current_tenant(), validate_id(request.id), trace_parent=current_traceparent()
+        )
         if replayed.created:
             await self._dispatch((replayed.execution, replayed.queue))
         return api.ReplayExecutionResponse(execution=convert.execution_to_proto(replayed.execution))
 
     async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:
         resync = self._settings.watch_resync_interval.total_seconds()
-        async for response in watch_job(self._store, self._events, validate_id(request.id), resync):
+        async for response in watch_job(self._store, self._events, current_tenant(), validate_id(request.id), resync):
             yield response
 
     async def _unattended_until_done(self, work: Coroutine[Any, Any, _T]) -> _T:

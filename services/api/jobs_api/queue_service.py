@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 import grpc
 from redis.asyncio import Redis
 
+from jobs_api.callers import current_tenant
 from jobs_api.convert import (
     duration_proto,
     error_kind_from_proto,
@@ -201,7 +202,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         self, request: api.ListDeadLettersRequest, context: Context
     ) -> api.ListDeadLettersResponse:
         page = await self._dead_letters.page(
-            _dead_letter_filter(request.filter), validate_page_size(request.page_size), request.page_token
+            current_tenant(),
+            _dead_letter_filter(request.filter),
+            validate_page_size(request.page_size),
+            request.page_token,
         )
         return api.ListDeadLettersResponse(
             executions=[execution_to_proto(e) for e in page.items], next_page_token=page.next_page_token
@@ -211,18 +215,21 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         self, request: api.ReplayDeadLettersRequest, context: Context
     ) -> api.ReplayDeadLettersResponse:
         limit = _limit(request.limit, default=100, maximum=1000)
+        tenant = current_tenant()
         if request.ids:
             if len(request.ids) > limit:
                 raise InvalidArgumentError([FieldViolation("ids", f"at most {limit} ids per call")])
             ids = [validate_id(value, f"ids[{i}]") for i, value in enumerate(request.ids)]
         else:
-            ids = await self._dead_letters.ids(_dead_letter_filter(request.filter), limit)
+            ids = await self._dead_letters.ids(tenant, _dead_letter_filter(request.filter), limit)
         response = api.ReplayDeadLettersResponse()
         queued: list[tuple[object, str]] = []
         trace_parent = current_traceparent()
         for execution_id in ids:
             try:
-                replayed = await self._jobs.replay_execution(execution_id, dead_only=True, trace_parent=trace_parent)
+                replayed = await self._jobs.replay_execution(
+                    tenant, execution_id, dead_only=True, trace_parent=trace_parent
+                )
             except (NotFoundError, FailedPreconditionError):
                 response.skipped_ids.append(str(execution_id))
                 continue
@@ -239,7 +246,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     ) -> api.PurgeDeadLettersResponse:
         limit = _limit(request.limit, default=1000, maximum=10_000)
         return api.PurgeDeadLettersResponse(
-            purged=await self._dead_letters.purge(_dead_letter_filter(request.filter), limit)
+            purged=await self._dead_letters.purge(current_tenant(), _dead_letter_filter(request.filter), limit)
         )
 
 

@@ -43,12 +43,12 @@ class _Seen:
 
 
 async def watch_job(
-    store: JobStore, events: JobEvents, job_id: uuid.UUID, resync_interval: float
+    store: JobStore, events: JobEvents, tenant: str, job_id: uuid.UUID, resync_interval: float
 ) -> AsyncIterator[api.WatchJobResponse]:
     # Subscribe (the job is then marked watched) before the first read, so a change committed
     # in between is not missed.
     async with events.subscribe(job_id) as queue:
-        job = await store.get_job(job_id)
+        job = await store.get_job(tenant, job_id)
         seen = _Seen()
         first = api.WatchJobResponse(job=convert.job_to_proto(job))
         if job.last_execution is not None:
@@ -64,7 +64,7 @@ async def watch_job(
                 if event.execution.state not in TERMINAL_EXECUTION_STATES:
                     continue
             # A job state change (JobChanged), a terminal execution, or a resync: read the job.
-            job = await store.get_job(job_id)
+            job = await store.get_job(tenant, job_id)
             if job.last_execution is not None and seen.is_new(job.last_execution):
                 yield api.WatchJobResponse(execution=convert.execution_to_proto(job.last_execution))
             if job.state is not job_state:

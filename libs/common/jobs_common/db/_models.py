@@ -99,7 +99,10 @@ class JobRow(CallDefinition, Base):
     __tablename__ = "jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    # Who owns the job (jobs_common.auth): its executions and dead letters are its tenant's too.
+    tenant: Mapped[str] = mapped_column(String(63))
+    # Unique within the tenant (__table_args__).
+    request_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # SHA-256 of the create request that came with request_id (NULL before migration 0010).
     request_fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
     run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -129,8 +132,9 @@ class JobRow(CallDefinition, Base):
     __table_args__ = (
         CheckConstraint(_in("state", JOB_STATES), name="state"),
         CheckConstraint(_in("schedule_kind", SCHEDULE_KINDS), name="schedule_kind"),
-        # ListJobs pages newest first by (create_time, id).
-        Index("ix_jobs_create_time_id", text("create_time DESC"), text("id DESC")),
+        UniqueConstraint("tenant", "request_id"),
+        # ListJobs pages a tenant's jobs newest first by (create_time, id).
+        Index("ix_jobs_tenant_create_time_id", "tenant", text("create_time DESC"), text("id DESC")),
         Index("ix_jobs_labels", "labels", postgresql_using="gin"),
         # The scheduler reads only the next due jobs, whatever the table's size.
         Index("ix_jobs_next_run_time", "next_run_time", postgresql_where=text("state = 'ACTIVE'")),

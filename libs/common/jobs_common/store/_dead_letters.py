@@ -1,6 +1,8 @@
 """Dead letters: DEAD executions not replayed yet, newest first (partial indexes
 ``ix_executions_dead``, and ``ix_executions_dead_by_queue`` for one queue), filtered by queue (the
-one the execution ran on), job, end time and the last attempt's error kind."""
+one the execution ran on), job, end time and the last attempt's error kind. Each list, replay and
+purge is a tenant's: it sees only the dead letters of the tenant's jobs. The count per queue is
+the fleet's (queues are shared)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ __all__ = ["DeadLetters"]
 
 _MATCHING = """
 e.state = 'DEAD'
+-- A primary-key probe of the job per dead letter read.
+AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id AND j.tenant = CAST(:tenant AS text))
 AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.replay_of = e.id)
 AND (CAST(:queue AS text) IS NULL OR e.queue = CAST(:queue AS text))
 AND (CAST(:job_id AS uuid) IS NULL OR e.job_id = CAST(:job_id AS uuid))
@@ -70,9 +74,10 @@ SELECT count(*) FROM gone
 )
 
 
-def _filter_params(matching: DeadLetterFilter) -> dict[str, Any]:
-    """The statements' parameters for a filter."""
+def _filter_params(tenant: str, matching: DeadLetterFilter) -> dict[str, Any]:
+    """The statements' parameters for a tenant's filter."""
     return {
+        "tenant": tenant,
         "queue": matching.queue,
         "job_id": matching.job_id,
         "ended_after": matching.ended_after,
@@ -86,15 +91,15 @@ class DeadLetters:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def ids(self, matching: DeadLetterFilter, limit: int) -> list[uuid.UUID]:
+    async def ids(self, tenant: str, matching: DeadLetterFilter, limit: int) -> list[uuid.UUID]:
         """Up to ``limit`` matching dead letters, newest first."""
-        page = await self._page(matching, limit, None)
+        page = await self._page(tenant, matching, limit, None)
         return [row.id for row in page]
 
-    async def page(self, matching: DeadLetterFilter, page_size: int, page_token: str) -> Page[Execution]:
-        fingerprint = filter_fingerprint(**_filter_params(matching))
+    async def page(self, tenant: str, matching: DeadLetterFilter, page_size: int, page_token: str) -> Page[Execution]:
+        fingerprint = filter_fingerprint(**_filter_params(tenant, matching))
         position = decode_page_token(page_token, fingerprint)
-        rows = await self._page(matching, page_size + 1, position)
+        rows = await self._page(tenant, matching, page_size + 1, position)
         more = len(rows) > page_size
         rows = rows[:page_size]
         async with self._sessions() as session:
@@ -111,14 +116,14 @@ class DeadLetters:
         async with self._engine.connect() as conn:
             return {row.queue: row.dead_letters for row in (await conn.execute(_COUNT_BY_QUEUE)).all()}
 
-    async def purge(self, matching: DeadLetterFilter, limit: int) -> int:
+    async def purge(self, tenant: str, matching: DeadLetterFilter, limit: int) -> int:
         """Deletes up to ``limit`` matching dead letters (oldest first) with their attempts."""
         async with self._engine.connect() as conn:
-            return int(await conn.scalar(_PURGE, {**_filter_params(matching), "limit": limit}) or 0)
+            return int(await conn.scalar(_PURGE, {**_filter_params(tenant, matching), "limit": limit}) or 0)
 
-    async def _page(self, matching: DeadLetterFilter, limit: int, after: PagePosition | None) -> list[Any]:
+    async def _page(self, tenant: str, matching: DeadLetterFilter, limit: int, after: PagePosition | None) -> list[Any]:
         params = {
-            **_filter_params(matching),
+            **_filter_params(tenant, matching),
             "after_time": after.create_time if after else None,
             "after_id": after.id if after else None,
             "limit": limit,

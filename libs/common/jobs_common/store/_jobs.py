@@ -57,6 +57,7 @@ class _NewJob:
     columns: dict[str, object]
     job: Job
     request: RequestKey | None
+    tenant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ _JOB_COLUMNS = tuple(c.name for c in _JOBS.columns)
 _INSERT_JOB = (
     insert(_JOBS)
     .values({c.name: bindparam(c.name, type_=c.type) for c in _JOBS.columns})
-    .on_conflict_do_nothing(index_elements=[_JOBS.c.request_id])
+    .on_conflict_do_nothing(index_elements=[_JOBS.c.tenant, _JOBS.c.request_id])
 )
 _NEW_JOB = _INSERT_JOB.returning(_JOBS.c.id, _JOBS.c.queue, *(_JOBS.c[name] for name in CALL_COLUMNS)).cte("new_job")
 # A one-off job and its first execution (which copies the job's definition) in one statement; no
@@ -132,7 +133,7 @@ _CREATE_EACH = text(
     """
 WITH new_jobs AS (
     INSERT INTO jobs SELECT * FROM jsonb_populate_recordset(NULL::jobs, CAST(:jobs AS jsonb))
-    ON CONFLICT (request_id) DO NOTHING
+    ON CONFLICT (tenant, request_id) DO NOTHING
     RETURNING id
 ), new_executions AS (
     INSERT INTO executions
@@ -145,6 +146,9 @@ SELECT id FROM new_jobs
 
 
 class JobStore:
+    """Every read and write is a tenant's: a job of another tenant, and its executions, are not
+    found (NotFoundError, as if they did not exist)."""
+
     def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         """``box`` seals the secrets of the jobs written and opens those of the jobs read."""
         self._box = box
@@ -154,12 +158,12 @@ class JobStore:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def create_jobs(
-        self, requests: list[tuple[JobSpec, RequestKey | None]], trace_parent: str | None = None
+        self, tenant: str, requests: list[tuple[JobSpec, RequestKey | None]], trace_parent: str | None = None
     ) -> list[CreatedJob]:
         """Commits every job of ``requests`` in one transaction, or none: each as create_each
         does, a repeated request_id (also one repeated within the batch) returning the job it
         made first, and one that came with another request refusing the whole batch."""
-        news = [self._new_job(spec, request, trace_parent) for spec, request in requests]
+        news = [self._new_job(tenant, spec, request, trace_parent) for spec, request in requests]
         earlier: list[uuid.UUID | None] = []
         async with self._engine.begin() as conn:
             for outcome in await _insert(conn, news):
@@ -169,14 +173,14 @@ class JobStore:
         return [await self._created(new, job_id) for new, job_id in zip(news, earlier, strict=True)]
 
     async def create_each(
-        self, requests: Sequence[tuple[JobSpec, RequestKey | None, str | None]]
+        self, requests: Sequence[tuple[str, JobSpec, RequestKey | None, str | None]]
     ) -> list[CreatedJob | AlreadyExistsError]:
-        """Commits each (spec, request key, traceparent) on its own, all in one statement
+        """Commits each (tenant, spec, request key, traceparent) on its own, all in one statement
         (CreateJobs that arrive together): a one-off job with its execution (QUEUED, or SCHEDULED
         for a future run_at), a recurring one with its first fire time. One answer per request,
         in order: a repeated request_id answers the job it made first, and one that came before
         with another request an AlreadyExistsError, which holds back no other request."""
-        news = [self._new_job(spec, request, trace_parent) for spec, request, trace_parent in requests]
+        news = [self._new_job(*request) for request in requests]
         async with self._autocommit.connect() as conn:
             outcomes = await _insert(conn, news)
         return [
@@ -184,11 +188,12 @@ class JobStore:
             for new, outcome in zip(news, outcomes, strict=True)
         ]
 
-    def _new_job(self, spec: JobSpec, request: RequestKey | None, trace_parent: str | None) -> _NewJob:
+    def _new_job(self, tenant: str, spec: JobSpec, request: RequestKey | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)
         job_id, execution_id = uuid.uuid4(), uuid.uuid4()
         columns: dict[str, object] = {
             "id": job_id,
+            "tenant": tenant,
             "request_id": request.id if request else None,
             "request_fingerprint": request.fingerprint if request else None,
             "state": JobState.ACTIVE.value,
@@ -241,21 +246,22 @@ class JobStore:
             last_execution=execution,
             next_run_time=columns["next_run_time"],  # type: ignore[arg-type]
         )
-        return _NewJob(statement, columns, job, request)
+        return _NewJob(statement, columns, job, request, tenant)
 
     async def _created(self, new: _NewJob, existing: uuid.UUID | None) -> CreatedJob:
         """The job ``new`` made, or the one its request_id made before (``existing``)."""
         if existing is None:
             return CreatedJob(new.job, created=True)
         async with self._sessions() as session:
-            return CreatedJob(await self._get_job(session, existing), created=False)
+            return CreatedJob(await self._get_job(session, new.tenant, existing), created=False)
 
-    async def get_job(self, job_id: uuid.UUID) -> Job:
+    async def get_job(self, tenant: str, job_id: uuid.UUID) -> Job:
         async with self._sessions() as session:
-            return await self._get_job(session, job_id)
+            return await self._get_job(session, tenant, job_id)
 
     async def list_jobs(
         self,
+        tenant: str,
         page_size: int,
         page_token: str,
         state: JobState | None,
@@ -269,7 +275,7 @@ class JobStore:
             filters["last_execution_state"] = last_execution_state
         fingerprint = filter_fingerprint(**filters)
         position = decode_page_token(page_token, fingerprint)
-        query = _JOBS_WITH_LAST_EXECUTION
+        query = _JOBS_WITH_LAST_EXECUTION.where(JobRow.tenant == tenant)
         query = query.where(JobRow.state == state.value) if state else query.where(JobRow.state != "DELETED")
         if queue:
             query = query.where(JobRow.queue == queue)
@@ -293,14 +299,14 @@ class JobStore:
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page(jobs, token)
 
-    async def update_job(self, job_id: uuid.UUID, revise: Callable[[JobSpec], JobSpec]) -> Job:
+    async def update_job(self, tenant: str, job_id: uuid.UUID, revise: Callable[[JobSpec], JobSpec]) -> Job:
         """Replaces the job's definition with ``revise(current definition)``, under the job's row lock.
         Executions already created keep the definition they have; a recurring job's next tick is
         recomputed from now when its schedule changed (a finished one whose new schedule has
         ticks left becomes ACTIVE again)."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            row = await session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+            row = await session.scalar(_job_row(tenant, job_id).with_for_update())
             if row is None:
                 raise NotFoundError(f"job {job_id} not found")
             if row.state == JobState.DELETED.value:
@@ -315,12 +321,12 @@ class JobStore:
                 row.state = (JobState.ACTIVE if row.next_run_time else JobState.COMPLETED).value
             row.update_time = now
             await session.flush()
-            return await self._get_job(session, job_id)
+            return await self._get_job(session, tenant, job_id)
 
-    async def pause_job(self, job_id: uuid.UUID) -> Job:
+    async def pause_job(self, tenant: str, job_id: uuid.UUID) -> Job:
         """Stops a recurring job's ticks; pausing a paused job changes nothing."""
         async with self._sessions.begin() as session:
-            row = await self._recurring_for_update(session, job_id, "paused")
+            row = await self._recurring_for_update(session, tenant, job_id, "paused")
             if row.state == JobState.ACTIVE.value:
                 row.state = JobState.PAUSED.value
                 row.next_run_time = None
@@ -328,13 +334,13 @@ class JobStore:
             elif row.state != JobState.PAUSED.value:
                 raise FailedPreconditionError(f"job {job_id} is {row.state}", reason=f"JOB_{row.state}")
             await session.flush()
-            return await self._get_job(session, job_id)
+            return await self._get_job(session, tenant, job_id)
 
-    async def resume_job(self, job_id: uuid.UUID) -> Job:
+    async def resume_job(self, tenant: str, job_id: uuid.UUID) -> Job:
         """Restarts a paused job from its next tick after now; resuming an active job changes nothing."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            row = await self._recurring_for_update(session, job_id, "resumed")
+            row = await self._recurring_for_update(session, tenant, job_id, "resumed")
             if row.state == JobState.PAUSED.value:
                 schedule = schedule_from_row(row)
                 assert schedule is not None
@@ -344,10 +350,10 @@ class JobStore:
             elif row.state != JobState.ACTIVE.value:
                 raise FailedPreconditionError(f"job {job_id} is {row.state}", reason=f"JOB_{row.state}")
             await session.flush()
-            return await self._get_job(session, job_id)
+            return await self._get_job(session, tenant, job_id)
 
-    async def _recurring_for_update(self, session: AsyncSession, job_id: uuid.UUID, verb: str) -> JobRow:
-        row = await session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+    async def _recurring_for_update(self, session: AsyncSession, tenant: str, job_id: uuid.UUID, verb: str) -> JobRow:
+        row = await session.scalar(_job_row(tenant, job_id).with_for_update())
         if row is None:
             raise NotFoundError(f"job {job_id} not found")
         if row.schedule_kind == "ONE_OFF":
@@ -356,13 +362,13 @@ class JobStore:
             )
         return row
 
-    async def delete_job(self, job_id: uuid.UUID) -> tuple[Job, list[uuid.UUID]]:
+    async def delete_job(self, tenant: str, job_id: uuid.UUID) -> tuple[Job, list[uuid.UUID]]:
         """Marks the job DELETED and cancels its unfinished executions; returns those ids."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             found = await session.scalar(
                 update(JobRow)
-                .where(JobRow.id == job_id)
+                .where(JobRow.id == job_id, JobRow.tenant == tenant)
                 .values(state=JobState.DELETED.value, update_time=now, next_run_time=None, buffered_tick=None)
                 .returning(JobRow.id)
             )
@@ -375,11 +381,11 @@ class JobStore:
                 .returning(ExecutionRow.id)
             )
             cancelled_ids = list(cancelled)
-            return await self._get_job(session, job_id), cancelled_ids
+            return await self._get_job(session, tenant, job_id), cancelled_ids
 
-    async def get_execution(self, execution_id: uuid.UUID) -> Execution:
+    async def get_execution(self, tenant: str, execution_id: uuid.UUID) -> Execution:
         async with self._sessions() as session:
-            row = await session.get(ExecutionRow, execution_id)
+            row = await session.scalar(_execution_row(tenant, execution_id))
             if row is None:
                 raise NotFoundError(f"execution {execution_id} not found")
             attempts = await session.scalars(
@@ -387,7 +393,7 @@ class JobStore:
             )
             return execution_from_row(row, list(attempts))
 
-    async def list_executions(self, job_id: uuid.UUID, page_size: int, page_token: str) -> Page[Execution]:
+    async def list_executions(self, tenant: str, job_id: uuid.UUID, page_size: int, page_token: str) -> Page[Execution]:
         fingerprint = filter_fingerprint(job_id=job_id)
         position = decode_page_token(page_token, fingerprint)
         query = select(ExecutionRow).where(ExecutionRow.job_id == job_id)
@@ -395,7 +401,7 @@ class JobStore:
             query = query.where(tuple_(ExecutionRow.create_time, ExecutionRow.id) < (position.create_time, position.id))
         query = query.order_by(ExecutionRow.create_time.desc(), ExecutionRow.id.desc()).limit(page_size + 1)
         async with self._sessions() as session:
-            if await session.scalar(select(JobRow.id).where(JobRow.id == job_id)) is None:
+            if await session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant == tenant)) is None:
                 raise NotFoundError(f"job {job_id} not found")
             rows = list(await session.scalars(query))
         token = ""
@@ -404,18 +410,22 @@ class JobStore:
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page([execution_from_row(r) for r in rows[:page_size]], token)
 
-    async def cancel_execution(self, execution_id: uuid.UUID) -> Execution:
+    async def cancel_execution(self, tenant: str, execution_id: uuid.UUID) -> Execution:
         """Moves an unfinished execution to CANCELLED (and its one-off job to COMPLETED)."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
             row = await session.scalar(
                 update(ExecutionRow)
-                .where(ExecutionRow.id == execution_id, ExecutionRow.state.in_(_UNFINISHED))
+                .where(
+                    ExecutionRow.id == execution_id,
+                    ExecutionRow.state.in_(_UNFINISHED),
+                    ExecutionRow.job_id.in_(_tenant_jobs(tenant)),
+                )
                 .values(_cancelled_values(now, "cancelled by CancelExecution"))
                 .returning(ExecutionRow)
             )
             if row is None:
-                current = await session.get(ExecutionRow, execution_id)
+                current = await session.scalar(_execution_row(tenant, execution_id))
                 if current is None:
                     raise NotFoundError(f"execution {execution_id} not found")
                 raise FailedPreconditionError(
@@ -426,7 +436,7 @@ class JobStore:
             return execution_from_row(row)
 
     async def replay_execution(
-        self, execution_id: uuid.UUID, *, dead_only: bool = False, trace_parent: str | None = None
+        self, tenant: str, execution_id: uuid.UUID, *, dead_only: bool = False, trace_parent: str | None = None
     ) -> Replayed:
         """Creates a QUEUED execution that replays a DEAD or CANCELLED one, once: an execution
         replayed before answers its existing replay (``created`` False), so a repeated call never
@@ -438,7 +448,7 @@ class JobStore:
                 await session.execute(
                     select(ExecutionRow, JobRow)
                     .join(JobRow, JobRow.id == ExecutionRow.job_id)
-                    .where(ExecutionRow.id == execution_id)
+                    .where(ExecutionRow.id == execution_id, JobRow.tenant == tenant)
                     .with_for_update(of=JobRow)
                 )
             ).first()
@@ -490,11 +500,27 @@ class JobStore:
         async with self._sessions() as session:
             await session.execute(text("SELECT 1"))
 
-    async def _get_job(self, session: AsyncSession, job_id: uuid.UUID) -> Job:
-        found = (await session.execute(_JOBS_WITH_LAST_EXECUTION.where(JobRow.id == job_id))).first()
+    async def _get_job(self, session: AsyncSession, tenant: str, job_id: uuid.UUID) -> Job:
+        found = (
+            await session.execute(_JOBS_WITH_LAST_EXECUTION.where(JobRow.id == job_id, JobRow.tenant == tenant))
+        ).first()
         if found is None:
             raise NotFoundError(f"job {job_id} not found")
         return job_from_row(found[0], found[1], self._box)
+
+
+def _job_row(tenant: str, job_id: uuid.UUID) -> Select[JobRow]:
+    return select(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
+
+
+def _tenant_jobs(tenant: str) -> Select[uuid.UUID]:
+    """The ids of the tenant's jobs, for ``job_id IN (...)`` (one probe of a job per execution)."""
+    return select(JobRow.id).where(JobRow.tenant == tenant)
+
+
+def _execution_row(tenant: str, execution_id: uuid.UUID) -> Select[ExecutionRow]:
+    """The execution if its job is the tenant's."""
+    return select(ExecutionRow).where(ExecutionRow.id == execution_id, ExecutionRow.job_id.in_(_tenant_jobs(tenant)))
 
 
 def _cancelled_values(now: datetime, reason: str) -> dict[str, object]:
@@ -583,7 +609,11 @@ async def _earlier_job(conn: AsyncConnection, new: _NewJob) -> uuid.UUID:
     earlier_id: uuid.UUID
     fingerprint: bytes | None
     earlier_id, fingerprint = (
-        await conn.execute(select(_JOBS.c.id, _JOBS.c.request_fingerprint).where(_JOBS.c.request_id == new.request.id))
+        await conn.execute(
+            select(_JOBS.c.id, _JOBS.c.request_fingerprint).where(
+                _JOBS.c.tenant == new.tenant, _JOBS.c.request_id == new.request.id
+            )
+        )
     ).one()
     if fingerprint is not None and fingerprint != new.request.fingerprint:
         raise AlreadyExistsError(

@@ -122,11 +122,13 @@ class TickStore:
             )
             return int(ended.rowcount)  # type: ignore[attr-defined]
 
-    async def run_now(self, job_id: uuid.UUID, trace_parent: str | None = None) -> RunNow:
-        """RunJob: fires a recurring job now, outside its schedule, under its overlap policy."""
+    async def run_now(self, tenant: str, job_id: uuid.UUID, trace_parent: str | None = None) -> RunNow:
+        """RunJob: fires the tenant's recurring job now, outside its schedule, under its overlap policy."""
         now = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            job = await session.scalar(select(JobRow).where(JobRow.id == job_id).with_for_update())
+            job = await session.scalar(
+                select(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant).with_for_update()
+            )
             if job is None:
                 raise NotFoundError(f"job {job_id} not found")
             if job.schedule_kind == "ONE_OFF":
