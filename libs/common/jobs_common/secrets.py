@@ -70,22 +70,29 @@ class SecretBox:
         if sealed is None:
             return SealedSecrets()
         scheme, _, rest = sealed.partition(":")
-        if scheme == "plain":
-            plaintext = base64.b64decode(rest)
-        elif scheme == "v1":
-            key_id, _, payload = rest.partition(":")
-            key = dict(self.keys).get(key_id)
-            if key is None:
-                raise SecretsError(f"sealed with key {key_id!r}, which SECRETS_KEYS does not list")
-            raw = base64.b64decode(payload)
-            try:
+        try:
+            if scheme == "plain":
+                plaintext = base64.b64decode(rest, validate=True)
+            elif scheme == "v1":
+                key_id, _, payload = rest.partition(":")
+                key = dict(self.keys).get(key_id)
+                if key is None:
+                    raise SecretsError(f"sealed with key {key_id[:32]!r}, which SECRETS_KEYS does not list")
+                raw = base64.b64decode(payload, validate=True)
                 plaintext = AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], key_id.encode())
-            except InvalidTag:
-                raise SecretsError(f"key {key_id!r} does not open this value (wrong key or damaged)") from None
-        else:
-            raise SecretsError(f"unknown sealing scheme {scheme!r}")
-        data = json.loads(plaintext)
-        return SealedSecrets(dict(data["headers"]), tuple(data["signing_secrets"]))
+            else:
+                raise SecretsError(f"unknown sealing scheme {scheme[:16]!r}")
+            data = json.loads(plaintext)
+            return SealedSecrets(
+                {str(name): str(value) for name, value in dict(data["headers"]).items()},
+                tuple(str(secret) for secret in data["signing_secrets"]),
+            )
+        except SecretsError:
+            raise
+        except InvalidTag:
+            raise SecretsError(f"key {key_id!r} does not open this value (wrong key or damaged)") from None
+        except (ValueError, TypeError, KeyError, AttributeError):  # base64, JSON or shape: nothing is echoed
+            raise SecretsError("the sealed value is damaged") from None
 
     def needs_resealing(self, sealed: str | None) -> bool:
         """True for a value not sealed with the current key (or in clear while a key exists)."""

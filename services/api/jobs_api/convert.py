@@ -224,6 +224,7 @@ def job_to_proto(job: Job, upcoming: list[datetime] | None = None, *, shown_secr
         update_time=timestamp_proto(job.update_time),
         kind=pb.JobKind.Value("JOB_KIND_" + spec.kind.value),
         run_count=job.run_count,
+        schedule_error=job.schedule_error,
         upcoming_run_times=[timestamp_proto(t) for t in upcoming or ()],
     )
     if spec.run_at is not None:

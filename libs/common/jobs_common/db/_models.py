@@ -49,6 +49,16 @@ _NAMING = {
 
 JOB_STATES = ("ACTIVE", "PAUSED", "COMPLETED", "DELETED")
 SCHEDULE_KINDS = ("ONE_OFF", "CRON", "INTERVAL")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+OVERLAP_POLICIES = ("SKIP", "ALLOW", "BUFFER_ONE", "CANCEL_PREVIOUS")
+CATCH_UP_POLICIES = ("SKIP_MISSED", "RUN_ALL")
+# What a job's row may hold and still be read: every value the api accepts and more, none that
+# Python cannot represent (a reader would fail on it, not the writer).
+READABLE_INTERVAL_MS = "interval_ms IS NULL OR interval_ms BETWEEN 1 AND 3155760000000"  # 100 years
+READABLE_TIMES = " AND ".join(
+    f"({name} IS NULL OR {name} BETWEEN '0001-01-01 00:00:00+00' AND '9999-12-31 23:59:59.999999+00')"
+    for name in ("run_at", "start_time", "end_time", "next_run_time", "buffered_tick")
+)
 EXECUTION_STATES = (
     "SCHEDULED",
     "QUEUED",
@@ -128,10 +138,17 @@ class JobRow(CallDefinition, Base):
     next_run_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # BUFFER_ONE: a tick waiting for the unfinished execution to end.
     buffered_tick: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why the scheduler set the job aside (PAUSED): its stored schedule could not be planned.
+    schedule_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(_in("state", JOB_STATES), name="state"),
         CheckConstraint(_in("schedule_kind", SCHEDULE_KINDS), name="schedule_kind"),
+        CheckConstraint(_in("method", HTTP_METHODS), name="method"),
+        CheckConstraint(_in("overlap_policy", OVERLAP_POLICIES), name="overlap_policy"),
+        CheckConstraint(_in("catch_up_policy", CATCH_UP_POLICIES), name="catch_up_policy"),
+        CheckConstraint(READABLE_INTERVAL_MS, name="readable_interval"),
+        CheckConstraint(READABLE_TIMES, name="readable_times"),
         UniqueConstraint("tenant", "request_id"),
         # ListJobs pages a tenant's jobs newest first by (create_time, id).
         Index("ix_jobs_tenant_create_time_id", "tenant", text("create_time DESC"), text("id DESC")),

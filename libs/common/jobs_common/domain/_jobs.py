@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import uuid
 from dataclasses import dataclass, field
@@ -122,6 +123,8 @@ class Job:
     last_execution: Execution | None = None
     next_run_time: datetime | None = None
     run_count: int = 0
+    # Why the scheduler paused it ("" when it did not): ResumeJob and UpdateJob clear it.
+    schedule_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,5 +143,9 @@ def upcoming_run_times(job: Job, count: int = UPCOMING_PREVIEW) -> list[datetime
         return []
     if schedule.max_runs is not None:
         count = min(count, schedule.max_runs - job.run_count)
-    following = fire_times(schedule, job.next_run_time, anchor=job.create_time)
-    return [job.next_run_time, *islice(following, max(count - 1, 0))][: max(count, 0)]
+    upcoming = [job.next_run_time]
+    # A stored schedule that cannot be planned previews no more (the scheduler sets the job
+    # aside, saying why, on its next pass); the times found before the error stay.
+    with contextlib.suppress(Exception):
+        upcoming.extend(islice(fire_times(schedule, job.next_run_time, anchor=job.create_time), max(count - 1, 0)))
+    return upcoming[: max(count, 0)]

@@ -39,7 +39,7 @@ from jobs_common.domain import (
 )
 from jobs_common.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
-from jobs_common.secrets import SecretBox
+from jobs_common.secrets import SecretBox, SecretsError
 from jobs_common.store._json_rows import json_rows
 from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns, schedule_from_row
 
@@ -202,6 +202,7 @@ class JobStore:
             "next_run_time": None,
             "buffered_tick": None,
             "run_count": 0,
+            "schedule_error": None,
             **job_spec_columns(spec, self._box),
         }
         execution: Execution | None = None
@@ -311,7 +312,15 @@ class JobStore:
                 raise NotFoundError(f"job {job_id} not found")
             if row.state == JobState.DELETED.value:
                 raise FailedPreconditionError(f"job {job_id} is deleted", reason="JOB_DELETED")
-            current = job_from_row(row, None, self._box)
+            try:
+                current = job_from_row(row, None, self._box, need_secrets=True)
+            except SecretsError as error:
+                raise FailedPreconditionError(
+                    f"job {job_id}'s secret headers and signing secrets cannot be opened ({error}): an update would"
+                    " lose them; give SECRETS_KEYS the key they were sealed with, or delete the job and create it"
+                    " again",
+                    reason="SECRETS_UNREADABLE",
+                ) from None
             spec = revise(current.spec)
             for name, value in job_spec_columns(spec, self._box).items():
                 setattr(row, name, value)
@@ -342,10 +351,18 @@ class JobStore:
         async with self._sessions.begin() as session:
             row = await self._recurring_for_update(session, tenant, job_id, "resumed")
             if row.state == JobState.PAUSED.value:
-                schedule = schedule_from_row(row)
-                assert schedule is not None
-                row.next_run_time = next_fire_time(schedule, now, anchor=row.create_time)
+                try:
+                    schedule = schedule_from_row(row)
+                    assert schedule is not None
+                    row.next_run_time = next_fire_time(schedule, now, anchor=row.create_time)
+                except Exception as error:  # whatever the stored row holds: the client is told why
+                    raise FailedPreconditionError(
+                        f"job {job_id}'s schedule cannot be planned ({type(error).__name__}: {str(error)[:200]}):"
+                        " fix it with UpdateJob first",
+                        reason="SCHEDULE_UNPLANNABLE",
+                    ) from None
                 row.state = (JobState.ACTIVE if row.next_run_time else JobState.COMPLETED).value
+                row.schedule_error = None
                 row.update_time = now
             elif row.state != JobState.ACTIVE.value:
                 raise FailedPreconditionError(f"job {job_id} is {row.state}", reason=f"JOB_{row.state}")

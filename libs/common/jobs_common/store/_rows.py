@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Protocol
 
@@ -23,7 +24,7 @@ from jobs_common.domain import (
     RecurringSchedule,
     RetryPolicy,
 )
-from jobs_common.secrets import SealedSecrets, SecretBox
+from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError
 
 __all__ = [
     "CallColumns",
@@ -36,6 +37,8 @@ __all__ = [
     "retry_policy_from",
     "schedule_columns",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def job_spec_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
@@ -158,9 +161,21 @@ def retry_policy_from(row: CallColumns) -> RetryPolicy:
     )
 
 
-def job_from_row(row: JobRow, last_execution: ExecutionRow | None, box: SecretBox) -> Job:
+def job_from_row(
+    row: JobRow, last_execution: ExecutionRow | None, box: SecretBox, *, need_secrets: bool = False
+) -> Job:
+    """The stored job. Its secrets opened when ``box`` can; when it cannot (the key is gone, the
+    value damaged) the job reads without them, logged, unless ``need_secrets`` (a change that
+    keeps them): then SecretsError."""
+    try:
+        request = http_request_from(row, box)
+    except SecretsError as error:
+        if need_secrets:
+            raise
+        logger.warning("job %s read without its secret headers and signing secrets: %s", row.id, error)
+        request = http_request_from(row, box, open_secrets=False)
     spec = JobSpec(
-        http_request=http_request_from(row, box),
+        http_request=request,
         timeout=timedelta(milliseconds=row.timeout_ms),
         retry_policy=retry_policy_from(row),
         run_at=row.run_at,
@@ -177,6 +192,7 @@ def job_from_row(row: JobRow, last_execution: ExecutionRow | None, box: SecretBo
         last_execution=execution_from_row(last_execution) if last_execution is not None else None,
         next_run_time=row.next_run_time,
         run_count=row.run_count,
+        schedule_error=row.schedule_error or "",
     )
 
 

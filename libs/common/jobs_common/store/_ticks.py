@@ -9,6 +9,7 @@ stored or a million.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,11 +19,24 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, ExecutionRow, JobRow
-from jobs_common.domain import Execution, ExecutionState, JobState, OverlapPolicy, plan_due_ticks
+from jobs_common.domain import (
+    Execution,
+    ExecutionState,
+    JobState,
+    OverlapPolicy,
+    RecurringSchedule,
+    TickPlan,
+    plan_due_ticks,
+)
 from jobs_common.errors import FailedPreconditionError, NotFoundError
 from jobs_common.store._rows import execution_from_row, schedule_from_row
 
 __all__ = ["FiredTicks", "RunNow", "TickStore"]
+
+logger = logging.getLogger(__name__)
+
+# A schedule_error holds at most this much of the error (it is shown to clients).
+_MAX_SCHEDULE_ERROR = 500
 
 
 @dataclass(slots=True)
@@ -38,6 +52,8 @@ class FiredTicks:
     missed: int = 0
     # Executions cancelled by CANCEL_PREVIOUS, to abort.
     cancelled: list[uuid.UUID] = field(default_factory=list)
+    # Jobs whose stored schedule could not be planned: paused, with their schedule_error.
+    set_aside: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +97,16 @@ class TickStore:
                 is_due = job.next_run_time is not None and job.next_run_time <= now
                 if not is_due and firing.unfinished:
                     continue  # a buffered run still waiting for the unfinished execution
+                try:
+                    schedule, plan = _plan(job, now, is_due)
+                except Exception as error:  # whatever one stored row holds, the others fire
+                    _set_aside(job, error, now)
+                    fired.set_aside += 1
+                    continue
                 if job.buffered_tick is not None and not firing.unfinished:
                     tick, job.buffered_tick = job.buffered_tick, None
                     firing.fire(tick)
-                schedule = schedule_from_row(job)
-                assert schedule is not None
-                if is_due:
-                    assert job.next_run_time is not None
-                    plan = plan_due_ticks(schedule, job.next_run_time, now, job.create_time, job.run_count)
+                if plan is not None:
                     for tick in plan.due:
                         firing.tick(tick)
                     fired.missed += plan.missed
@@ -161,6 +179,28 @@ class TickStore:
             return await session.scalar(
                 select(func.min(JobRow.next_run_time)).where(JobRow.state == JobState.ACTIVE.value)
             )
+
+
+def _plan(job: JobRow, now: datetime, is_due: bool) -> tuple[RecurringSchedule, TickPlan | None]:
+    """The job's schedule and, when it is due, its ticks to fire: what a stored row that cannot
+    be planned (a time zone or cron expression no longer understood, a time out of range, a
+    value edited by hand) raises on, before anything of the job is changed."""
+    schedule = schedule_from_row(job)
+    if schedule is None:
+        raise ValueError("a recurring job without a schedule")
+    if not is_due or job.next_run_time is None:
+        return schedule, None
+    return schedule, plan_due_ticks(schedule, job.next_run_time, now, job.create_time, job.run_count)
+
+
+def _set_aside(job: JobRow, error: Exception, now: datetime) -> None:
+    """Pauses a job whose schedule cannot be planned, saying why; UpdateJob or ResumeJob clear it."""
+    reason = f"{type(error).__name__}: {error}"[:_MAX_SCHEDULE_ERROR]
+    logger.warning("scheduler: job %s set aside (paused), its stored schedule cannot be planned: %s", job.id, reason)
+    job.state = JobState.PAUSED.value
+    job.next_run_time = job.buffered_tick = None
+    job.schedule_error = f"the scheduler paused this job, its schedule cannot be planned: {reason}"
+    job.update_time = now
 
 
 class _JobFiring:

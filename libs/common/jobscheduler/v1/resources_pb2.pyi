@@ -601,6 +601,7 @@ class Job(_message.Message):
     NEXT_RUN_TIME_FIELD_NUMBER: _builtins.int
     UPCOMING_RUN_TIMES_FIELD_NUMBER: _builtins.int
     RUN_COUNT_FIELD_NUMBER: _builtins.int
+    SCHEDULE_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-assigned id (a UUID)."""
     queue: _builtins.str
@@ -611,6 +612,11 @@ class Job(_message.Message):
     """Output only. ONE_OFF or RECURRING, from the schedule."""
     run_count: _builtins.int
     """Output only. Recurring jobs: ticks that ran (skipped ones do not count)."""
+    schedule_error: _builtins.str
+    """Output only. Why the scheduler paused this recurring job: its stored schedule could not be
+    planned (a time zone or cron expression no longer understood, a time out of range). Empty
+    otherwise. Fix it with UpdateJob, or ResumeJob to try again; both clear it.
+    """
     @_builtins.property
     def http_request(self) -> Global___HttpRequest:
         """Required. The request to make."""
@@ -669,10 +675,11 @@ class Job(_message.Message):
         next_run_time: _timestamp_pb2.Timestamp | None = ...,
         upcoming_run_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
         run_count: _builtins.int = ...,
+        schedule_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "retry_policy", b"retry_policy", "schedule", b"schedule", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "schedule_error", b"schedule_error", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
