@@ -615,7 +615,7 @@ class Job(_message.Message):
     schedule_error: _builtins.str
     """Output only. Why the scheduler paused this recurring job: its stored schedule could not be
     planned (a time zone or cron expression no longer understood, a time out of range). Empty
-    otherwise. Fix it with UpdateJob, or ResumeJob to try again; both clear it.
+    otherwise. Fix it with UpdateJob, then ResumeJob, which clears it (and tries again).
     """
     @_builtins.property
     def http_request(self) -> Global___HttpRequest:
