@@ -194,7 +194,7 @@ def _plan(job: JobRow, now: datetime, is_due: bool) -> tuple[RecurringSchedule, 
 
 
 def _set_aside(job: JobRow, error: Exception, now: datetime) -> None:
-    """Pauses a job whose schedule cannot be planned, saying why; UpdateJob or ResumeJob clear it."""
+    """Pauses a job whose schedule cannot be planned, saying why (ResumeJob clears it)."""
     reason = f"{type(error).__name__}: {error}"[:_MAX_SCHEDULE_ERROR]
     logger.warning("scheduler: job %s set aside (paused), its stored schedule cannot be planned: %s", job.id, reason)
     job.state = JobState.PAUSED.value
