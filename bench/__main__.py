@@ -279,6 +279,15 @@ def bench_settings(database: str, redis_db: int, logs: Path, **overrides: Any) -
     return Settings(**(defaults | overrides))
 
 
+async def stop_and_drop(processes: list[ChildProcess], engine: AsyncEngine, database: str, redis_db: int) -> None:
+    """A run's teardown: its processes (last started first), its engine, database and Redis index."""
+    for process in reversed(processes):
+        await process.stop()
+    await engine.dispose()
+    await services.drop_database(database)
+    await services.release_redis_db(redis_db)
+
+
 def start_processes(settings: Settings, logs: Path, count: int) -> tuple[list[ChildProcess], list[ChildProcess]]:
     """``count`` api processes sharing the gRPC port, and ``count`` workers; each its own metrics
     port and log."""
@@ -358,11 +367,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 fire = await _measure_fire_times(stub, engine, target_url, args.fire_jobs)
         reference = await measure_arq_noop(settings, env, logs, args.jobs, args.concurrency)
     finally:
-        for process in reversed(processes):
-            await process.stop()
-        await engine.dispose()
-        await services.drop_database(database)
-        await services.release_redis_db(redis_db)
+        await stop_and_drop(processes, engine, database, redis_db)
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "settings": {

@@ -37,7 +37,7 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.__main__ import Cpu, bench_settings, start_processes
+from bench.__main__ import Cpu, bench_settings, start_processes, stop_and_drop
 from bench.query_plans import populate
 from jobs_common.domain import Retention
 from jobs_common.migrate import migrate
@@ -184,11 +184,7 @@ async def soak(
         cpu = {name: round(cpus[name].seconds() - cpu_start[name], 1) for name in cpus}
         purge_log = [line for line in (logs / "api.log").read_text().splitlines() if "history-purge" in line]
     finally:
-        for process in reversed(processes):
-            await process.stop()
-        await engine.dispose()
-        await services.drop_database(database)
-        await services.release_redis_db(redis_db)
+        await stop_and_drop(processes, engine, database, redis_db)
     last_third = samples[2 * len(samples) // 3 :] or samples[-1:]
     first, end = last_third[0], samples[-1]
 

@@ -72,6 +72,12 @@ REFUSED_NETWORKS: tuple[tuple[_Network, str], ...] = tuple(
 )
 _GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 _UNSPECIFIED_AND_LOOPBACK = ipaddress.ip_network("::/127")
+# Forms that carry the IPv4 address in their last 32 bits: mapped, SIIT, compatible, NAT64.
+_LOW32_FORMS = tuple(
+    ipaddress.IPv6Network(prefix)
+    for prefix in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/96")
+)
+_6TO4 = ipaddress.IPv6Network("2002::/16")
 _ISATAP_IDS = (0x00005EFE, 0x02005EFE)  # the interface identifier's upper half (RFC 5214)
 
 
@@ -81,10 +87,9 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     ISATAP."""
     value = int(address)
     low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
-    for prefix in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/96"):
-        if address in ipaddress.ip_network(prefix):
-            return low32
-    if address in ipaddress.ip_network("2002::/16"):
+    if any(address in form for form in _LOW32_FORMS):
+        return low32
+    if address in _6TO4:
         return ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF)
     if address.teredo is not None:
         return address.teredo[1]

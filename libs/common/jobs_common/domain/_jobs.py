@@ -123,7 +123,7 @@ class Job:
     last_execution: Execution | None = None
     next_run_time: datetime | None = None
     run_count: int = 0
-    # Why the scheduler paused it ("" when it did not): ResumeJob and UpdateJob clear it.
+    # Why the scheduler paused it ("" when it did not): ResumeJob clears it.
     schedule_error: str = ""
 
 

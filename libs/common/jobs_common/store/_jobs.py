@@ -418,7 +418,7 @@ class JobStore:
             query = query.where(tuple_(ExecutionRow.create_time, ExecutionRow.id) < (position.create_time, position.id))
         query = query.order_by(ExecutionRow.create_time.desc(), ExecutionRow.id.desc()).limit(page_size + 1)
         async with self._sessions() as session:
-            if await session.scalar(select(JobRow.id).where(JobRow.id == job_id, JobRow.tenant == tenant)) is None:
+            if await session.scalar(_tenant_jobs(tenant).where(JobRow.id == job_id)) is None:
                 raise NotFoundError(f"job {job_id} not found")
             rows = list(await session.scalars(query))
         token = ""
