@@ -95,6 +95,7 @@ async def test_planted_secrets_reach_the_target_and_nothing_else(
     queues = queue_service_pb2_grpc.QueueServiceStub(channel)
     answers += [
         await stub.ListJobs(api.ListJobsRequest(page_size=50)),
+        await stub.ListJobs(api.ListJobsRequest(page_size=50, view=api.JOB_VIEW_FULL)),
         await stub.GetExecution(api.GetExecutionRequest(id=done.id)),
         await stub.GetExecution(api.GetExecutionRequest(id=dead.id)),
         await stub.ListExecutions(api.ListExecutionsRequest(job_id=failing.id)),

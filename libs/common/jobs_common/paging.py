@@ -1,4 +1,5 @@
-"""Opaque AIP-158 page tokens: a keyset position plus a fingerprint of the request's filters."""
+"""Opaque AIP-158 page tokens (a keyset position plus a fingerprint of the request's filters), and
+the byte budget that ends a page early."""
 
 from __future__ import annotations
 
@@ -7,12 +8,29 @@ import binascii
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 
-__all__ = ["PagePosition", "decode_page_token", "encode_page_token", "filter_fingerprint"]
+__all__ = [
+    "ITEM_OVERHEAD_BYTES",
+    "PAGE_MAX_BYTES",
+    "PagePosition",
+    "decode_page_token",
+    "encode_page_token",
+    "filter_fingerprint",
+    "items_within_budget",
+]
+
+# What one page of a list may hold, estimated from the stored sizes of its items: a page ends
+# early (with a next_page_token) before it would pass this, and holds at least one item. Half of
+# gRPC's default 4 MiB receive limit, so that a page and the one item that may exceed the budget
+# on its own (a job's body is at most JOB_MAX_BODY_BYTES, 1 MiB by default) reach every client.
+PAGE_MAX_BYTES = 2 * 1024 * 1024
+# Added to each item's variable-length fields for its ids, times, numbers and field tags.
+ITEM_OVERHEAD_BYTES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +70,14 @@ def decode_page_token(token: str, fingerprint: str, field_name: str = "page_toke
     if token_fingerprint != fingerprint:
         raise InvalidArgumentError([FieldViolation(field_name, "was made for a request with other filters")])
     return position
+
+
+def items_within_budget(sizes: Iterable[int], budget: int = PAGE_MAX_BYTES) -> int:
+    """How many of the items, in order, fit in ``budget`` bytes: at least one if there is any."""
+    count = total = 0
+    for size in sizes:
+        total += size + ITEM_OVERHEAD_BYTES
+        if count and total > budget:
+            break
+        count += 1
+    return count

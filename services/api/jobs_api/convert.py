@@ -21,10 +21,12 @@ from jobs_common.domain import (
     JobDraft,
     JobKind,
     JobState,
+    JobView,
     RecurringSchedule,
     ScheduleDraft,
 )
 from jobs_common.errors import FieldViolation, InvalidArgumentError
+from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "job_kind_from_proto",
     "job_state_from_proto",
     "job_to_proto",
+    "job_view_from_proto",
     "timestamp_field",
     "timestamp_proto",
 ]
@@ -159,6 +162,11 @@ def job_state_from_proto(value: int) -> JobState | None:
 def job_kind_from_proto(value: int) -> JobKind | None:
     """None for JOB_KIND_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
     return _enum_from_proto(pb.JobKind, value, "JOB_KIND_", JobKind, "kind", "job kind")
+
+
+def job_view_from_proto(value: int) -> JobView:
+    """BASIC for JOB_VIEW_UNSPECIFIED; INVALID_ARGUMENT for an unknown number."""
+    return _enum_from_proto(api.JobView, value, "JOB_VIEW_", JobView, "view", "job view") or JobView.BASIC
 
 
 def execution_state_from_proto(value: int, field_name: str) -> ExecutionState | None:

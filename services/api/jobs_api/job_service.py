@@ -186,6 +186,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             last_execution_state=convert.execution_state_from_proto(
                 request.last_execution_state, "last_execution_state"
             ),
+            view=convert.job_view_from_proto(request.view),
         )
         return api.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.items], next_page_token=page.next_page_token

@@ -63,6 +63,14 @@ class JobKind(enum.StrEnum):
     RECURRING = "RECURRING"
 
 
+class JobView(enum.StrEnum):
+    """How much of each job a listing holds (AIP-157)."""
+
+    # Everything but the request's body, headers, secret header names and signing secrets.
+    BASIC = "BASIC"
+    FULL = "FULL"
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int

@@ -14,8 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from jobs_common.db import ExecutionRow
 from jobs_common.domain import DeadLetterFilter, Execution, Page
-from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
-from jobs_common.store._rows import execution_from_row
+from jobs_common.paging import (
+    PagePosition,
+    decode_page_token,
+    encode_page_token,
+    filter_fingerprint,
+    items_within_budget,
+)
+from jobs_common.store._rows import execution_from_row, without_request
 
 __all__ = ["DeadLetters"]
 
@@ -47,7 +53,7 @@ GROUP BY e.queue
 
 _PAGE = text(
     f"""
-SELECT e.id, e.end_time FROM executions e
+SELECT e.id, e.end_time, octet_length(e.last_error) AS size FROM executions e
 WHERE {_MATCHING}
   AND (CAST(:after_time AS timestamptz) IS NULL
        OR (e.end_time, e.id) < (CAST(:after_time AS timestamptz), CAST(:after_id AS uuid)))
@@ -97,15 +103,21 @@ class DeadLetters:
         return [row.id for row in page]
 
     async def page(self, tenant: str, matching: DeadLetterFilter, page_size: int, page_token: str) -> Page[Execution]:
+        """One page, newest first, ended early by the byte budget (PAGE_MAX_BYTES)."""
         fingerprint = filter_fingerprint(**_filter_params(tenant, matching))
         position = decode_page_token(page_token, fingerprint)
         rows = await self._page(tenant, matching, page_size + 1, position)
-        more = len(rows) > page_size
-        rows = rows[:page_size]
+        taken = rows[: items_within_budget(r.size for r in rows[:page_size])]
+        more = len(rows) > len(taken)
+        rows = taken
         async with self._sessions() as session:
             found = {
                 r.id: r
-                for r in await session.scalars(select(ExecutionRow).where(ExecutionRow.id.in_([r.id for r in rows])))
+                for r in await session.scalars(
+                    select(ExecutionRow)
+                    .where(ExecutionRow.id.in_([r.id for r in rows]))
+                    .options(*without_request(ExecutionRow))
+                )
             }
         items = [execution_from_row(found[r.id]) for r in rows if r.id in found]
         token = encode_page_token(PagePosition(rows[-1].end_time, rows[-1].id), fingerprint) if more else ""

@@ -12,9 +12,11 @@ from sqlalchemy import (
     Executable,
     Select,
     String,
+    Text,
     Update,
     Uuid,
     bindparam,
+    cast,
     func,
     select,
     text,
@@ -33,15 +35,28 @@ from jobs_common.domain import (
     JobKind,
     JobSpec,
     JobState,
+    JobView,
     Page,
     RequestKey,
     next_fire_time,
 )
 from jobs_common.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
-from jobs_common.paging import PagePosition, decode_page_token, encode_page_token, filter_fingerprint
+from jobs_common.paging import (
+    PagePosition,
+    decode_page_token,
+    encode_page_token,
+    filter_fingerprint,
+    items_within_budget,
+)
 from jobs_common.secrets import SecretBox, SecretsError
 from jobs_common.store._json_rows import json_rows
-from jobs_common.store._rows import execution_from_row, job_from_row, job_spec_columns, schedule_from_row
+from jobs_common.store._rows import (
+    execution_from_row,
+    job_from_row,
+    job_spec_columns,
+    schedule_from_row,
+    without_request,
+)
 
 __all__ = ["CreatedJob", "JobStore", "Replayed"]
 
@@ -80,6 +95,21 @@ _LAST_EXECUTION = aliased(ExecutionRow)
 # once: SQLAlchemy caches the compiled form of a statement, not the work of building it.
 _JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = select(JobRow, _LAST_EXECUTION).outerjoin(
     _LAST_EXECUTION, _LAST_EXECUTION.id == JobRow.last_execution_id
+)
+_JOBS_WITH_LAST_EXECUTION = _JOBS_WITH_LAST_EXECUTION.options(*without_request(_LAST_EXECUTION))
+# A job's size in a listing, from what is stored (a bytea's length is read without the value).
+_BASIC_JOB_BYTES = (
+    func.octet_length(JobRow.url)
+    + func.octet_length(cast(JobRow.labels, Text))
+    + func.coalesce(func.octet_length(JobRow.cron_expression), 0)
+    + func.coalesce(func.octet_length(JobRow.time_zone), 0)
+    + func.coalesce(func.octet_length(JobRow.schedule_error), 0)
+    + func.coalesce(func.octet_length(_LAST_EXECUTION.last_error), 0)
+)
+_FULL_JOB_EXTRA_BYTES = (
+    func.octet_length(JobRow.body)
+    + func.octet_length(cast(JobRow.headers, Text))
+    + func.coalesce(func.octet_length(JobRow.sealed_secrets), 0)
 )
 _JOBS = Base.metadata.tables[JobRow.__tablename__]
 _EXECUTIONS = Base.metadata.tables[ExecutionRow.__tablename__]
@@ -270,13 +300,20 @@ class JobStore:
         labels: dict[str, str],
         kind: JobKind | None = None,
         last_execution_state: ExecutionState | None = None,
+        view: JobView = JobView.BASIC,
     ) -> Page[Job]:
+        """One page, newest first, ended early by the byte budget (PAGE_MAX_BYTES): the page is
+        chosen from the stored sizes first, so rows past it are never read."""
         filters: dict[str, object] = {"state": state, "queue": queue, "labels": labels, "kind": kind}
         if last_execution_state is not None:  # only when set: page tokens made before stay valid
             filters["last_execution_state"] = last_execution_state
         fingerprint = filter_fingerprint(**filters)
         position = decode_page_token(page_token, fingerprint)
-        query = _JOBS_WITH_LAST_EXECUTION.where(JobRow.tenant == tenant)
+        size = _BASIC_JOB_BYTES + (_FULL_JOB_EXTRA_BYTES if view is JobView.FULL else 0)
+        query = select(JobRow.id, JobRow.create_time, size.label("size")).outerjoin(
+            _LAST_EXECUTION, _LAST_EXECUTION.id == JobRow.last_execution_id
+        )
+        query = query.where(JobRow.tenant == tenant)
         query = query.where(JobRow.state == state.value) if state else query.where(JobRow.state != "DELETED")
         if queue:
             query = query.where(JobRow.queue == queue)
@@ -292,13 +329,26 @@ class JobStore:
             query = query.where(tuple_(JobRow.create_time, JobRow.id) < (position.create_time, position.id))
         query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
         async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-        jobs = [job_from_row(job, execution, self._box) for job, execution in rows[:page_size]]
+            keys = (await session.execute(query)).all()
+            taken = keys[: items_within_budget(int(k.size) for k in keys[:page_size])]
+            rows: dict[uuid.UUID, tuple[JobRow, ExecutionRow | None]] = {}
+            if taken:
+                full = _JOBS_WITH_LAST_EXECUTION.where(JobRow.tenant == tenant, JobRow.id.in_([k.id for k in taken]))
+                if view is JobView.BASIC:
+                    full = full.options(*without_request(JobRow))
+                rows = {job.id: (job, execution) for job, execution in (await session.execute(full)).all()}
+        # A job deleted for good between the two reads is left out.
+        jobs = [self._job_in_view(*rows[k.id], view) for k in taken if k.id in rows]
         token = ""
-        if len(rows) > page_size:
-            last = rows[page_size - 1][0]
+        if len(keys) > len(taken):
+            last = taken[-1]
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page(jobs, token)
+
+    def _job_in_view(self, row: JobRow, last_execution: ExecutionRow | None, view: JobView) -> Job:
+        if view is JobView.FULL:
+            return job_from_row(row, last_execution, self._box)
+        return job_from_row(row, last_execution, self._box, basic=True)
 
     async def update_job(self, tenant: str, job_id: uuid.UUID, revise: Callable[[JobSpec], JobSpec]) -> Job:
         """Replaces the job's definition with ``revise(current definition)``, under the job's row lock.
@@ -411,9 +461,10 @@ class JobStore:
             return execution_from_row(row, list(attempts))
 
     async def list_executions(self, tenant: str, job_id: uuid.UUID, page_size: int, page_token: str) -> Page[Execution]:
+        """One page, newest first, ended early by the byte budget (PAGE_MAX_BYTES)."""
         fingerprint = filter_fingerprint(job_id=job_id)
         position = decode_page_token(page_token, fingerprint)
-        query = select(ExecutionRow).where(ExecutionRow.job_id == job_id)
+        query = select(ExecutionRow).where(ExecutionRow.job_id == job_id).options(*without_request(ExecutionRow))
         if position:
             query = query.where(tuple_(ExecutionRow.create_time, ExecutionRow.id) < (position.create_time, position.id))
         query = query.order_by(ExecutionRow.create_time.desc(), ExecutionRow.id.desc()).limit(page_size + 1)
@@ -421,11 +472,12 @@ class JobStore:
             if await session.scalar(_tenant_jobs(tenant).where(JobRow.id == job_id)) is None:
                 raise NotFoundError(f"job {job_id} not found")
             rows = list(await session.scalars(query))
+        taken = rows[: items_within_budget(len(r.last_error.encode()) for r in rows[:page_size])]
         token = ""
-        if len(rows) > page_size:
-            last = rows[page_size - 1]
+        if len(rows) > len(taken):
+            last = taken[-1]
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
-        return Page([execution_from_row(r) for r in rows[:page_size]], token)
+        return Page([execution_from_row(r) for r in taken], token)
 
     async def cancel_execution(self, tenant: str, execution_id: uuid.UUID) -> Execution:
         """Moves an unfinished execution to CANCELLED (and its one-off job to COMPLETED)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.interfaces import ORMOption
 
 from jobs_common.db import AttemptRow, ExecutionRow, JobRow
 from jobs_common.domain import (
@@ -29,6 +32,7 @@ from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError
 __all__ = [
     "CallColumns",
     "attempt_from_row",
+    "basic_http_request_from",
     "call_columns",
     "execution_from_row",
     "http_request_from",
@@ -36,6 +40,7 @@ __all__ = [
     "job_spec_columns",
     "retry_policy_from",
     "schedule_columns",
+    "without_request",
 ]
 
 logger = logging.getLogger(__name__)
@@ -151,6 +156,13 @@ def http_request_from(row: CallColumns, box: SecretBox, *, open_secrets: bool = 
     )
 
 
+def basic_http_request_from(row: CallColumns) -> HttpRequestSpec:
+    """The request without its headers, body and secrets (columns a BASIC read leaves out)."""
+    return HttpRequestSpec(
+        method=HttpMethod(row.method), url=row.url, headers={}, body=b"", follow_redirects=row.follow_redirects
+    )
+
+
 def retry_policy_from(row: CallColumns) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=row.max_attempts,
@@ -162,18 +174,27 @@ def retry_policy_from(row: CallColumns) -> RetryPolicy:
 
 
 def job_from_row(
-    row: JobRow, last_execution: ExecutionRow | None, box: SecretBox, *, need_secrets: bool = False
+    row: JobRow,
+    last_execution: ExecutionRow | None,
+    box: SecretBox,
+    *,
+    need_secrets: bool = False,
+    basic: bool = False,
 ) -> Job:
     """The stored job. Its secrets opened when ``box`` can; when it cannot (the key is gone, the
     value damaged) the job reads without them, logged, unless ``need_secrets`` (a change that
-    keeps them): then SecretsError."""
-    try:
-        request = http_request_from(row, box)
-    except SecretsError as error:
-        if need_secrets:
-            raise
-        logger.warning("job %s read without its secret headers and signing secrets: %s", row.id, error)
-        request = http_request_from(row, box, open_secrets=False)
+    keeps them): then SecretsError. ``basic``: the request without its headers, body and
+    secrets (JobView.BASIC), which need not have been read."""
+    if basic:
+        request = basic_http_request_from(row)
+    else:
+        try:
+            request = http_request_from(row, box)
+        except SecretsError as error:
+            if need_secrets:
+                raise
+            logger.warning("job %s read without its secret headers and signing secrets: %s", row.id, error)
+            request = http_request_from(row, box, open_secrets=False)
     spec = JobSpec(
         http_request=request,
         timeout=timedelta(milliseconds=row.timeout_ms),
@@ -194,6 +215,13 @@ def job_from_row(
         run_count=row.run_count,
         schedule_error=row.schedule_error or "",
     )
+
+
+def without_request(entity: Any) -> tuple[ORMOption, ...]:
+    """Load options that leave a row's request headers, body and secrets unread: for listings of
+    executions (which never show the copy of their job's request they carry) and BASIC jobs.
+    ``entity`` is JobRow, ExecutionRow or an alias of one."""
+    return (defer(entity.headers), defer(entity.body), defer(entity.sealed_secrets))
 
 
 def execution_from_row(row: ExecutionRow, attempts: list[AttemptRow] | None = None) -> Execution:

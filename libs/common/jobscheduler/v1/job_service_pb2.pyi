@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from jobscheduler.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _JobView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_VIEW_UNSPECIFIED: _JobView.ValueType  # 0
+    """Not set: JOB_VIEW_BASIC."""
+    JOB_VIEW_BASIC: _JobView.ValueType  # 1
+    """Every field except `http_request.headers`, `body`, `secret_headers` and `signing.secrets`
+    (GetJob, or JOB_VIEW_FULL, has them).
+    """
+    JOB_VIEW_FULL: _JobView.ValueType  # 2
+    """The whole job, as GetJob answers it (without `upcoming_run_times`)."""
+
+class JobView(_JobView, metaclass=_JobViewEnumTypeWrapper):
+    """How much of a job a listing holds (AIP-157)."""
+
+JOB_VIEW_UNSPECIFIED: JobView.ValueType  # 0
+"""Not set: JOB_VIEW_BASIC."""
+JOB_VIEW_BASIC: JobView.ValueType  # 1
+"""Every field except `http_request.headers`, `body`, `secret_headers` and `signing.secrets`
+(GetJob, or JOB_VIEW_FULL, has them).
+"""
+JOB_VIEW_FULL: JobView.ValueType  # 2
+"""The whole job, as GetJob answers it (without `upcoming_run_times`)."""
+Global___JobView: _TypeAlias = JobView  # noqa: Y015
 
 @_typing.final
 class CreateJobRequest(_message.Message):
@@ -186,6 +215,7 @@ class ListJobsRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     LAST_EXECUTION_STATE_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Optional. At most this many jobs; 0 means 50; values above 1000 are capped."""
     page_token: _builtins.str
@@ -201,6 +231,8 @@ class ListJobsRequest(_message.Message):
     EXECUTION_STATE_DEAD the jobs that failed (a COMPLETED one-off job whose execution is a dead
     letter), with EXECUTION_STATE_SUCCEEDED the jobs that succeeded.
     """
+    view: Global___JobView.ValueType
+    """Optional. How much of each job the page holds; unset is JOB_VIEW_BASIC."""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Optional. Only jobs that carry all of these labels with these values."""
@@ -215,10 +247,11 @@ class ListJobsRequest(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         kind: _resources_pb2.JobKind.ValueType = ...,
         last_execution_state: _resources_pb2.ExecutionState.ValueType = ...,
+        view: Global___JobView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "labels", b"labels", "last_execution_state", b"last_execution_state", "page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "labels", b"labels", "last_execution_state", b"last_execution_state", "page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "state", b"state", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,7 +266,11 @@ class ListJobsResponse(_message.Message):
     next_page_token: _builtins.str
     """Token of the next page; empty on the last page."""
     @_builtins.property
-    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Job]: ...
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Job]:
+        """Newest first. A page holds at most `page_size` jobs and ends early, with a
+        `next_page_token`, before it would pass 2 MiB (at least one job per page).
+        """
+
     def __init__(
         self,
         *,
@@ -548,7 +585,9 @@ class ListExecutionsResponse(_message.Message):
     """Token of the next page; empty on the last page."""
     @_builtins.property
     def executions(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Execution]:
-        """Executions without their attempts (GetExecution has them)."""
+        """Executions without their attempts (GetExecution has them), newest first; a page ends early,
+        with a `next_page_token`, before it would pass 2 MiB.
+        """
 
     def __init__(
         self,

@@ -627,7 +627,9 @@ class ListDeadLettersResponse(_message.Message):
     """Empty on the last page."""
     @_builtins.property
     def executions(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Execution]:
-        """Dead letters, newest first (without attempts: GetExecution has them)."""
+        """Dead letters, newest first (without attempts: GetExecution has them); a page ends early,
+        with a `next_page_token`, before it would pass 2 MiB.
+        """
 
     def __init__(
         self,
