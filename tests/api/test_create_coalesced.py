@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_api.callers import ANONYMOUS, calling_as
 from jobs_api.job_service import JobServicer
+from jobs_api.streams import StreamLimits
 from jobs_api.validation import JobLimits
 from jobs_common.arq_extension import Dispatcher, arq_job_id, arq_queue_name
 from jobs_common.errors import AlreadyExistsError
@@ -40,6 +41,7 @@ async def test_concurrent_creates_share_statements_and_are_answered_each_on_its_
         settings,
         JobLimits.from_settings(settings),
         JobEvents(settings.database_url),
+        StreamLimits(settings.streams_max, settings.streams_max_per_connection),
     )
     reused, repeated = str(uuid.uuid4()), str(uuid.uuid4())
     await stub.CreateJob(

@@ -39,6 +39,7 @@ __all__ = [
     "JobSchedulerError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ResourceExhaustedError",
     "UnauthenticatedError",
     "UnavailableError",
     "dependency_error_summary",
@@ -95,6 +96,10 @@ class UnauthenticatedError(JobSchedulerError):
 
 class PermissionDeniedError(JobSchedulerError):
     reason = "PERMISSION_DENIED"
+
+
+class ResourceExhaustedError(JobSchedulerError):
+    reason = "RESOURCE_EXHAUSTED"
 
 
 class UnavailableError(JobSchedulerError):

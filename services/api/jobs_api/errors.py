@@ -25,6 +25,7 @@ from jobs_common.errors import (
     JobSchedulerError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
     dependency_unavailable,
@@ -43,6 +44,7 @@ _CODES: dict[type[JobSchedulerError], int] = {
     AlreadyExistsError: code_pb2.ALREADY_EXISTS,
     UnauthenticatedError: code_pb2.UNAUTHENTICATED,
     PermissionDeniedError: code_pb2.PERMISSION_DENIED,
+    ResourceExhaustedError: code_pb2.RESOURCE_EXHAUSTED,
     UnavailableError: code_pb2.UNAVAILABLE,
 }
 

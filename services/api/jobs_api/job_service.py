@@ -20,6 +20,7 @@ from jobs_api.faults import crash_after_commit
 from jobs_api.masks import update_paths
 from jobs_api.metrics import JOBS_CREATED
 from jobs_api.signing_secrets import generated_secrets, with_requested_secret
+from jobs_api.streams import StreamLimits
 from jobs_api.validation import JobLimits, validate_id, validate_job, validate_page_size, validate_request_id
 from jobs_api.watch import watch_job
 from jobs_common.arq_extension import Dispatcher
@@ -68,9 +69,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         settings: Settings,
         limits: JobLimits,
         events: JobEvents,
+        streams: StreamLimits,
         wake_scheduler: Callable[[], None] = lambda: None,
     ) -> None:
         self._events = events
+        self._streams = streams
         self._store = store
         self._ticks = ticks
         self._dispatcher = dispatcher
@@ -273,8 +276,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:
         resync = self._settings.watch_resync_interval.total_seconds()
-        async for response in watch_job(self._store, self._events, current_tenant(), validate_id(request.id), resync):
-            yield response
+        job_id = validate_id(request.id)
+        with self._streams.hold(context.peer(), "WatchJob"):
+            async for response in watch_job(self._store, self._events, current_tenant(), job_id, resync):
+                yield response
 
     async def _unattended_until_done(self, work: Coroutine[Any, Any, _T]) -> _T:
         task = asyncio.ensure_future(work)

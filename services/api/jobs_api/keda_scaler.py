@@ -10,12 +10,18 @@ The metric is the queue's backlog: executions RUNNING, or waiting and due within
 ``dueWithinSeconds`` (default 30). KEDA's HPA then asks for ``ceil(backlog / targetPerWorker)``
 workers (within the ScaledObject's min/max), and scales to zero (or ``minReplicaCount``) when
 IsActive is false: nothing running and nothing due.
+
+Every StreamIsActive stream on one queue (and ``dueWithinSeconds``) shares one backlog query
+each STREAM_CHECK_INTERVAL, however many KEDA (or anyone) opens; streams count against the
+api's stream caps (:mod:`jobs_api.streams`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -23,11 +29,12 @@ import grpc
 
 from externalscaler import externalscaler_pb2 as keda
 from externalscaler import externalscaler_pb2_grpc
+from jobs_api.streams import StreamLimits
 from jobs_api.validation import validate_queue_name
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 from jobs_common.store import QueueStore
 
-__all__ = ["ExternalScalerServicer", "Trigger", "add_to_server", "metric_name"]
+__all__ = ["BacklogPolls", "ExternalScalerServicer", "Trigger", "add_to_server", "metric_name"]
 
 DEFAULT_QUEUE = "default"
 DEFAULT_TARGET_PER_WORKER = 100.0
@@ -69,10 +76,76 @@ def _positive(metadata: Mapping[str, str], key: str, default: float, maximum: fl
     return value
 
 
-class ExternalScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
-    def __init__(self, stats: QueueStore, stream_interval: float = STREAM_CHECK_INTERVAL) -> None:
+# A backlog, or the error that ended the poll reading it.
+_Reading = int | Exception
+
+
+@dataclass(eq=False)
+class _Poll:
+    streams: set[asyncio.Queue[_Reading]] = field(default_factory=set)
+    latest: int | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class BacklogPolls:
+    """One backlog query per (queue, due_within) every ``interval`` while any stream wants it;
+    each stream gets every reading (the latest one at once when it joins)."""
+
+    def __init__(self, stats: QueueStore, interval: float) -> None:
         self._stats = stats
-        self._stream_interval = stream_interval
+        self._interval = interval
+        self._polls: dict[tuple[str, timedelta], _Poll] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._polls)
+
+    @contextlib.asynccontextmanager
+    async def readings(self, trigger: Trigger) -> AsyncIterator[asyncio.Queue[_Reading]]:
+        key = (trigger.queue, trigger.due_within)
+        poll = self._polls.get(key)
+        if poll is None:
+            poll = self._polls[key] = _Poll()
+            poll.task = asyncio.create_task(self._run(key, poll), name=f"backlog poll {trigger.queue}")
+        readings: asyncio.Queue[_Reading] = asyncio.Queue(maxsize=1)
+        if poll.latest is not None:
+            readings.put_nowait(poll.latest)
+        poll.streams.add(readings)
+        try:
+            yield readings
+        finally:
+            poll.streams.discard(readings)
+            if not poll.streams and self._polls.get(key) is poll:
+                del self._polls[key]
+                if poll.task is not None:
+                    poll.task.cancel()
+
+    async def _run(self, key: tuple[str, timedelta], poll: _Poll) -> None:
+        while True:
+            reading: _Reading
+            try:
+                reading = poll.latest = await self._stats.backlog(*key)
+            except Exception as error:  # every stream ends with it (UNAVAILABLE for a database down)
+                reading = error
+            for readings in poll.streams:
+                if readings.full():  # a stream that has not read the last one wants this one
+                    readings.get_nowait()
+                readings.put_nowait(reading)
+            if isinstance(reading, Exception):
+                # The next stream starts a new poll.
+                if self._polls.get(key) is poll:
+                    del self._polls[key]
+                return
+            await asyncio.sleep(self._interval)
+
+
+class ExternalScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
+    def __init__(
+        self, stats: QueueStore, streams: StreamLimits, stream_interval: float = STREAM_CHECK_INTERVAL
+    ) -> None:
+        self._stats = stats
+        self._streams = streams
+        self.polls = BacklogPolls(stats, stream_interval)
 
     async def _backlog(self, trigger: Trigger) -> int:
         return await self._stats.backlog(trigger.queue, trigger.due_within)
@@ -82,13 +155,17 @@ class ExternalScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
 
     async def StreamIsActive(self, request: keda.ScaledObjectRef, context: Any) -> AsyncIterator[keda.IsActiveResponse]:
         trigger = Trigger(request.scalerMetadata)
-        last: bool | None = None
-        while True:
-            active = await self._backlog(trigger) > 0
-            if active != last:
-                last = active
-                yield keda.IsActiveResponse(result=active)
-            await asyncio.sleep(self._stream_interval)
+        with self._streams.hold(context.peer(), "StreamIsActive"):
+            async with self.polls.readings(trigger) as readings:
+                last: bool | None = None
+                while True:
+                    reading = await readings.get()
+                    if isinstance(reading, Exception):
+                        raise reading
+                    active = reading > 0
+                    if active != last:
+                        last = active
+                        yield keda.IsActiveResponse(result=active)
 
     async def GetMetricSpec(self, request: keda.ScaledObjectRef, context: Any) -> keda.GetMetricSpecResponse:
         trigger = Trigger(request.scalerMetadata)

@@ -26,6 +26,7 @@ from jobs_api.loops import BackgroundLoop, HistoryPurgeLoop, QueueGaugesLoop, Re
 from jobs_api.metrics import DEPENDENCY_UP, MetricsInterceptor
 from jobs_api.queue_service import QueueServicer
 from jobs_api.resources import ApiResources, open_resources
+from jobs_api.streams import StreamLimits
 from jobs_api.tracing import TracingInterceptor
 from jobs_api.transport import add_api_port, health_only_server, server_options
 from jobs_api.validation import JobLimits
@@ -113,6 +114,7 @@ def build_loops(settings: Settings, resources: ApiResources) -> ApiLoops:
 def build_server(settings: Settings, resources: ApiResources, wake_scheduler: Callable[[], None]) -> BuiltServer:
     """The gRPC server with every service, interceptor and reflection, bound to its port."""
     tokens = settings.api_token_list
+    streams = StreamLimits(settings.streams_max, settings.streams_max_per_connection)
     # The metrics and tracing interceptors go outside the others, so they see the status those set.
     server = grpc.aio.server(
         interceptors=[
@@ -131,6 +133,7 @@ def build_server(settings: Settings, resources: ApiResources, wake_scheduler: Ca
             settings,
             JobLimits.from_settings(settings),
             resources.events,
+            streams,
             wake_scheduler=wake_scheduler,
         ),
         server,
@@ -148,7 +151,7 @@ def build_server(settings: Settings, resources: ApiResources, wake_scheduler: Ca
         ),
         server,
     )
-    scaler_service = add_scaler(ExternalScalerServicer(resources.queues), server)
+    scaler_service = add_scaler(ExternalScalerServicer(resources.queues, streams), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
