@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from jobs_common.secrets import job_secrets_binding
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from tests.support import services
@@ -75,16 +76,18 @@ async def test_rotation_reseals_every_row_and_the_old_key_can_go(own_database: S
         executions = (await conn.execute(text("SELECT sealed_secrets FROM executions"))).scalars().all()
     await engine.dispose()
     for row in rows:
-        assert row.sealed_secrets.startswith("v1:new:")
+        assert row.sealed_secrets.startswith("v2:new:")
         assert "token" not in row.headers
-    assert all(sealed.startswith("v1:new:") for sealed in executions if sealed is not None)
+    assert all(sealed.startswith("v2:new:") for sealed in executions if sealed is not None)
 
     only_new = own_database.model_copy(update={"secrets_keys": SecretStr(new)})
     box = only_new.secret_box
-    opened = box.open(await _sealed_of(own_database.database_url, sealed_job.id))
+    opened = box.open(await _sealed_of(own_database.database_url, sealed_job.id), job_secrets_binding(sealed_job.id))
     assert opened.headers == {"Authorization": "Bearer rotated-token", "X-Sig": "sig-value"}
     assert opened.signing_secrets == (signing_secret,)
-    legacy_opened = box.open(await _sealed_of(own_database.database_url, legacy_job.id))
+    legacy_opened = box.open(
+        await _sealed_of(own_database.database_url, legacy_job.id), job_secrets_binding(legacy_job.id)
+    )
     assert legacy_opened.headers == {"Authorization": "Bearer legacy-token"}
     async with private_api(only_new) as (stub, _):
         legacy = (await stub.GetJob(api.GetJobRequest(id=legacy_job.id))).job

@@ -1,8 +1,10 @@
 """``python -m jobs_common.reseal``: seals every job's and execution's secrets with the current
 key (the first of SECRETS_KEYS). Run it after putting a new key first, then drop the old key.
 It also moves always-secret headers stored in clear before sealing existed (Authorization...)
-under the key. Safe to run while the service runs, and again: a row changed meanwhile is left
-for the next run (the update is conditional on what was read)."""
+under the key, and turns ``v1:`` values (bound to their key only) into ``v2:`` ones bound to
+their job: a ``v1:`` value is bound to the job whose row holds it when the reseal runs. Safe to
+run while the service runs, and again: a row changed meanwhile is left for the next run (the
+update is conditional on what was read)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobs_common.domain import DEFAULT_SECRET_HEADERS
-from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError
+from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError, job_secrets_binding
 from jobs_common.settings import Settings
 
 __all__ = ["ResealReport", "reseal"]
@@ -43,7 +45,7 @@ async def reseal(engine: AsyncEngine, box: SecretBox) -> ResealReport:
                 for row in rows:
                     report.checked += 1
                     try:
-                        resealed = _resealed(row.headers, row.sealed_secrets, box)
+                        resealed = _resealed(row.headers, row.sealed_secrets, box, job_secrets_binding(row.job_id))
                     except SecretsError as exc:
                         logger.error("%s %s: %s", table, row.id, exc)
                         report.unopenable += 1
@@ -72,8 +74,9 @@ async def reseal(engine: AsyncEngine, box: SecretBox) -> ResealReport:
 
 
 def _select(table: str) -> TextClause:
+    job_id = "id" if table == "jobs" else "job_id"
     return text(
-        f"SELECT id, headers, sealed_secrets FROM {table} "
+        f"SELECT id, {job_id} AS job_id, headers, sealed_secrets FROM {table} "
         "WHERE (CAST(:after AS uuid) IS NULL OR id > :after) ORDER BY id LIMIT :n"
     )
 
@@ -86,14 +89,16 @@ def _update(table: str) -> TextClause:
     )
 
 
-def _resealed(headers: dict[str, str], sealed: str | None, box: SecretBox) -> tuple[dict[str, str], str | None] | None:
+def _resealed(
+    headers: dict[str, str], sealed: str | None, box: SecretBox, bound_to: str
+) -> tuple[dict[str, str], str | None] | None:
     """The row's headers and sealed secrets as ``box`` writes them now; None if already so."""
     in_clear = {name: value for name, value in headers.items() if name.lower() in DEFAULT_SECRET_HEADERS}
     if not in_clear and not box.needs_resealing(sealed):
         return None
-    opened = box.open(sealed)
+    opened = box.open(sealed, bound_to)
     kept = {name: value for name, value in headers.items() if name not in in_clear}
-    return kept, box.seal(SealedSecrets({**opened.headers, **in_clear}, opened.signing_secrets))
+    return kept, box.seal(SealedSecrets({**opened.headers, **in_clear}, opened.signing_secrets), bound_to)
 
 
 async def _main() -> None:

@@ -233,7 +233,7 @@ class JobStore:
             "buffered_tick": None,
             "run_count": 0,
             "schedule_error": None,
-            **job_spec_columns(spec, self._box),
+            **job_spec_columns(spec, self._box, job_id),
         }
         execution: Execution | None = None
         if spec.schedule is not None:
@@ -372,7 +372,7 @@ class JobStore:
                     reason="SECRETS_UNREADABLE",
                 ) from None
             spec = revise(current.spec)
-            for name, value in job_spec_columns(spec, self._box).items():
+            for name, value in job_spec_columns(spec, self._box, job_id).items():
                 setattr(row, name, value)
             rescheduled = spec.schedule is not None and spec.schedule != current.spec.schedule
             if spec.schedule is not None and rescheduled and row.state != JobState.PAUSED.value:

@@ -320,9 +320,9 @@ class ExecutionLeases:
 
     def _claim_from(self, row: Row[Any]) -> Claim:
         try:
-            request, problem = http_request_from(row, self._box), None
+            request, problem = http_request_from(row, self._box, row.job_id), None
         except SecretsError as exc:
-            request, problem = http_request_from(row, self._box, open_secrets=False), str(exc)
+            request, problem = http_request_from(row, self._box, row.job_id, open_secrets=False), str(exc)
         return Claim(
             execution_id=row.id,
             job_id=row.job_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from jobs_common.domain import (
     RecurringSchedule,
     RetryPolicy,
 )
-from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError
+from jobs_common.secrets import SealedSecrets, SecretBox, SecretsError, job_secrets_binding
 
 __all__ = [
     "CallColumns",
@@ -46,10 +47,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def job_spec_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
-    """The jobs-table columns that hold a job's definition (its secrets sealed by ``box``)."""
+def job_spec_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, object]:
+    """The jobs-table columns that hold a job's definition (its secrets sealed by ``box``, for
+    this job only)."""
     return {
-        **call_columns(spec, box),
+        **call_columns(spec, box, job_id),
         **schedule_columns(spec.schedule),
         "run_at": spec.run_at,
         "queue": spec.queue,
@@ -57,16 +59,17 @@ def job_spec_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
     }
 
 
-def call_columns(spec: JobSpec, box: SecretBox) -> dict[str, object]:
+def call_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, object]:
     """What to call and how to retry: the columns jobs and executions share. Secret header
-    values and signing secrets go sealed into ``sealed_secrets``, never into ``headers``."""
+    values and signing secrets go sealed into ``sealed_secrets``, never into ``headers``, bound
+    to the job (its executions' copies open with its id too)."""
     policy, request = spec.retry_policy, spec.http_request
     secret = {name: value for name, value in request.headers.items() if name.lower() in request.secret_headers}
     return {
         "method": request.method.value,
         "url": request.url,
         "headers": {name: value for name, value in request.headers.items() if name not in secret},
-        "sealed_secrets": box.seal(SealedSecrets(secret, request.signing_secrets)),
+        "sealed_secrets": box.seal(SealedSecrets(secret, request.signing_secrets), job_secrets_binding(job_id)),
         "body": spec.http_request.body,
         "timeout_ms": _ms(spec.timeout),
         "max_attempts": policy.max_attempts,
@@ -139,10 +142,13 @@ class CallColumns(Protocol):
     sealed_secrets: str | None
 
 
-def http_request_from(row: CallColumns, box: SecretBox, *, open_secrets: bool = True) -> HttpRequestSpec:
-    """Raises SecretsError when ``box`` lacks the key the row's secrets were sealed with
-    (``open_secrets=False``: the request without its sealed secrets)."""
-    secrets = box.open(row.sealed_secrets) if open_secrets else SealedSecrets()
+def http_request_from(
+    row: CallColumns, box: SecretBox, job_id: uuid.UUID, *, open_secrets: bool = True
+) -> HttpRequestSpec:
+    """The request of a row of job ``job_id`` (the job's or one of its executions'). Raises
+    SecretsError when ``box`` cannot open the row's secrets: it lacks their key, or they were
+    sealed for another job (``open_secrets=False``: the request without its sealed secrets)."""
+    secrets = box.open(row.sealed_secrets, job_secrets_binding(job_id)) if open_secrets else SealedSecrets()
     # Rows written before secrets were sealed may hold Authorization & co. in clear.
     in_clear = {name.lower() for name in row.headers if name.lower() in DEFAULT_SECRET_HEADERS}
     return HttpRequestSpec(
@@ -189,12 +195,12 @@ def job_from_row(
         request = basic_http_request_from(row)
     else:
         try:
-            request = http_request_from(row, box)
+            request = http_request_from(row, box, row.id)
         except SecretsError as error:
             if need_secrets:
                 raise
             logger.warning("job %s read without its secret headers and signing secrets: %s", row.id, error)
-            request = http_request_from(row, box, open_secrets=False)
+            request = http_request_from(row, box, row.id, open_secrets=False)
     spec = JobSpec(
         http_request=request,
         timeout=timedelta(milliseconds=row.timeout_ms),
