@@ -264,6 +264,7 @@ async def measure_arq_noop(
 def bench_settings(database: str, redis_db: int, logs: Path, **overrides: Any) -> Settings:
     """The processes' settings: the bench's own database and Redis index, free ports."""
     defaults: dict[str, Any] = {
+        "environment": "development",  # no tokens: the bench's own processes on loopback
         "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
         "database_auto_create": False,
         "redis_db": redis_db,

@@ -178,6 +178,7 @@ async def _stack(
     name: str, scale: Scale, workdir: Path, workers: int, api_env: dict[str, str] | None = None, **settings: Any
 ) -> AsyncIterator[Stack]:
     base = Settings(
+        environment="development",  # no tokens: the suite's own processes on loopback
         worker_lease_ttl=scale.lease_ttl,
         worker_heartbeat_interval=scale.heartbeat,
         reconcile_interval=scale.reconcile_interval,

@@ -45,6 +45,8 @@ def metrics_ports(settings: Settings) -> tuple[list[int], list[int]]:
 
 def main() -> int:
     os.environ.setdefault("EGRESS_ALLOW_NETWORKS", DEVELOPMENT_EGRESS)
+    # A machine of the developer's own: no tokens or sealing keys needed (set them to try them).
+    os.environ.setdefault("ENVIRONMENT", "development")
     settings = Settings()
     # Children get their own session: a terminal's Ctrl-C reaches only this supervisor, which
     # then stops each child exactly once with SIGTERM.

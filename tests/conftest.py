@@ -50,6 +50,8 @@ async def redis_db() -> AsyncIterator[int]:
 @pytest.fixture(scope="session")
 def settings(database: str, redis_db: int, logs_dir: Path) -> Settings:
     return Settings(
+        # Most tests run without tokens (tests/api/test_production_defaults.py checks production).
+        environment="development",
         database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
         database_auto_create=False,
         redis_host=services.REDIS_HOST,

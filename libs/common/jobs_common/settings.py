@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     redis_password: str | None = None
     redis_db: int = Field(default=0, ge=0)
 
+    # "production" (the default): the api refuses to start without API_TOKENS or SECRETS_KEYS,
+    # unless ALLOW_INSECURE is set. "development" (`make run`, the tests): it warns instead.
+    environment: Literal["development", "production"] = "production"
+    allow_insecure: bool = False
     # Bearer tokens of the api's clients (see jobs_common.auth); empty: no authentication.
     api_tokens: SecretStr = SecretStr("")
     # Keys sealing secret header values and signing secrets at rest (see jobs_common.secrets):

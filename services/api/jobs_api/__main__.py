@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jobs_api.server import serve
+from jobs_api.server import InsecureSettingsError, serve
 from jobs_common.logs import configure_logging
 from jobs_common.settings import Settings
 from jobs_common.tracing import configure_tracing
@@ -16,6 +16,8 @@ def main() -> None:
     stop_tracing = configure_tracing(settings.tracing_enabled, "job-scheduler-api")
     try:
         asyncio.run(serve(settings))
+    except InsecureSettingsError as error:
+        raise SystemExit(f"jobs-api: {error}") from None
     finally:
         stop_tracing()  # exports what is left
 

@@ -34,7 +34,17 @@ from jobs_common.metrics import serve_metrics
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 
-__all__ = ["ApiLoops", "BuiltServer", "RunningApi", "build_loops", "build_server", "running_api", "serve"]
+__all__ = [
+    "ApiLoops",
+    "BuiltServer",
+    "InsecureSettingsError",
+    "RunningApi",
+    "build_loops",
+    "build_server",
+    "check_security_settings",
+    "running_api",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +178,41 @@ def build_server(settings: Settings, resources: ApiResources, wake_scheduler: Ca
     return BuiltServer(server, port, transport, health_servicer)
 
 
+class InsecureSettingsError(RuntimeError):
+    """The api would run without authentication or with secrets in clear, outside development."""
+
+
+def check_security_settings(settings: Settings) -> None:
+    """Refuses what only development may run with (each missing setting named), unless
+    ALLOW_INSECURE; warns where it lets it run.
+
+    Raises:
+        InsecureSettingsError: ENVIRONMENT is production (the default) and a setting is missing.
+    """
+    missing = []
+    if not settings.api_token_list:
+        missing.append(("API_TOKENS", "the api accepts every call without authentication"))
+    if settings.secret_box.current_key_id is None:
+        missing.append(("SECRETS_KEYS", "secret header values and signing secrets are stored in clear"))
+    if missing and settings.environment != "development" and not settings.allow_insecure:
+        raise InsecureSettingsError(
+            "refusing to start with ENVIRONMENT=production and "
+            + " and ".join(f"{name} empty ({risk})" for name, risk in missing)
+            + ": set them (docs/security.md), or ENVIRONMENT=development on a machine of your own, or"
+            " ALLOW_INSECURE=true to accept the risk"
+        )
+    for name, risk in missing:
+        logger.warning("%s is empty: %s", name, risk)
+
+
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[RunningApi]:
-    """Starts the api (migrations, pools, server, loops, health probe) and stops it on exit."""
-    if not settings.api_token_list:
-        logger.warning("API_TOKENS is empty: the api accepts every call without authentication")
-    if settings.secret_box.current_key_id is None:
-        logger.warning("SECRETS_KEYS is empty: secret header values and signing secrets are stored in clear")
+    """Starts the api (migrations, pools, server, loops, health probe) and stops it on exit.
+
+    Raises:
+        InsecureSettingsError: outside development, API_TOKENS or SECRETS_KEYS is empty.
+    """
+    check_security_settings(settings)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(logger.info, "api stopped")  # last, once the pools are closed too
         resources = await stack.enter_async_context(open_resources(settings, run_migrations=run_migrations))
