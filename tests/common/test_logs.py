@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from jobs_common.logs import bind, configure_logging, redact
+from jobs_common.logs import bind, configure_logging, redact, redact_url_queries
 
 
 @pytest.fixture
@@ -65,7 +65,33 @@ def test_secrets_are_masked_in_messages_and_exceptions(json_lines):
         ("x-api-key=abcdef", "x-api-key=***"),
         ("Basic dXNlcjpwYXNz", "Basic ***"),
         ("nothing to hide at http://example.com/path", "nothing to hide at http://example.com/path"),
+        # Query values: pre-signed URLs, tokens in the query, a bare token; the names stay.
+        (
+            "HTTP 302 Found (Location: https://s3.example.com/b/k?X-Amz-Signature=abc123&X-Amz-Expires=60; x)",
+            "HTTP 302 Found (Location: https://s3.example.com/b/k?X-Amz-Signature=REDACTED&X-Amz-Expires=REDACTED; x)",
+        ),
+        (
+            "calling 'https://api.example.com/hook?token=sk_live_1#frag'",
+            "calling 'https://api.example.com/hook?token=REDACTED#frag'",
+        ),
+        ("https://h.example.com/p?sk_live_2&&a=", "https://h.example.com/p?REDACTED&&a=REDACTED"),
+        ("what? no URL here?a=1", "what? no URL here?a=1"),
+        ("http://h.example.com/?a=1;b=2; then", "http://h.example.com/?a=REDACTED&b=REDACTED; then"),
     ],
 )
 def test_redact(text, masked):
     assert redact(text) == masked
+
+
+def test_url_queries_are_kept_when_asked(json_lines):
+    url = "https://api.example.com/hook?token=kept-on-purpose"
+    assert redact_url_queries(url) == "https://api.example.com/hook?token=REDACTED"
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream, keep_url_queries=True)
+    try:
+        logging.getLogger("jobs_worker.test").info("calling %s", url)
+        assert redact_url_queries(url) == url
+        assert json.loads(stream.getvalue())["event"] == f"calling {url}"
+    finally:
+        configure_logging("INFO", "json", io.StringIO())
+    assert redact_url_queries(url) != url

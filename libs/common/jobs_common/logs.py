@@ -4,8 +4,9 @@ Every module logs through ``logging.getLogger(__name__)`` as usual; one handler 
 record as a JSON object (one per line, for log collectors) or, in a terminal, as a readable
 console line. What :func:`bind` binds (``job_id``, ``execution_id``, ``attempt`` in the worker)
 is added to every line the current task logs, and so are the ``trace_id`` and ``span_id`` of the
-current OpenTelemetry span (an RPC's, an attempt's) when there is one. URL passwords and bearer
-tokens are masked in every line, whatever logged them.
+current OpenTelemetry span (an RPC's, an attempt's) when there is one. URL passwords, bearer
+tokens and the values of URL query strings (pre-signed URLs, ``?token=``) are masked in every
+line, whatever logged them; TELEMETRY_URL_QUERIES keeps the queries.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 import structlog
 from opentelemetry import trace
 
-__all__ = ["bind", "configure_logging", "redact"]
+__all__ = ["QUERY_REDACTED", "bind", "configure_logging", "mask_query", "redact", "redact_url_queries"]
 
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[\w\-.~+/]+=*")
@@ -28,8 +29,34 @@ _SECRET_HEADER = re.compile(
 )
 
 
+# A URL's query string, up to its fragment, a space, a quote, or a ";" that ends a clause.
+_URL_QUERY = re.compile(r"""(\b[a-zA-Z][\w+.-]*://[^\s?#'"]*\?)((?:[^\s#'";]|;(?=[^\s#'"]))*)""")
+QUERY_REDACTED = "REDACTED"
+_keep_url_queries = False
+
+
+def mask_query(query: str) -> str:
+    """``a=1&b=2`` → ``a=REDACTED&b=REDACTED``: the names stay, every value goes (a part without
+    ``=`` is all value)."""
+    parts = []
+    for part in re.split("[&;]", query):
+        name, equals, _ = part.partition("=")
+        parts.append(f"{name}={QUERY_REDACTED}" if equals else (QUERY_REDACTED if part else ""))
+    return "&".join(parts)
+
+
+def redact_url_queries(text: str) -> str:
+    """The query values of every URL in ``text`` masked (:func:`mask_query`), unless
+    TELEMETRY_URL_QUERIES asked to keep them (``configure_logging(keep_url_queries=True)``)."""
+    if _keep_url_queries:
+        return text
+    return _URL_QUERY.sub(lambda match: match.group(1) + mask_query(match.group(2)), text)
+
+
 def redact(text: str) -> str:
-    """Masks URL passwords, bearer/basic credentials and secret header values in ``text``."""
+    """Masks URL passwords, URL query values, bearer/basic credentials and secret header values
+    in ``text``."""
+    text = redact_url_queries(text)
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = _SECRET_HEADER.sub(r"\1\2***", text)
     return _BEARER.sub(r"\1 ***", text)
@@ -55,8 +82,13 @@ def bind(**values: object) -> None:
     structlog.contextvars.bind_contextvars(**values)
 
 
-def configure_logging(level: str, log_format: str = "auto", stream: TextIO | None = None) -> None:
-    """``log_format``: ``json``, ``console``, or ``auto`` (console in a terminal, JSON otherwise)."""
+def configure_logging(
+    level: str, log_format: str = "auto", stream: TextIO | None = None, *, keep_url_queries: bool = False
+) -> None:
+    """``log_format``: ``json``, ``console``, or ``auto`` (console in a terminal, JSON otherwise).
+    ``keep_url_queries``: URL query values are not masked, in logs or span attributes."""
+    global _keep_url_queries  # one setting of the process, read by every line and span
+    _keep_url_queries = keep_url_queries
     stream = stream or sys.stderr
     console = log_format == "console" or (log_format == "auto" and stream.isatty())
     shared: list[Any] = [

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # json (one object per line), console, or auto: console in a terminal, JSON otherwise.
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Keep URL query values in log lines and span attributes (off: masked, as they may hold
+    # credentials: pre-signed URLs, ?token=...).
+    telemetry_url_queries: bool = False
 
     # Prometheus: /metrics of the api on METRICS_PORT, of a worker on WORKER_METRICS_PORT (0: off).
     metrics_host: str = "0.0.0.0"

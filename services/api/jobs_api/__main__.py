@@ -12,7 +12,7 @@ from jobs_common.tracing import configure_tracing
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, keep_url_queries=settings.telemetry_url_queries)
     stop_tracing = configure_tracing(settings.tracing_enabled, "job-scheduler-api")
     try:
         asyncio.run(serve(settings))

@@ -17,7 +17,7 @@ logger = logging.getLogger("jobs_worker")
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, keep_url_queries=settings.telemetry_url_queries)
     try:
         asyncio.run(wait_for_dependencies(settings))
     except DependenciesNotReadyError as exc:

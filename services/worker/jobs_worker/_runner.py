@@ -36,7 +36,7 @@ from jobs_common.domain import (
     decide,
 )
 from jobs_common.errors import DEPENDENCY_ERRORS, dependency_error_summary
-from jobs_common.logs import bind
+from jobs_common.logs import bind, redact_url_queries
 from jobs_common.store import ExecutionLeases
 from jobs_common.throughput import Throughput
 from jobs_common.tracing import AttemptSpan, ExecutionTrace
@@ -299,7 +299,8 @@ def _execution_attributes(claimed: Claim) -> dict[str, str | int]:
 
 
 def _attempt_attributes(claimed: Claim) -> dict[str, str | int]:
-    """OpenTelemetry HTTP client attributes (the URL without credentials) and our ids."""
+    """OpenTelemetry HTTP client attributes (the URL without credentials, its query values masked
+    unless TELEMETRY_URL_QUERIES) and our ids."""
     url = urlsplit(claimed.request.url)
     host = url.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
@@ -307,7 +308,7 @@ def _attempt_attributes(claimed: Claim) -> dict[str, str | int]:
         netloc += f":{url.port}"
     attributes: dict[str, str | int] = {
         "http.request.method": claimed.request.method.value,
-        "url.full": urlunsplit((url.scheme, netloc, url.path, url.query, "")),
+        "url.full": redact_url_queries(urlunsplit((url.scheme, netloc, url.path, url.query, ""))),
         "server.address": host,
         **_execution_attributes(claimed),
     }
@@ -322,4 +323,4 @@ def _describe_attempt(span: AttemptSpan, result: AttemptResult) -> None:
     span.set("jobscheduler.execution.state", result.state.value)
     if result.error_kind is not None:
         error_type = str(result.status_code) if result.error_kind is ErrorKind.HTTP_STATUS else result.error_kind.value
-        span.fail(error_type, result.error_message)
+        span.fail(error_type, redact_url_queries(result.error_message))
