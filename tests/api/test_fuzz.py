@@ -1,8 +1,10 @@
 """Property-based fuzzing of the api (hypothesis): thousands of generated CreateJob,
 BatchCreateJobs, ListJobs and UpdateJob requests (huge or odd strings, extreme numbers, bad cron
-strings and time zones, bad enums, bad field masks) and raw bytes protobuf cannot decode. None
-may answer INTERNAL or UNKNOWN, and every INVALID_ARGUMENT must carry a google.rpc.BadRequest
-naming the field.
+strings and time zones, bad enums, bad field masks, views) and raw bytes protobuf cannot decode.
+None may answer INTERNAL or UNKNOWN, and every INVALID_ARGUMENT must carry a google.rpc.BadRequest
+naming the field. The requests come from one tenant's writer; a second tenant's admin fuzzes every
+call that names a job, an execution or a filter at the first tenant's job, and must learn nothing
+of it and change nothing.
 
 The api is a real process on a database and Redis index of its own, without its scheduler, so
 the jobs the fuzzer creates touch nothing else. FUZZ_EXAMPLES sets the examples per property
@@ -22,15 +24,20 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
-from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support import services
 from tests.support.processes import ChildProcess, settings_env
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+# Two tenants: the fuzzer's requests come from acme's writer; globex's admin attacks acme's job.
+ACME = (("authorization", "Bearer fuzz-acme-writer-token-000"),)
+GLOBEX = (("authorization", "Bearer fuzz-globex-admin-token-00"),)
+API_TOKENS = "acme@acme/writer:fuzz-acme-writer-token-000,globex@globex/admin:fuzz-globex-admin-token-00"
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
@@ -110,6 +117,7 @@ async def fuzzed_api(settings: Settings, tmp_path_factory: pytest.TempPathFactor
             "grpc_port": port,
             "scheduler_enabled": False,
             "reconciler_enabled": False,
+            "api_tokens": SecretStr(API_TOKENS),
         }
     )
     log: Path = tmp_path_factory.mktemp("fuzz") / "api.log"
@@ -152,11 +160,13 @@ def _violated_fields(error: grpc.Call) -> list[str]:
     return fields
 
 
-def _call(method: object, request: object) -> None:
+def _call(method: object, request: object, caller: tuple[tuple[str, str], ...] = ACME) -> object | None:
+    """The answer, or None for an acceptable error."""
     try:
-        method(request, timeout=10)  # type: ignore[operator]
+        return method(request, timeout=10, metadata=caller)  # type: ignore[operator]
     except grpc.RpcError as error:
         _acceptable(error)
+        return None
 
 
 @FUZZ
@@ -179,9 +189,12 @@ def test_batch_create_jobs_never_fails_unexpectedly(channel: grpc.Channel, batch
     queue=TEXT,
     labels=st.dictionaries(TEXT, TEXT, max_size=3),
     kind=st.integers(-2, 5),
+    view=st.integers(-2, 5),
 )
-def test_list_jobs_never_fails_unexpectedly(channel, page_size, page_token, state, queue, labels, kind):
-    request = api.ListJobsRequest(page_size=page_size, page_token=page_token, state=state, queue=queue, kind=kind)
+def test_list_jobs_never_fails_unexpectedly(channel, page_size, page_token, state, queue, labels, kind, view):
+    request = api.ListJobsRequest(
+        page_size=page_size, page_token=page_token, state=state, queue=queue, kind=kind, view=view
+    )
     request.labels.update(labels)
     _call(job_service_pb2_grpc.JobServiceStub(channel).ListJobs, request)
 
@@ -213,7 +226,8 @@ def test_update_job_never_fails_unexpectedly(channel: grpc.Channel, job: pb.Job,
     stub = job_service_pb2_grpc.JobServiceStub(channel)
     if existing:
         target = stub.CreateJob(
-            api.CreateJobRequest(job=pb.Job(http_request=pb.HttpRequest(url="https://example.com/u")))
+            api.CreateJobRequest(job=pb.Job(http_request=pb.HttpRequest(url="https://example.com/u"))),
+            metadata=ACME,
         )
         job.id = target.job.id
     else:
@@ -247,4 +261,65 @@ def test_undecodable_requests_are_invalid_arguments(channel: grpc.Channel, prefi
 
 def _raw_call(channel: grpc.Channel, method: str, request: bytes) -> bytes:
     call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/jobscheduler.v1.JobService/{method}")
-    return call(request, timeout=10)
+    return call(request, timeout=10, metadata=ACME)
+
+
+@pytest.fixture(scope="module")
+def victim(channel: grpc.Channel) -> tuple[pb.Job, str]:
+    """Acme's recurring job (ticks only when run) and its execution, as acme reads them."""
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    job = pb.Job(http_request=pb.HttpRequest(url="https://example.com/acme"), queue="acme-fuzz")
+    job.http_request.headers["Authorization"] = "Bearer acme-target-credential"
+    job.schedule.interval.seconds = 3600
+    made = stub.CreateJob(api.CreateJobRequest(job=job), metadata=ACME).job
+    ran = stub.RunJob(api.RunJobRequest(id=made.id), metadata=ACME)
+    return stub.GetJob(api.GetJobRequest(id=made.id), metadata=ACME).job, ran.execution.id
+
+
+@FUZZ
+@given(
+    job=jobs(),
+    paths=st.lists(st.sampled_from(["http_request.url", "http_request.headers", "labels", "schedule", "queue"])),
+    page_size=INT32,
+    error_kind=st.integers(-2, 12),
+)
+def test_another_tenant_learns_nothing_of_a_job_and_changes_nothing(
+    channel: grpc.Channel, victim: tuple[pb.Job, str], job: pb.Job, paths: list[str], page_size: int, error_kind: int
+):
+    acme_job, execution_id = victim
+    jobs_stub = job_service_pb2_grpc.JobServiceStub(channel)
+    queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+    job.id = acme_job.id
+    by_id = api.GetJobRequest(id=acme_job.id)
+    dead_letters = queue_service_pb2.DeadLetterFilter(job_id=acme_job.id, queue=job.queue, error_kind=error_kind)  # type: ignore[arg-type]
+    calls: list[tuple[object, object]] = [
+        (jobs_stub.GetJob, by_id),
+        (jobs_stub.UpdateJob, api.UpdateJobRequest(job=job, update_mask=FieldMask(paths=paths))),
+        (jobs_stub.PauseJob, api.PauseJobRequest(id=acme_job.id)),
+        (jobs_stub.ResumeJob, api.ResumeJobRequest(id=acme_job.id)),
+        (jobs_stub.RunJob, api.RunJobRequest(id=acme_job.id)),
+        (jobs_stub.GetExecution, api.GetExecutionRequest(id=execution_id)),
+        (jobs_stub.ListExecutions, api.ListExecutionsRequest(job_id=acme_job.id, page_size=page_size)),
+        (jobs_stub.CancelExecution, api.CancelExecutionRequest(id=execution_id)),
+        (jobs_stub.ReplayExecution, api.ReplayExecutionRequest(id=execution_id)),
+        (jobs_stub.DeleteJob, api.DeleteJobRequest(id=acme_job.id)),
+    ]
+    for method, request in calls:
+        with pytest.raises(grpc.RpcError) as refused:
+            method(request, timeout=10, metadata=GLOBEX)  # type: ignore[operator]
+        _acceptable(refused.value)
+        assert isinstance(refused.value, grpc.Call)
+        # NOT_FOUND exactly as for an unknown id; INVALID_ARGUMENT only for the fuzzed fields.
+        code = refused.value.code()
+        assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT), refused.value.details()
+    listings = [
+        _call(jobs_stub.ListJobs, api.ListJobsRequest(page_size=page_size, queue=job.queue), GLOBEX),
+        _call(queues.ListDeadLetters, queue_service_pb2.ListDeadLettersRequest(filter=dead_letters), GLOBEX),
+        _call(queues.PurgeDeadLetters, queue_service_pb2.PurgeDeadLettersRequest(filter=dead_letters), GLOBEX),
+    ]
+    for answer in listings:
+        assert answer is None or (acme_job.id not in str(answer) and execution_id not in str(answer))
+    # Acme's job and its execution are as they were.
+    assert jobs_stub.GetJob(by_id, metadata=ACME).job == acme_job
+    execution = jobs_stub.GetExecution(api.GetExecutionRequest(id=execution_id), metadata=ACME).execution
+    assert execution.state == pb.EXECUTION_STATE_QUEUED
