@@ -123,8 +123,9 @@ async def test_another_tenants_jobs_and_executions_are_not_found_and_stay_unchan
         async for _ in hostile.jobs.WatchJob(api.WatchJobRequest(id=recurring.id)):
             pass
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
-    listed = await hostile.jobs.ListJobs(api.ListJobsRequest(page_size=1000))
-    assert {one_off.id, recurring.id}.isdisjoint(job.id for job in listed.jobs)
+    for view in (api.JOB_VIEW_BASIC, api.JOB_VIEW_FULL):
+        listed = await hostile.jobs.ListJobs(api.ListJobsRequest(page_size=1000, view=view))
+        assert {one_off.id, recurring.id}.isdisjoint(job.id for job in listed.jobs)
     # Nothing the hostile tenant tried changed anything.
     still = (await acme.jobs.GetJob(api.GetJobRequest(id=recurring.id))).job
     assert still.state == pb.JOB_STATE_ACTIVE
