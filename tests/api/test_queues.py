@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from redis.asyncio import Redis
 
 from jobs_common.arq_extension import paused_key
@@ -107,3 +108,33 @@ async def test_queue_errors(queues):
         await queues.PauseQueue(qapi.PauseQueueRequest(name="Not A Queue"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "name" in field_violations(bad.value)
+
+
+async def test_list_queues_pages_by_name_through_every_queue(stub, queues):
+    prefix = f"paged-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}-{i}" for i in range(5)]
+    for name in names[:4]:  # named by a job; the last has settings only
+        await create(stub, http_job("http://127.0.0.1:9/never", queue=name))
+    await queues.UpdateQueue(
+        qapi.UpdateQueueRequest(queue=qapi.Queue(name=names[4], history_retention=Duration(seconds=3600)))
+    )
+    listed, token, pages = [], "", 0
+    while True:
+        page = await queues.ListQueues(qapi.ListQueuesRequest(page_size=2, page_token=token))
+        assert len(page.queues) <= 2
+        listed += [queue.name for queue in page.queues]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages >= 3
+    assert listed == sorted(set(listed)), "every queue once, by name"
+    assert [name for name in listed if name.startswith(prefix)] == names
+    # Without a page size: one page of up to 1,000, as before paging existed.
+    everything = await queues.ListQueues(qapi.ListQueuesRequest())
+    assert [queue.name for queue in everything.queues] == listed
+    for bad in (qapi.ListQueuesRequest(page_token="not-a-token"), qapi.ListQueuesRequest(page_size=-1)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await queues.ListQueues(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(field_violations(refused.value)) <= {"page_token", "page_size"}

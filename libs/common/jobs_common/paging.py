@@ -18,7 +18,9 @@ __all__ = [
     "ITEM_OVERHEAD_BYTES",
     "PAGE_MAX_BYTES",
     "PagePosition",
+    "decode_name_token",
     "decode_page_token",
+    "encode_name_token",
     "encode_page_token",
     "filter_fingerprint",
     "items_within_budget",
@@ -81,3 +83,25 @@ def items_within_budget(sizes: Iterable[int], budget: int = PAGE_MAX_BYTES) -> i
             break
         count += 1
     return count
+
+
+def encode_name_token(name: str) -> str:
+    """A page token for listings by name (queues): the last name of the page."""
+    return base64.urlsafe_b64encode(json.dumps({"n": name}).encode()).decode().rstrip("=")
+
+
+def decode_name_token(token: str, field_name: str = "page_token") -> str:
+    """The name to list after; ``''`` for an empty token.
+
+    Raises:
+        InvalidArgumentError: the token is malformed.
+    """
+    if not token:
+        return ""
+    try:
+        name = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["n"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        name = None
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError([FieldViolation(field_name, "is not a valid page token")])
+    return name

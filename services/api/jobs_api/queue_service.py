@@ -25,7 +25,13 @@ from jobs_api.convert import (
     timestamp_proto,
 )
 from jobs_api.idle_clock import IdleClock
-from jobs_api.validation import validate_id, validate_page_size, validate_queue_name, validate_queue_update
+from jobs_api.validation import (
+    MAX_PAGE_SIZE,
+    validate_id,
+    validate_page_size,
+    validate_queue_name,
+    validate_queue_update,
+)
 from jobs_common.arq_extension import Dispatcher
 from jobs_common.domain import (
     DeadLetterFilter,
@@ -43,6 +49,7 @@ from jobs_common.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from jobs_common.paging import decode_name_token, encode_name_token
 from jobs_common.settings import Settings
 from jobs_common.store import DeadLetters, JobStore, QueueStore
 from jobs_common.throughput import read_throughput
@@ -111,7 +118,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         return _queue(info, self._settings.retention)
 
     async def ListQueues(self, request: api.ListQueuesRequest, context: Context) -> api.ListQueuesResponse:
-        return api.ListQueuesResponse(queues=[self._queue(q) for q in await self._queues.all_queues()])
+        page_size = validate_page_size(request.page_size) if request.page_size else MAX_PAGE_SIZE
+        queues, more = await self._queues.page(decode_name_token(request.page_token), page_size)
+        token = encode_name_token(queues[-1].name) if more else ""
+        return api.ListQueuesResponse(queues=[self._queue(q) for q in queues], next_page_token=token)
 
     async def GetQueueStats(self, request: api.GetQueueStatsRequest, context: Context) -> api.GetQueueStatsResponse:
         info = await self._queues.get(validate_queue_name(request.name))

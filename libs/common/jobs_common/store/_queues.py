@@ -52,6 +52,28 @@ ORDER BY q.name
 """
 )
 
+# One page of queues after a name (every queue from ''): the same skip scan, stopped once it has
+# one more name than the page holds.
+_PAGE = text(
+    """
+WITH RECURSIVE named(queue, n) AS (
+    (SELECT queue, 1 FROM jobs WHERE queue > :after ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs j WHERE j.queue > named.queue ORDER BY j.queue LIMIT 1), named.n + 1
+    FROM named WHERE named.queue IS NOT NULL AND named.n <= :limit
+)
+SELECT q.name, coalesce(s.paused, false) AS paused, s.pause_time, s.history_retention_s, s.dead_letter_retention_s
+FROM (
+    SELECT queue AS name FROM named WHERE queue IS NOT NULL
+    UNION
+    (SELECT name FROM queue_settings WHERE name > :after ORDER BY name LIMIT :limit + 1)
+) q
+LEFT JOIN queue_settings s ON s.name = q.name
+ORDER BY q.name
+LIMIT :limit + 1
+"""
+)
+
 _GET = text(
     """
 SELECT :name AS name, coalesce(s.paused, false) AS paused, s.pause_time, s.history_retention_s,
@@ -111,6 +133,13 @@ class QueueStore:
         async with self._engine.connect() as conn:
             count = await conn.scalar(_BACKLOG, {"queue": queue, "due_within_s": due_within.total_seconds()})
         return int(count or 0)
+
+    async def page(self, after: str, page_size: int) -> tuple[list[QueueInfo], bool]:
+        """Up to ``page_size`` queues named after ``after`` (``''``: from the first), by name, and
+        whether more follow."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_PAGE, {"after": after, "limit": page_size})).all()
+        return [_info(row) for row in rows[:page_size]], len(rows) > page_size
 
     async def all_queues(self) -> list[QueueInfo]:
         async with self._engine.connect() as conn:
