@@ -93,10 +93,12 @@ class Replayed:
 _LAST_EXECUTION = aliased(ExecutionRow)
 # Jobs with their last execution (None for a job without one: outer join). Statements are built
 # once: SQLAlchemy caches the compiled form of a statement, not the work of building it.
-_JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = select(JobRow, _LAST_EXECUTION).outerjoin(
-    _LAST_EXECUTION, _LAST_EXECUTION.id == JobRow.last_execution_id
+# The execution's copy of the job's request is never shown: not read.
+_JOBS_WITH_LAST_EXECUTION: Select[JobRow, ExecutionRow] = (
+    select(JobRow, _LAST_EXECUTION)
+    .outerjoin(_LAST_EXECUTION, _LAST_EXECUTION.id == JobRow.last_execution_id)
+    .options(*without_request(_LAST_EXECUTION))
 )
-_JOBS_WITH_LAST_EXECUTION = _JOBS_WITH_LAST_EXECUTION.options(*without_request(_LAST_EXECUTION))
 # A job's size in a listing, from what is stored (a bytea's length is read without the value).
 _BASIC_JOB_BYTES = (
     func.octet_length(JobRow.url)
@@ -338,17 +340,13 @@ class JobStore:
                     full = full.options(*without_request(JobRow))
                 rows = {job.id: (job, execution) for job, execution in (await session.execute(full)).all()}
         # A job deleted for good between the two reads is left out.
-        jobs = [self._job_in_view(*rows[k.id], view) for k in taken if k.id in rows]
+        basic = view is JobView.BASIC
+        jobs = [job_from_row(*rows[k.id], self._box, basic=basic) for k in taken if k.id in rows]
         token = ""
         if len(keys) > len(taken):
             last = taken[-1]
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page(jobs, token)
-
-    def _job_in_view(self, row: JobRow, last_execution: ExecutionRow | None, view: JobView) -> Job:
-        if view is JobView.FULL:
-            return job_from_row(row, last_execution, self._box)
-        return job_from_row(row, last_execution, self._box, basic=True)
 
     async def update_job(self, tenant: str, job_id: uuid.UUID, revise: Callable[[JobSpec], JobSpec]) -> Job:
         """Replaces the job's definition with ``revise(current definition)``, under the job's row lock.
