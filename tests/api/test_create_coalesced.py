@@ -41,7 +41,7 @@ async def test_concurrent_creates_share_statements_and_are_answered_each_on_its_
         settings,
         JobLimits.from_settings(settings),
         JobEvents(settings.database_url),
-        StreamLimits(settings.streams_max, settings.streams_max_per_connection),
+        StreamLimits(settings.streams_max, settings.streams_max_per_connection, settings.streams_max_per_tenant),
     )
     reused, repeated = str(uuid.uuid4()), str(uuid.uuid4())
     await stub.CreateJob(

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from externalscaler import externalscaler_pb2 as keda
@@ -25,6 +26,7 @@ from jobs_common.settings import Settings
 from jobs_common.store import QueueStore
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
+from tests.support.bearer import bearer_channel
 from tests.support.jobs import create, error_info_reason, http_job
 
 # Channels to one address share one connection unless each has its own subchannel pool.
@@ -107,6 +109,39 @@ async def test_streams_past_the_caps_are_resource_exhausted_and_a_closed_one_fre
             assert time.monotonic() < deadline, "the closed stream kept its place"
             await asyncio.sleep(0.1)
     await stub.DeleteJob(api.DeleteJobRequest(id=job.id))
+
+
+async def test_one_tenant_cannot_take_every_stream(settings: Settings):
+    tokens = {"acme": "acme-streams-token-0123456789", "globex": "globex-streams-token-012345678"}
+    capped = settings.model_copy(
+        update={
+            "streams_max": 10,
+            "streams_max_per_tenant": 2,
+            "api_tokens": SecretStr(",".join(f"{name}@{name}/writer:{token}" for name, token in tokens.items())),
+        }
+    )
+    async with running_api(capped, run_migrations=False) as running, contextlib.AsyncExitStack() as stack:
+        stubs = {
+            name: job_service_pb2_grpc.JobServiceStub(
+                await stack.enter_async_context(bearer_channel(running.port, token))
+            )
+            for name, token in tokens.items()
+        }
+        watches = {}
+        for name, stub in stubs.items():
+            job = await create(stub, http_job("http://127.0.0.1:9/never", queue="streams-idle"))
+            watches[name] = api.WatchJobRequest(id=job.id)
+        for _ in range(2):
+            stream = await stack.enter_async_context(_opened(stubs["acme"].WatchJob(watches["acme"])))
+            await asyncio.wait_for(stream.read(), 10)
+        assert await _refused(stubs["acme"].WatchJob(watches["acme"])) == "TOO_MANY_STREAMS"
+        # The other tenant still has its share.
+        for _ in range(2):
+            stream = await stack.enter_async_context(_opened(stubs["globex"].WatchJob(watches["globex"])))
+            await asyncio.wait_for(stream.read(), 10)
+        assert await _refused(stubs["globex"].WatchJob(watches["globex"])) == "TOO_MANY_STREAMS"
+        for name, stub in stubs.items():
+            await stub.DeleteJob(api.DeleteJobRequest(id=watches[name].id))
 
 
 async def test_streams_on_one_queue_share_one_backlog_query_per_interval(settings: Settings):

@@ -118,9 +118,10 @@ class Settings(BaseSettings):
     scaling_max_ready_age: Duration = timedelta(seconds=10)
     # WatchJob re-reads the job this often besides following notifications (which can be lost).
     watch_resync_interval: Duration = timedelta(seconds=5)
-    # Long-lived streams (WatchJob, KEDA's StreamIsActive) open at once, per api process and per
-    # client connection; one more is RESOURCE_EXHAUSTED.
+    # Long-lived streams (WatchJob, KEDA's StreamIsActive) open at once, per api process, per
+    # tenant in it and per client connection; one more is RESOURCE_EXHAUSTED.
     streams_max: int = Field(default=1000, ge=1)
+    streams_max_per_tenant: int = Field(default=500, ge=1)
     streams_max_per_connection: int = Field(default=100, ge=1)
     # A worker holds each execution it runs under a lease of WORKER_LEASE_TTL, renewed every
     # WORKER_HEARTBEAT_INTERVAL; a dead worker's executions run elsewhere once it lapses.

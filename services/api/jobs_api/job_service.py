@@ -277,7 +277,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def WatchJob(self, request: api.WatchJobRequest, context: Context) -> AsyncIterator[api.WatchJobResponse]:
         resync = self._settings.watch_resync_interval.total_seconds()
         job_id = validate_id(request.id)
-        with self._streams.hold(context.peer(), "WatchJob"):
+        with self._streams.hold(context.peer(), current_tenant(), "WatchJob"):
             async for response in watch_job(self._store, self._events, current_tenant(), job_id, resync):
                 yield response
 

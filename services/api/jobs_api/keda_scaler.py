@@ -29,6 +29,7 @@ import grpc
 
 from externalscaler import externalscaler_pb2 as keda
 from externalscaler import externalscaler_pb2_grpc
+from jobs_api.callers import current_tenant
 from jobs_api.streams import StreamLimits
 from jobs_api.validation import validate_queue_name
 from jobs_common.errors import FieldViolation, InvalidArgumentError
@@ -155,7 +156,7 @@ class ExternalScalerServicer(externalscaler_pb2_grpc.ExternalScalerServicer):
 
     async def StreamIsActive(self, request: keda.ScaledObjectRef, context: Any) -> AsyncIterator[keda.IsActiveResponse]:
         trigger = Trigger(request.scalerMetadata)
-        with self._streams.hold(context.peer(), "StreamIsActive"):
+        with self._streams.hold(context.peer(), current_tenant(), "StreamIsActive"):
             async with self.polls.readings(trigger) as readings:
                 last: bool | None = None
                 while True:

@@ -124,7 +124,7 @@ def build_loops(settings: Settings, resources: ApiResources) -> ApiLoops:
 def build_server(settings: Settings, resources: ApiResources, wake_scheduler: Callable[[], None]) -> BuiltServer:
     """The gRPC server with every service, interceptor and reflection, bound to its port."""
     tokens = settings.api_token_list
-    streams = StreamLimits(settings.streams_max, settings.streams_max_per_connection)
+    streams = StreamLimits(settings.streams_max, settings.streams_max_per_connection, settings.streams_max_per_tenant)
     # The metrics and tracing interceptors go outside the others, so they see the status those set.
     server = grpc.aio.server(
         interceptors=[

@@ -1,7 +1,8 @@
 """Caps on the long-lived streams (WatchJob, KEDA's StreamIsActive): each holds a task, a
 subscription and periodic reads for as long as the client keeps it open, so one client could
-otherwise open them without end. Past STREAMS_MAX open in the process, or
-STREAMS_MAX_PER_CONNECTION on one client connection, a new stream is RESOURCE_EXHAUSTED."""
+otherwise open them without end. Past STREAMS_MAX open in the process, STREAMS_MAX_PER_TENANT of
+one tenant (so one tenant cannot take them all), or STREAMS_MAX_PER_CONNECTION on one client
+connection, a new stream is RESOURCE_EXHAUSTED."""
 
 from __future__ import annotations
 
@@ -15,20 +16,22 @@ __all__ = ["StreamLimits"]
 
 
 class StreamLimits:
-    def __init__(self, per_process: int, per_connection: int) -> None:
+    def __init__(self, per_process: int, per_connection: int, per_tenant: int | None = None) -> None:
         self._per_process = per_process
         self._per_connection = per_connection
+        self._per_tenant = per_process if per_tenant is None else per_tenant
         self._open = 0
         self._by_connection: Counter[str] = Counter()
+        self._by_tenant: Counter[str] = Counter()
 
     @property
     def open(self) -> int:
         return self._open
 
     @contextlib.contextmanager
-    def hold(self, connection: str, method: str) -> Iterator[None]:
-        """One stream of ``method`` on ``connection`` (the peer address, one per connection) while
-        the block runs.
+    def hold(self, connection: str, tenant: str, method: str) -> Iterator[None]:
+        """One stream of ``method`` on ``connection`` (the peer address, one per connection) for
+        ``tenant`` while the block runs.
 
         Raises:
             ResourceExhaustedError: a cap is reached; the stream is not counted.
@@ -39,6 +42,12 @@ class StreamLimits:
                 "close one or retry later",
                 reason="TOO_MANY_STREAMS",
             )
+        if self._by_tenant[tenant] >= self._per_tenant:
+            raise ResourceExhaustedError(
+                f"{method}: your tenant has {self._by_tenant[tenant]} streams open in this api process, its limit "
+                "(STREAMS_MAX_PER_TENANT); close one first",
+                reason="TOO_MANY_STREAMS",
+            )
         if self._by_connection[connection] >= self._per_connection:
             raise ResourceExhaustedError(
                 f"{method}: this connection has {self._by_connection[connection]} streams open, its limit "
@@ -47,10 +56,12 @@ class StreamLimits:
             )
         self._open += 1
         self._by_connection[connection] += 1
+        self._by_tenant[tenant] += 1
         try:
             yield
         finally:
             self._open -= 1
-            self._by_connection[connection] -= 1
-            if not self._by_connection[connection]:
-                del self._by_connection[connection]
+            for counts, key in ((self._by_connection, connection), (self._by_tenant, tenant)):
+                counts[key] -= 1
+                if not counts[key]:
+                    del counts[key]
