@@ -7,6 +7,7 @@ ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/app/.venv
 COPY pyproject.toml uv.lock ./
 # Every member's manifest is needed to read the workspace lock; only the api's code is installed.
 COPY services/worker/pyproject.toml services/worker/pyproject.toml
+COPY libs/proto libs/proto
 COPY libs/common libs/common
 COPY services/api services/api
 RUN uv sync --frozen --no-dev --no-editable --package jobs-api

@@ -11,7 +11,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 VENV := .venv
 PROTO_FILES := $(wildcard proto/jobscheduler/v1/*.proto) proto/externalscaler/externalscaler.proto
 STUB_PACKAGES := jobscheduler externalscaler
-STUBS_DIR := libs/common
+STUBS_DIR := libs/proto
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
