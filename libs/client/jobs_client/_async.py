@@ -1,0 +1,186 @@
+"""The async client: one method per API call, typed errors, page iterators, WatchJob as an async
+iterator, and a request_id on every create so a retried call never makes two jobs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from jobs_client._connection import Connection
+from jobs_client._errors import from_rpc_error
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
+
+__all__ = ["AsyncJobsClient"]
+
+_R = TypeVar("_R")
+_I = TypeVar("_I")
+
+
+class AsyncJobsClient:
+    """``async with AsyncJobsClient() as client: job = await client.create_job(http_job(url))``.
+
+    Connects as ``connection`` says (default: :meth:`Connection.from_env`). Every failed call
+    raises a :class:`~jobs_client.JobsError` subclass; UNAVAILABLE is retried by the channel
+    first (see ``RETRIED_METHODS``). ``timeout`` is each unary call's deadline in seconds.
+    """
+
+    def __init__(self, connection: Connection | None = None, *, timeout: float | None = 30.0) -> None:
+        self.connection = connection or Connection.from_env()
+        self._timeout = timeout
+        self._channel = self.connection.async_channel()
+        self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)
+        self._queues = queue_service_pb2_grpc.QueueServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncJobsClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Callable[..., Awaitable[_R]], request: Any) -> _R:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def _pages(
+        self, method: Callable[..., Awaitable[Any]], request: Any, items: Callable[[Any], Sequence[_I]]
+    ) -> AsyncIterator[_I]:
+        """Every item of a listing, page after page (the request's page_token is filled in)."""
+        while True:
+            page = await self._call(method, request)
+            for item in items(page):
+                yield item
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    # Jobs.
+
+    async def create_job(self, job: pb.Job, *, request_id: str | None = None) -> pb.Job:
+        """Creates ``job`` and answers it as stored. ``request_id`` (a UUID, made here when not
+        given) makes the call idempotent: the same id answers the job it made before."""
+        request = api.CreateJobRequest(job=job, request_id=request_id or str(uuid.uuid4()))
+        return (await self._call(self._jobs.CreateJob, request)).job
+
+    async def create_jobs(self, jobs: Sequence[pb.Job]) -> list[pb.Job]:
+        """Creates up to 1,000 jobs in one call (each with a request_id of its own)."""
+        requests = [api.CreateJobRequest(job=job, request_id=str(uuid.uuid4())) for job in jobs]
+        answer = await self._call(self._jobs.BatchCreateJobs, api.BatchCreateJobsRequest(requests=requests))
+        return list(answer.jobs)
+
+    async def get_job(self, job_id: str) -> pb.Job:
+        return (await self._call(self._jobs.GetJob, api.GetJobRequest(id=job_id))).job
+
+    def list_jobs(
+        self,
+        *,
+        state: pb.JobState.ValueType = pb.JOB_STATE_UNSPECIFIED,
+        queue: str = "",
+        labels: Mapping[str, str] | None = None,
+        kind: pb.JobKind.ValueType = pb.JOB_KIND_UNSPECIFIED,
+        last_execution_state: pb.ExecutionState.ValueType = pb.EXECUTION_STATE_UNSPECIFIED,
+        full: bool = False,
+        page_size: int = 0,
+    ) -> AsyncIterator[pb.Job]:
+        """Every matching job, newest first. ``full``: with their headers and bodies (JOB_VIEW_FULL)."""
+        request = api.ListJobsRequest(
+            state=state,
+            queue=queue,
+            labels=dict(labels or {}),
+            kind=kind,
+            last_execution_state=last_execution_state,
+            view=api.JOB_VIEW_FULL if full else api.JOB_VIEW_BASIC,
+            page_size=page_size,
+        )
+        return self._pages(self._jobs.ListJobs, request, lambda page: page.jobs)
+
+    async def update_job(self, job: pb.Job, paths: Sequence[str] = ()) -> pb.Job:
+        """Changes the fields ``paths`` names (``"http_request.url"``, ``"schedule"``) to their
+        values in ``job`` (``job.id`` names it); no paths: every field set in ``job``."""
+        request = api.UpdateJobRequest(job=job, update_mask=FieldMask(paths=list(paths)))
+        return (await self._call(self._jobs.UpdateJob, request)).job
+
+    async def pause_job(self, job_id: str) -> pb.Job:
+        return (await self._call(self._jobs.PauseJob, api.PauseJobRequest(id=job_id))).job
+
+    async def resume_job(self, job_id: str) -> pb.Job:
+        return (await self._call(self._jobs.ResumeJob, api.ResumeJobRequest(id=job_id))).job
+
+    async def run_job(self, job_id: str) -> api.RunJobResponse:
+        """Runs the job now, outside its schedule (not retried on UNAVAILABLE: a second run
+        would be another execution)."""
+        return await self._call(self._jobs.RunJob, api.RunJobRequest(id=job_id))
+
+    async def delete_job(self, job_id: str) -> pb.Job:
+        return (await self._call(self._jobs.DeleteJob, api.DeleteJobRequest(id=job_id))).job
+
+    def watch(self, job_id: str) -> AsyncIterator[api.WatchJobResponse]:
+        """The job now, then each change as it commits; ends when a one-off job is final or the
+        job is deleted (a recurring job's watch goes on until the caller stops)."""
+        return self._watch(job_id)
+
+    async def _watch(self, job_id: str) -> AsyncIterator[api.WatchJobResponse]:
+        stream = self._jobs.WatchJob(api.WatchJobRequest(id=job_id))
+        try:
+            async for change in stream:
+                yield change
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            stream.cancel()
+
+    # Executions.
+
+    async def get_execution(self, execution_id: str) -> pb.Execution:
+        """The execution with its attempts."""
+        return (await self._call(self._jobs.GetExecution, api.GetExecutionRequest(id=execution_id))).execution
+
+    def list_executions(self, job_id: str, *, page_size: int = 0) -> AsyncIterator[pb.Execution]:
+        """Every execution of the job, newest first (without attempts)."""
+        request = api.ListExecutionsRequest(job_id=job_id, page_size=page_size)
+        return self._pages(self._jobs.ListExecutions, request, lambda page: page.executions)
+
+    async def cancel_execution(self, execution_id: str) -> pb.Execution:
+        request = api.CancelExecutionRequest(id=execution_id)
+        return (await self._call(self._jobs.CancelExecution, request)).execution
+
+    async def replay_execution(self, execution_id: str) -> pb.Execution:
+        """A new execution of a DEAD or CANCELLED one (the same replay when asked again)."""
+        request = api.ReplayExecutionRequest(id=execution_id)
+        return (await self._call(self._jobs.ReplayExecution, request)).execution
+
+    # Queues and dead letters.
+
+    def list_queues(self, *, page_size: int = 0) -> AsyncIterator[queue_service_pb2.Queue]:
+        request = queue_service_pb2.ListQueuesRequest(page_size=page_size)
+        return self._pages(self._queues.ListQueues, request, lambda page: page.queues)
+
+    async def get_queue_stats(self, name: str) -> queue_service_pb2.GetQueueStatsResponse:
+        return await self._call(self._queues.GetQueueStats, queue_service_pb2.GetQueueStatsRequest(name=name))
+
+    async def pause_queue(self, name: str) -> queue_service_pb2.Queue:
+        return (await self._call(self._queues.PauseQueue, queue_service_pb2.PauseQueueRequest(name=name))).queue
+
+    async def resume_queue(self, name: str) -> queue_service_pb2.Queue:
+        return (await self._call(self._queues.ResumeQueue, queue_service_pb2.ResumeQueueRequest(name=name))).queue
+
+    def list_dead_letters(
+        self, *, queue: str = "", job_id: str = "", page_size: int = 0
+    ) -> AsyncIterator[pb.Execution]:
+        """Every dead letter (DEAD execution not replayed yet) of the queue or job, newest first."""
+        matching = queue_service_pb2.DeadLetterFilter(queue=queue, job_id=job_id)
+        request = queue_service_pb2.ListDeadLettersRequest(filter=matching, page_size=page_size)
+        return self._pages(self._queues.ListDeadLetters, request, lambda page: page.executions)
