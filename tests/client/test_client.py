@@ -22,6 +22,7 @@ from jobs_client import (
     NotFoundError,
     PermissionDeniedError,
     UnauthenticatedError,
+    UnavailableError,
     every,
     http_job,
     retry_policy,
@@ -32,6 +33,8 @@ from pydantic import SecretStr
 from jobs_api.server import RunningApi, running_api
 from jobs_common.settings import Settings
 from jobscheduler.v1 import resources_pb2 as pb
+from tests.support.certs import make_pki
+from tests.support.services import free_port
 from tests.support.target import TargetServer
 
 IDLE = "sdk-idle"  # no worker serves it
@@ -121,6 +124,7 @@ async def test_the_sync_client_does_the_same_from_plain_code(api: RunningApi):
     assert problem
 
 
+@pytest.mark.usefixtures("api")  # the session's database, migrated
 async def test_tokens_come_from_the_environment_and_roles_are_typed(settings: Settings, monkeypatch):
     tokens = "sdk-reader/reader:sdk-reader-token-0123456789"
     secured = settings.model_copy(update={"api_tokens": SecretStr(tokens)})
@@ -154,3 +158,31 @@ async def test_the_guide_example_runs_as_written(api: RunningApi, tmp_path):
     assert "created " in output
     assert "listed " in output
     assert "refused: {'job.http_request.url':" in output
+
+
+@pytest.mark.usefixtures("api")
+async def test_mutual_tls_from_the_environment(settings: Settings, tmp_path: Path, monkeypatch):
+    pki = make_pki(tmp_path)
+    mutual = settings.model_copy(
+        update={
+            "grpc_tls_cert_file": str(pki.server_cert),
+            "grpc_tls_key_file": str(pki.server_key),
+            "grpc_tls_client_ca_file": str(pki.ca),
+            "grpc_health_port": free_port(),
+        }
+    )
+    async with running_api(mutual, run_migrations=False) as running:
+        monkeypatch.setenv("JOBS_API_ADDRESS", f"127.0.0.1:{running.port}")
+        monkeypatch.setenv("JOBS_API_TLS_CA_FILE", str(pki.ca))
+        monkeypatch.setenv("JOBS_API_TLS_CERT_FILE", str(pki.client_cert))
+        monkeypatch.setenv("JOBS_API_TLS_KEY_FILE", str(pki.client_key))
+        async with AsyncJobsClient() as client:
+            assert [job async for job in client.list_jobs(queue=f"none-{uuid.uuid4().hex[:6]}")] == []
+        monkeypatch.delenv("JOBS_API_TLS_KEY_FILE")
+        with pytest.raises(ValueError, match="needs both"):
+            Connection.from_env().async_channel()
+        # Without a client certificate the server refuses the handshake: no answer at all.
+        no_certificate = Connection(f"127.0.0.1:{running.port}", tls_ca_file=str(pki.ca))
+        async with AsyncJobsClient(no_certificate, timeout=5) as refused:
+            with pytest.raises(UnavailableError):
+                await refused.get_job(str(uuid.uuid4()))
