@@ -24,10 +24,6 @@ class StreamLimits:
         self._by_connection: Counter[str] = Counter()
         self._by_tenant: Counter[str] = Counter()
 
-    @property
-    def open(self) -> int:
-        return self._open
-
     @contextlib.contextmanager
     def hold(self, connection: str, tenant: str, method: str) -> Iterator[None]:
         """One stream of ``method`` on ``connection`` (the peer address, one per connection) for
