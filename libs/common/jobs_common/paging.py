@@ -8,9 +8,10 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from jobs_common.errors import FieldViolation, InvalidArgumentError
 
@@ -24,7 +25,10 @@ __all__ = [
     "encode_page_token",
     "filter_fingerprint",
     "items_within_budget",
+    "page_within_budget",
 ]
+
+T = TypeVar("T")
 
 # What one page of a list may hold, estimated from the stored sizes of its items: a page ends
 # early (with a next_page_token) before it would pass this, and holds at least one item. Half of
@@ -49,9 +53,20 @@ def filter_fingerprint(**filters: object) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _to_token(data: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _from_token(token: str) -> Any:
+    """The token's JSON. Raises what a malformed one makes base64 or json raise (_MALFORMED)."""
+    return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+
+
+_MALFORMED = (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError)
+
+
 def encode_page_token(position: PagePosition, fingerprint: str) -> str:
-    raw = json.dumps({"t": position.create_time.isoformat(), "i": str(position.id), "f": fingerprint})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return _to_token({"t": position.create_time.isoformat(), "i": str(position.id), "f": fingerprint})
 
 
 def decode_page_token(token: str, fingerprint: str, field_name: str = "page_token") -> PagePosition | None:
@@ -63,15 +78,21 @@ def decode_page_token(token: str, fingerprint: str, field_name: str = "page_toke
     if not token:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
+        data = _from_token(token)
         position = PagePosition(datetime.fromisoformat(data["t"]), uuid.UUID(data["i"]))
         token_fingerprint = data["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except _MALFORMED:
         raise InvalidArgumentError([FieldViolation(field_name, "is not a valid page token")]) from None
     if token_fingerprint != fingerprint:
         raise InvalidArgumentError([FieldViolation(field_name, "was made for a request with other filters")])
     return position
+
+
+def page_within_budget(rows: Sequence[T], page_size: int, size: Callable[[T], int]) -> tuple[Sequence[T], bool]:
+    """The page of ``rows`` (read with one more than ``page_size``) that fits in
+    PAGE_MAX_BYTES by ``size``, and whether more follow it (a next_page_token is due)."""
+    taken = rows[: items_within_budget(size(row) for row in rows[:page_size])]
+    return taken, len(rows) > len(taken)
 
 
 def items_within_budget(sizes: Iterable[int], budget: int = PAGE_MAX_BYTES) -> int:
@@ -87,7 +108,7 @@ def items_within_budget(sizes: Iterable[int], budget: int = PAGE_MAX_BYTES) -> i
 
 def encode_name_token(name: str) -> str:
     """A page token for listings by name (queues): the last name of the page."""
-    return base64.urlsafe_b64encode(json.dumps({"n": name}).encode()).decode().rstrip("=")
+    return _to_token({"n": name})
 
 
 def decode_name_token(token: str, field_name: str = "page_token") -> str:
@@ -99,8 +120,8 @@ def decode_name_token(token: str, field_name: str = "page_token") -> str:
     if not token:
         return ""
     try:
-        name = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["n"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        name = _from_token(token)["n"]
+    except _MALFORMED:
         name = None
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError([FieldViolation(field_name, "is not a valid page token")])

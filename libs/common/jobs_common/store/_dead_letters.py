@@ -19,7 +19,7 @@ from jobs_common.paging import (
     decode_page_token,
     encode_page_token,
     filter_fingerprint,
-    items_within_budget,
+    page_within_budget,
 )
 from jobs_common.store._rows import execution_from_row, without_request
 
@@ -106,10 +106,9 @@ class DeadLetters:
         """One page, newest first, ended early by the byte budget (PAGE_MAX_BYTES)."""
         fingerprint = filter_fingerprint(**_filter_params(tenant, matching))
         position = decode_page_token(page_token, fingerprint)
-        rows = await self._page(tenant, matching, page_size + 1, position)
-        taken = rows[: items_within_budget(r.size for r in rows[:page_size])]
-        more = len(rows) > len(taken)
-        rows = taken
+        rows, more = page_within_budget(
+            await self._page(tenant, matching, page_size + 1, position), page_size, lambda row: int(row.size)
+        )
         async with self._sessions() as session:
             found = {
                 r.id: r

@@ -46,7 +46,7 @@ from jobs_common.paging import (
     decode_page_token,
     encode_page_token,
     filter_fingerprint,
-    items_within_budget,
+    page_within_budget,
 )
 from jobs_common.secrets import SecretBox, SecretsError
 from jobs_common.store._json_rows import json_rows
@@ -331,8 +331,7 @@ class JobStore:
             query = query.where(tuple_(JobRow.create_time, JobRow.id) < (position.create_time, position.id))
         query = query.order_by(JobRow.create_time.desc(), JobRow.id.desc()).limit(page_size + 1)
         async with self._sessions() as session:
-            keys = (await session.execute(query)).all()
-            taken = keys[: items_within_budget(int(k.size) for k in keys[:page_size])]
+            taken, more = page_within_budget((await session.execute(query)).all(), page_size, lambda key: int(key.size))
             rows: dict[uuid.UUID, tuple[JobRow, ExecutionRow | None]] = {}
             if taken:
                 full = _JOBS_WITH_LAST_EXECUTION.where(JobRow.tenant == tenant, JobRow.id.in_([k.id for k in taken]))
@@ -343,7 +342,7 @@ class JobStore:
         basic = view is JobView.BASIC
         jobs = [job_from_row(*rows[k.id], self._box, basic=basic) for k in taken if k.id in rows]
         token = ""
-        if len(keys) > len(taken):
+        if more:
             last = taken[-1]
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page(jobs, token)
@@ -470,9 +469,9 @@ class JobStore:
             if await session.scalar(_tenant_jobs(tenant).where(JobRow.id == job_id)) is None:
                 raise NotFoundError(f"job {job_id} not found")
             rows = list(await session.scalars(query))
-        taken = rows[: items_within_budget(len(r.last_error.encode()) for r in rows[:page_size])]
+        taken, more = page_within_budget(rows, page_size, lambda row: len(row.last_error.encode()))
         token = ""
-        if len(rows) > len(taken):
+        if more:
             last = taken[-1]
             token = encode_page_token(PagePosition(last.create_time, last.id), fingerprint)
         return Page([execution_from_row(r) for r in taken], token)
