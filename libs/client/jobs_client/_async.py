@@ -127,12 +127,9 @@ class AsyncJobsClient:
     async def delete_job(self, job_id: str) -> pb.Job:
         return (await self._call(self._jobs.DeleteJob, api.DeleteJobRequest(id=job_id))).job
 
-    def watch(self, job_id: str) -> AsyncIterator[api.WatchJobResponse]:
+    async def watch(self, job_id: str) -> AsyncIterator[api.WatchJobResponse]:
         """The job now, then each change as it commits; ends when a one-off job is final or the
         job is deleted (a recurring job's watch goes on until the caller stops)."""
-        return self._watch(job_id)
-
-    async def _watch(self, job_id: str) -> AsyncIterator[api.WatchJobResponse]:
         stream = self._jobs.WatchJob(api.WatchJobRequest(id=job_id))
         try:
             async for change in stream:
