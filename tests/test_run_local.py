@@ -16,7 +16,7 @@ import httpx
 from jobscheduler.v1 import job_service_pb2_grpc
 from tests.support.jobs import create, http_job, wait_terminal
 from tests.support.processes import settings_env
-from tests.support.services import free_port
+from tests.support.services import free_port, free_port_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,13 +32,15 @@ def _created_jobs(metrics: str) -> float:
 
 async def test_run_local_starts_apis_and_workers_and_stops_cleanly(settings, api, target, tmp_path):
     port = free_port()
+    # The workers' metrics on base, base+1; the apis' on base+2 and (the next above all) base+3.
+    base = free_port_run(4)
     queue = f"run-local-{uuid.uuid4().hex[:8]}"
     env = settings_env(
         settings,
         GRPC_PORT=str(port),
         API_PROCESSES="2",
-        METRICS_PORT=str(free_port()),
-        WORKER_METRICS_PORT=str(free_port()),
+        METRICS_PORT=str(base + 2),
+        WORKER_METRICS_PORT=str(base),
         WORKER_POOL_SIZE="2",
         WORKER_QUEUE=queue,
         WORKER_HEALTH_FILE=str(tmp_path / "health"),

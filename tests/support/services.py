@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import uuid
@@ -60,6 +61,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive ports that are all free now, for a process that numbers
+    its ports from a base. They are taken below the kernel's ephemeral range (32768 and up), where
+    no outgoing connection of a parallel test can land on one between this check and the bind."""
+    for _ in range(200):
+        base = random.randrange(20000, 32768 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports between 20000 and 32768")
 
 
 def start_private_redis(port: int, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
