@@ -75,6 +75,21 @@ async def test_dead_letters_are_listed_replayed_once_and_purged(settings, channe
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
         # Its job is still there, without a last execution.
         assert not (await stub.GetJob(api.GetJobRequest(id=purged_job))).job.HasField("last_execution")
+
+        # A replay that dies too is the one dead letter; purging it takes the one it replayed
+        # along, which would otherwise be a dead letter again.
+        job = http_job(target.url(f"/status/500/{key}"), queue=queue, retry_policy=pb.RetryPolicy(max_attempts=1))
+        original = await wait_terminal(stub, (await create(stub, job)).last_execution.id)
+        [replay] = (await queues.ReplayDeadLetters(qapi.ReplayDeadLettersRequest(ids=[original.id]))).executions
+        assert (await wait_terminal(stub, replay.id)).state == pb.EXECUTION_STATE_DEAD
+        listed = await queues.ListDeadLetters(qapi.ListDeadLettersRequest(filter=by_queue))
+        assert [e.id for e in listed.executions] == [replay.id]
+        assert (await queues.PurgeDeadLetters(qapi.PurgeDeadLettersRequest(filter=by_queue))).purged == 1
+        assert not (await queues.ListDeadLetters(qapi.ListDeadLettersRequest(filter=by_queue))).executions
+        for gone_id in (original.id, replay.id):
+            with pytest.raises(grpc.aio.AioRpcError) as gone:
+                await stub.GetExecution(api.GetExecutionRequest(id=gone_id))
+            assert gone.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         await worker.stop()
 

@@ -63,19 +63,28 @@ LIMIT :limit
 )
 
 # Attempts first, then their executions, in one statement (the foreign key is checked at its end).
+# A dead letter that is a replay takes the executions it replays with it (as the history purge
+# does): left behind, the replayed one would count as a dead letter again. The count is of the
+# dead letters asked for.
 _PURGE = text(
     f"""
-WITH doomed AS (
-    SELECT e.id FROM executions e
+WITH RECURSIVE doomed AS (
+    SELECT e.id, e.replay_of FROM executions e
     WHERE {_MATCHING}
     ORDER BY e.end_time, e.id
     LIMIT :limit
+), replayed(id) AS (
+    SELECT replay_of FROM doomed WHERE replay_of IS NOT NULL
+    UNION
+    SELECT e.replay_of FROM executions e JOIN replayed r ON e.id = r.id WHERE e.replay_of IS NOT NULL
+), chain AS (
+    SELECT id FROM doomed UNION SELECT id FROM replayed
 ), attempts_gone AS (
-    DELETE FROM attempts WHERE execution_id IN (SELECT id FROM doomed)
+    DELETE FROM attempts WHERE execution_id IN (SELECT id FROM chain)
 ), gone AS (
-    DELETE FROM executions WHERE id IN (SELECT id FROM doomed) RETURNING id
+    DELETE FROM executions WHERE id IN (SELECT id FROM chain) RETURNING id
 )
-SELECT count(*) FROM gone
+SELECT count(*) FROM gone WHERE id IN (SELECT id FROM doomed)
 """
 )
 
