@@ -186,3 +186,37 @@ async def test_mutual_tls_from_the_environment(settings: Settings, tmp_path: Pat
         async with AsyncJobsClient(no_certificate, timeout=5) as refused:
             with pytest.raises(UnavailableError):
                 await refused.get_job(str(uuid.uuid4()))
+
+
+@pytest.mark.usefixtures("worker")
+async def test_queue_calls_workers_and_dead_letters(client: AsyncJobsClient, target: TargetServer, key: str):
+    dead = await client.create_job(http_job(target.url(f"/status/500/{key}"), retry=retry_policy(1)))
+    states = [change.execution.state async for change in client.watch(dead.id) if change.HasField("execution")]
+    assert states[-1] == pb.EXECUTION_STATE_DEAD
+    letters = [e.id async for e in client.list_dead_letters(job_id=dead.id, error_kind=pb.ERROR_KIND_HTTP_STATUS)]
+    assert letters == [dead.last_execution.id]
+    assert [e async for e in client.list_dead_letters(job_id=dead.id, error_kind=pb.ERROR_KIND_TIMEOUT)] == []
+    replayed = await client.replay_dead_letters([letters[0], str(uuid.uuid4())])
+    assert [e.replay_of for e in replayed.executions] == letters
+    assert len(replayed.skipped_ids) == 1
+    replay = replayed.executions[0].id
+    while (await client.get_execution(replay)).state != pb.EXECUTION_STATE_DEAD:  # it fails too
+        await asyncio.sleep(0.05)
+    assert await client.purge_dead_letters(job_id=dead.id) == 1
+    assert [e async for e in client.list_dead_letters(job_id=dead.id)] == []
+
+    workers = await client.list_workers(queue="default")
+    assert workers
+    assert all(w.queue == "default" and w.capacity > 0 for w in workers)
+    assert (await client.get_scaling_recommendation("default")).current_workers == len(workers)
+
+    queue = f"sdk-settings-{key}"
+    changed = await client.update_queue(queue, history_retention=timedelta(days=2), dead_letter_retention=timedelta(0))
+    assert changed.history_retention.ToTimedelta() == timedelta(days=2)
+    assert changed.dead_letter_retention.ToTimedelta() == timedelta(0)
+    reset = await client.update_queue(queue, reset=["dead_letter_retention"])
+    assert reset.history_retention.ToTimedelta() == timedelta(days=2)
+    assert reset.dead_letter_retention.ToTimedelta() == timedelta(days=30)
+    with pytest.raises(InvalidArgumentError) as invalid:
+        await client.update_queue(queue, history_retention=timedelta(seconds=-1))
+    assert "queue.history_retention" in invalid.value.field_violations

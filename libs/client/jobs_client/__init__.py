@@ -6,7 +6,7 @@ says where it is (``JOBS_API_ADDRESS``, ``JOBS_API_TOKEN``, ``JOBS_API_TLS_*``);
 ``JobsError`` subclass. See docs/client.md.
 """
 
-from jobs_client._async import AsyncJobsClient
+from jobs_client._async import AsyncJobsClient, dead_letter_filter
 from jobs_client._builders import cron, every, http_job, retry_policy, run_at
 from jobs_client._connection import DEFAULT_ADDRESS, RETRIED_METHODS, Connection
 from jobs_client._errors import (
@@ -39,6 +39,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "cron",
+    "dead_letter_filter",
     "every",
     "from_rpc_error",
     "http_job",

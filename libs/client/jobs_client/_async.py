@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -174,10 +175,97 @@ class AsyncJobsClient:
     async def resume_queue(self, name: str) -> queue_service_pb2.Queue:
         return (await self._call(self._queues.ResumeQueue, queue_service_pb2.ResumeQueueRequest(name=name))).queue
 
+    async def update_queue(
+        self,
+        name: str,
+        *,
+        history_retention: timedelta | None = None,
+        dead_letter_retention: timedelta | None = None,
+        reset: Sequence[str] = (),
+    ) -> queue_service_pb2.Queue:
+        """Sets the retentions given (``timedelta(0)`` keeps for ever); the fields named in
+        ``reset`` go back to the server's defaults."""
+        queue = queue_service_pb2.Queue(name=name)
+        paths = list(reset)
+        if history_retention is not None:
+            queue.history_retention.FromTimedelta(history_retention)
+            paths.append("history_retention")
+        if dead_letter_retention is not None:
+            queue.dead_letter_retention.FromTimedelta(dead_letter_retention)
+            paths.append("dead_letter_retention")
+        request = queue_service_pb2.UpdateQueueRequest(queue=queue, update_mask=FieldMask(paths=paths))
+        return (await self._call(self._queues.UpdateQueue, request)).queue
+
+    async def list_workers(self, *, queue: str = "") -> list[queue_service_pb2.Worker]:
+        """The live workers (of ``queue`` only, when given), by id."""
+        request = queue_service_pb2.ListWorkersRequest(queue=queue)
+        return list((await self._call(self._queues.ListWorkers, request)).workers)
+
+    async def get_scaling_recommendation(self, queue: str) -> queue_service_pb2.GetScalingRecommendationResponse:
+        request = queue_service_pb2.GetScalingRecommendationRequest(queue=queue)
+        return await self._call(self._queues.GetScalingRecommendation, request)
+
     def list_dead_letters(
-        self, *, queue: str = "", job_id: str = "", page_size: int = 0
+        self,
+        *,
+        queue: str = "",
+        job_id: str = "",
+        error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+        ended_after: datetime | None = None,
+        ended_before: datetime | None = None,
+        page_size: int = 0,
     ) -> AsyncIterator[pb.Execution]:
-        """Every dead letter (DEAD execution not replayed yet) of the queue or job, newest first."""
-        matching = queue_service_pb2.DeadLetterFilter(queue=queue, job_id=job_id)
+        """Every dead letter (DEAD execution not replayed yet) matching the filter, newest first."""
+        matching = dead_letter_filter(queue, job_id, error_kind, ended_after, ended_before)
         request = queue_service_pb2.ListDeadLettersRequest(filter=matching, page_size=page_size)
         return self._pages(self._queues.ListDeadLetters, request, lambda page: page.executions)
+
+    async def replay_dead_letters(
+        self,
+        ids: Sequence[str] = (),
+        *,
+        queue: str = "",
+        job_id: str = "",
+        error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+        ended_after: datetime | None = None,
+        ended_before: datetime | None = None,
+        limit: int = 0,
+    ) -> queue_service_pb2.ReplayDeadLettersResponse:
+        """Replays the dead letters ``ids`` or, without ids, up to ``limit`` (0: 100) matching the
+        filter; the answer has the new executions and the ids that were not dead letters."""
+        request = queue_service_pb2.ReplayDeadLettersRequest(
+            ids=list(ids), filter=dead_letter_filter(queue, job_id, error_kind, ended_after, ended_before), limit=limit
+        )
+        return await self._call(self._queues.ReplayDeadLetters, request)
+
+    async def purge_dead_letters(
+        self,
+        *,
+        queue: str = "",
+        job_id: str = "",
+        error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+        ended_after: datetime | None = None,
+        ended_before: datetime | None = None,
+        limit: int = 0,
+    ) -> int:
+        """Deletes up to ``limit`` (0: 1,000) dead letters matching the filter; answers how many."""
+        request = queue_service_pb2.PurgeDeadLettersRequest(
+            filter=dead_letter_filter(queue, job_id, error_kind, ended_after, ended_before), limit=limit
+        )
+        return (await self._call(self._queues.PurgeDeadLetters, request)).purged
+
+
+def dead_letter_filter(
+    queue: str = "",
+    job_id: str = "",
+    error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+    ended_after: datetime | None = None,
+    ended_before: datetime | None = None,
+) -> queue_service_pb2.DeadLetterFilter:
+    """The DeadLetterFilter of these criteria (every one given must match)."""
+    matching = queue_service_pb2.DeadLetterFilter(queue=queue, job_id=job_id, error_kind=error_kind)
+    if ended_after is not None:
+        matching.end_time_after.FromDatetime(ended_after)
+    if ended_before is not None:
+        matching.end_time_before.FromDatetime(ended_before)
+    return matching

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -145,5 +146,87 @@ class JobsClient:
     def resume_queue(self, name: str) -> queue_service_pb2.Queue:
         return self._run(self._client.resume_queue(name))
 
-    def list_dead_letters(self, *, queue: str = "", job_id: str = "", page_size: int = 0) -> Iterator[pb.Execution]:
-        return self._iterate(self._client.list_dead_letters(queue=queue, job_id=job_id, page_size=page_size))
+    def update_queue(
+        self,
+        name: str,
+        *,
+        history_retention: timedelta | None = None,
+        dead_letter_retention: timedelta | None = None,
+        reset: Sequence[str] = (),
+    ) -> queue_service_pb2.Queue:
+        return self._run(
+            self._client.update_queue(
+                name, history_retention=history_retention, dead_letter_retention=dead_letter_retention, reset=reset
+            )
+        )
+
+    def list_workers(self, *, queue: str = "") -> list[queue_service_pb2.Worker]:
+        return self._run(self._client.list_workers(queue=queue))
+
+    def get_scaling_recommendation(self, queue: str) -> queue_service_pb2.GetScalingRecommendationResponse:
+        return self._run(self._client.get_scaling_recommendation(queue))
+
+    def list_dead_letters(
+        self,
+        *,
+        queue: str = "",
+        job_id: str = "",
+        error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+        ended_after: datetime | None = None,
+        ended_before: datetime | None = None,
+        page_size: int = 0,
+    ) -> Iterator[pb.Execution]:
+        return self._iterate(
+            self._client.list_dead_letters(
+                queue=queue,
+                job_id=job_id,
+                error_kind=error_kind,
+                ended_after=ended_after,
+                ended_before=ended_before,
+                page_size=page_size,
+            )
+        )
+
+    def replay_dead_letters(
+        self,
+        ids: Sequence[str] = (),
+        *,
+        queue: str = "",
+        job_id: str = "",
+        error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+        ended_after: datetime | None = None,
+        ended_before: datetime | None = None,
+        limit: int = 0,
+    ) -> queue_service_pb2.ReplayDeadLettersResponse:
+        return self._run(
+            self._client.replay_dead_letters(
+                ids,
+                queue=queue,
+                job_id=job_id,
+                error_kind=error_kind,
+                ended_after=ended_after,
+                ended_before=ended_before,
+                limit=limit,
+            )
+        )
+
+    def purge_dead_letters(
+        self,
+        *,
+        queue: str = "",
+        job_id: str = "",
+        error_kind: pb.ErrorKind.ValueType = pb.ERROR_KIND_UNSPECIFIED,
+        ended_after: datetime | None = None,
+        ended_before: datetime | None = None,
+        limit: int = 0,
+    ) -> int:
+        return self._run(
+            self._client.purge_dead_letters(
+                queue=queue,
+                job_id=job_id,
+                error_kind=error_kind,
+                ended_after=ended_after,
+                ended_before=ended_before,
+                limit=limit,
+            )
+        )
