@@ -27,7 +27,7 @@ $(UV):
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/proto/pyproject.toml libs/client/pyproject.toml libs/common/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/proto/pyproject.toml libs/client/pyproject.toml libs/cli/pyproject.toml libs/common/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml
 	$(UV) sync --all-packages --frozen
 	touch $@
 

@@ -14,6 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+
+from jobs_api.server import RunningApi, running_api
 from jobs_client import (
     AsyncJobsClient,
     Connection,
@@ -28,9 +31,6 @@ from jobs_client import (
     retry_policy,
     run_at,
 )
-from pydantic import SecretStr
-
-from jobs_api.server import RunningApi, running_api
 from jobs_common.settings import Settings
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.certs import make_pki

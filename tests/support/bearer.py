@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
+
 from jobs_client import Connection
 
 

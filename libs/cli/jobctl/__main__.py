@@ -1,0 +1,3 @@
+from jobctl._app import main
+
+main()
