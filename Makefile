@@ -7,6 +7,8 @@ TOOLS := .tools
 UV_VERSION := 0.13.9
 BUF_VERSION := 1.75.0
 UV := $(TOOLS)/venv/bin/uv
+# apt needs root: sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUF := $(TOOLS)/node_modules/.bin/buf
 VENV := .venv
 PROTO_FILES := $(wildcard proto/jobscheduler/v1/*.proto) proto/externalscaler/externalscaler.proto
@@ -15,7 +17,7 @@ STUBS_DIR := libs/proto
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup proto proto-check lint test run bench bench-scale bench-retention bench-lists plans chaos services clean
+.PHONY: help setup proto proto-check lint test browser run bench bench-scale bench-retention bench-lists plans chaos services clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,7 +29,7 @@ $(UV):
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/proto/pyproject.toml libs/client/pyproject.toml libs/cli/pyproject.toml libs/common/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/proto/pyproject.toml libs/client/pyproject.toml libs/cli/pyproject.toml libs/common/pyproject.toml services/api/pyproject.toml services/worker/pyproject.toml services/console/pyproject.toml
 	$(UV) sync --all-packages --frozen
 	touch $@
 
@@ -54,7 +56,12 @@ lint: setup  ## ruff, mypy --strict and buf lint (and buf breaking against main 
 services:  ## Start the local PostgreSQL and Redis if they are not running.
 	@scripts/ensure-services.sh
 
-test: setup services  ## Run the test suite against the local PostgreSQL, Redis and real processes.
+browser:  ## Install Debian's chromium for the console's browser tests, when it is missing (needs apt).
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: setup services browser  ## Run the test suite against the local PostgreSQL, Redis and real processes.
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 run: setup services  ## Run the api and the workers (WORKER_POOL_SIZE of them) against local services.

@@ -1,5 +1,5 @@
-"""``make run``: API_PROCESSES api processes and WORKER_POOL_SIZE workers against the local
-PostgreSQL and Redis.
+"""``make run``: API_PROCESSES api processes, WORKER_POOL_SIZE workers and the web console
+(on CONSOLE_PORT, 8080; 0 leaves it out) against the local PostgreSQL and Redis.
 
 Each part is its own process, started exactly as the containers start them. Several api
 processes share GRPC_PORT (GRPC_REUSE_PORT: the kernel spreads connections over them), each with
@@ -57,15 +57,27 @@ def main() -> int:
         {**os.environ, "WORKER_METRICS_PORT": str(port)} for port in worker_ports
     ]
     modules = ["jobs_api"] * apis + ["jobs_worker"] * workers
+    console_port = os.environ.get("CONSOLE_PORT", "8080")
+    if console_port != "0":
+        host = "127.0.0.1" if settings.grpc_host in ("0.0.0.0", "::", "") else settings.grpc_host
+        envs.append(
+            {**os.environ, "JOBS_API_ADDRESS": os.environ.get("JOBS_API_ADDRESS", f"{host}:{settings.grpc_port}")}
+        )
+        modules.append("jobs_console")
     children = [
         subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
         for module, env in zip(modules, envs, strict=True)
     ]
+    parts = [
+        f"{apis} api process(es) on {settings.grpc_host}:{settings.grpc_port} "
+        f"(pids {_listed(c.pid for c in children[:apis])}; metrics on ports {_listed(api_ports)})",
+        f"{workers} worker(s) (pids {_listed(c.pid for c in children[apis : apis + workers])}; "
+        f"metrics on ports {_listed(worker_ports)})",
+    ]
+    if console_port != "0":
+        parts.append(f"console on http://127.0.0.1:{console_port}/ (pid {children[-1].pid})")
     print(
-        f"job-scheduler: {apis} api process(es) on {settings.grpc_host}:{settings.grpc_port} "
-        f"(pids {_listed(c.pid for c in children[:apis])}; metrics on ports {_listed(api_ports)}), "
-        f"{workers} worker(s) (pids {_listed(c.pid for c in children[apis:])}; "
-        f"metrics on ports {_listed(worker_ports)}); "
+        f"job-scheduler: {', '.join(parts)}; "
         f"jobs may call public addresses and {settings.egress_allow_networks or 'nothing else'}; "
         "Ctrl-C stops everything",
         flush=True,

@@ -31,7 +31,7 @@ def _load(name: str) -> dict[str, Any]:
 
 def test_compose_has_every_service_wired_to_healthy_dependencies():
     services = _load("docker-compose.yml")["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "api", "worker"}
+    assert set(services) == {"redis", "postgres", "migrate", "api", "worker", "console"}
 
     redis = services["redis"]
     assert redis["image"] == "redis:7-alpine"
@@ -69,9 +69,30 @@ def test_compose_environment_names_are_settings_the_services_read():
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
 
 
+def test_compose_console_reaches_the_api_and_reads_only_its_own_settings():
+    services = _load("docker-compose.yml")["services"]
+    console = services["console"]
+    environment = console["environment"]
+    api_port = services["api"]["environment"]["GRPC_PORT"]
+    assert environment["JOBS_API_ADDRESS"] == f"api:{api_port}"
+    assert f"{environment['CONSOLE_PORT']}:{environment['CONSOLE_PORT']}" in console["ports"]
+    readable = {"ENVIRONMENT", "ALLOW_INSECURE"}
+    unknown = {n for n in environment if not n.startswith(("CONSOLE_", "JOBS_API_"))} - readable
+    assert not unknown, f"console sets variables it does not read: {unknown}"
+    source = (ROOT / "services/console/jobs_console/_settings.py").read_text()
+    source += (ROOT / "libs/client/jobs_client/_connection.py").read_text()
+    for name in environment:
+        assert f'"{name}"' in source, f"console sets {name}, which nothing reads"
+
+
 def test_compose_builds_from_dockerfiles_that_exist():
     services = _load("docker-compose.yml")["services"]
-    for name, dockerfile in (("api", "Dockerfile"), ("migrate", "Dockerfile"), ("worker", "Dockerfile.worker")):
+    for name, dockerfile in (
+        ("api", "Dockerfile"),
+        ("migrate", "Dockerfile"),
+        ("worker", "Dockerfile.worker"),
+        ("console", "Dockerfile.console"),
+    ):
         build = services[name]["build"]
         context = (COMPOSE / build["context"]).resolve()
         assert context == ROOT
@@ -90,6 +111,7 @@ def test_dev_compose_runs_only_the_dependencies():
     [
         ("Dockerfile", "services/api", "jobs-api"),
         ("Dockerfile.worker", "services/worker", "jobs-worker"),
+        ("Dockerfile.console", "services/console", "jobs-console"),
     ],
 )
 def test_dockerfiles_install_only_their_member_as_non_root_with_a_health_check(dockerfile, member, script):

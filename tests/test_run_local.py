@@ -1,4 +1,4 @@
-"""`make run`'s process group: API_PROCESSES apis on one port + WORKER_POOL_SIZE workers, a job
+"""`make run`'s process group: API_PROCESSES apis on one port + WORKER_POOL_SIZE workers + the console, a job
 runs, connections reach every api, SIGTERM stops all."""
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ async def test_run_local_starts_apis_and_workers_and_stops_cleanly(settings, api
         WORKER_POOL_SIZE="2",
         WORKER_QUEUE=queue,
         WORKER_HEALTH_FILE=str(tmp_path / "health"),
+        CONSOLE_PORT=str(free_port()),
     )
     log = tmp_path / "run.log"
     with log.open("wb") as out:
@@ -59,6 +60,7 @@ async def test_run_local_starts_apis_and_workers_and_stops_cleanly(settings, api
 
             await asyncio.wait_for(logged("api listening", count=2), 30)
             await asyncio.wait_for(logged("ready on queue", count=2), 30)
+            await asyncio.wait_for(logged("console on http"), 30)
             # 16 connections, each its own channel: the kernel gives each to one of the two apis
             # (all 16 to the same one: odds of 1 in 32,768).
             jobs = []
@@ -80,6 +82,10 @@ async def test_run_local_starts_apis_and_workers_and_stops_cleanly(settings, api
             async with httpx.AsyncClient() as http:
                 served = [_created_jobs((await http.get(f"http://127.0.0.1:{p}/metrics")).text) for p in ports]
             assert sum(served) == 16
+            async with httpx.AsyncClient() as http:
+                page = await http.get(f"http://127.0.0.1:{env['CONSOLE_PORT']}/")
+            assert page.status_code == 200
+            assert f'data-queue="{queue}"' in page.text  # the console reached the apis
             assert all(served), served
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 30) == 0

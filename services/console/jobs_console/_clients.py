@@ -1,0 +1,39 @@
+"""One SDK client per token in use (each its own channel with the token on every call), the
+least recently used closed beyond a bound."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import replace
+
+from jobs_client import AsyncJobsClient, Connection
+
+__all__ = ["ClientPool"]
+
+
+class ClientPool:
+    def __init__(self, connection: Connection, *, size: int = 64) -> None:
+        self._connection = connection
+        self._size = size
+        self._clients: OrderedDict[str, AsyncJobsClient] = OrderedDict()
+
+    def get(self, token: str | None) -> AsyncJobsClient:
+        key = hashlib.sha256((token or "").encode()).hexdigest()
+        client = self._clients.get(key)
+        if client is None:
+            client = AsyncJobsClient(replace(self._connection, token=token or None), timeout=15.0)
+            self._clients[key] = client
+        self._clients.move_to_end(key)
+        return client
+
+    async def trim(self) -> None:
+        """Closes the least recently used clients beyond the bound (their streams end)."""
+        while len(self._clients) > self._size:
+            _, oldest = self._clients.popitem(last=False)
+            await oldest.close()
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
