@@ -1,5 +1,6 @@
-"""The system under test, entirely private: a PostgreSQL cluster and a Redis server of its own
-(so a scenario may stop, flush or restart them without touching anything else on the machine),
+"""The system under test, entirely private: a PostgreSQL cluster and a Redis server (or a Redis
+primary, replica and three Sentinels) of its own (so a scenario may stop, flush, restart or fail
+them over without touching anything else on the machine),
 one api process and N worker processes, each started as its container starts it."""
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from jobs_common.settings import Settings
 from tests.support.processes import ChildProcess, settings_env
 from tests.support.services import free_port, start_private_redis, wait_for_redis
 
-__all__ = ["Cluster", "PrivatePostgres", "PrivateRedis", "postgres_bin"]
+__all__ = ["SENTINEL_MASTER", "Cluster", "PrivatePostgres", "PrivateRedis", "SentinelRedis", "postgres_bin"]
 
 
 def postgres_bin() -> Path | None:
@@ -75,9 +77,9 @@ class PrivateRedis:
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._process = start_private_redis(self.port, self.directory, "--maxmemory-policy", "noeviction")
+        self._process = start_private_redis(self.port, self.directory, "--maxmemory-policy", "noeviction", *extra)
 
     def kill(self) -> None:
         if self._process is not None:
@@ -100,6 +102,114 @@ class PrivateRedis:
             await client.aclose()
 
 
+SENTINEL_MASTER = "chaos-primary"
+
+
+class SentinelRedis:
+    """A Redis primary, one replica and three Sentinels (quorum 2), all on private ports and
+    without persistence, as a Sentinel deployment runs them. Sentinel declares the primary down
+    after ``down_after_ms`` and promotes the replica; a killed server that comes back is made a
+    replica of whichever is primary then."""
+
+    def __init__(self, directory: Path, down_after_ms: int = 1000) -> None:
+        self.directory = directory
+        self.servers = [PrivateRedis(directory / "redis-a"), PrivateRedis(directory / "redis-b")]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.down_after_ms = down_after_ms
+        self._sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def addresses(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def start(self) -> None:
+        first, second = self.servers
+        first.start()
+        second.start("--replicaof", "127.0.0.1", str(first.port))
+        for index, port in enumerate(self.sentinel_ports):
+            directory = self.directory / f"sentinel-{index}"
+            directory.mkdir(parents=True, exist_ok=True)
+            config = directory / "sentinel.conf"  # Sentinel rewrites it with what it learns
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {first.port} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+            )
+            self._sentinels.append(
+                subprocess.Popen(["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL)
+            )
+
+    async def primary_port(self) -> int | None:
+        """The primary's port as the first Sentinel that answers says it."""
+        for port in self.sentinel_ports:
+            client = Redis(host="127.0.0.1", port=port, decode_responses=True)
+            try:
+                found = await client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)  # type: ignore[no-untyped-call]
+                return int(found[1]) if found else None
+            except (OSError, RedisError):
+                continue
+            finally:
+                await client.aclose()
+        return None
+
+    async def wait_ready(self, timeout: float = 30) -> None:
+        """Until the replica is in sync and every Sentinel sees the primary, its replica and
+        the two other Sentinels."""
+        async with asyncio.timeout(timeout):
+            for server in self.servers:
+                await server.wait_ready()
+            while not await self._settled():
+                await asyncio.sleep(0.2)
+
+    async def _settled(self) -> bool:
+        for port in self.sentinel_ports:
+            client = Redis(host="127.0.0.1", port=port, decode_responses=True)
+            try:
+                fields = await client.sentinel_master(SENTINEL_MASTER)  # type: ignore[no-untyped-call]
+                if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
+                    return False
+            except (OSError, RedisError, KeyError):
+                return False
+            finally:
+                await client.aclose()
+        return True
+
+    async def replica_count(self, timeout: float = 15) -> int:
+        """How many replicas the Sentinels see in sync with the primary (waits up to ``timeout``
+        for a returning server to be made one)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            client = Redis(host="127.0.0.1", port=self.sentinel_ports[0], decode_responses=True)
+            try:
+                replicas = await client.sentinel_slaves(SENTINEL_MASTER)  # type: ignore[no-untyped-call]
+            finally:
+                await client.aclose()
+            healthy = [
+                r for r in replicas if not {"s_down", "o_down", "disconnected"} & set(r.get("flags", "").split(","))
+            ]
+            healthy = [r for r in healthy if r.get("master-link-status") == "ok"]
+            if len(healthy) >= 1 or asyncio.get_running_loop().time() > deadline:
+                return len(healthy)
+            await asyncio.sleep(0.2)
+
+    async def kill_primary(self) -> PrivateRedis:
+        """SIGKILLs the server the Sentinels call primary; returns it (to start again later)."""
+        port = await self.primary_port()
+        [primary] = [server for server in self.servers if server.port == port]
+        primary.kill()
+        return primary
+
+    def stop(self) -> None:
+        for sentinel in self._sentinels:
+            sentinel.kill()
+            sentinel.wait()
+        self._sentinels.clear()
+        for server in self.servers:
+            server.kill()
+
+
 @dataclass
 class Cluster:
     """api + workers on private PostgreSQL and Redis. ``settings`` are what every process reads;
@@ -109,8 +219,11 @@ class Cluster:
     settings: Settings
     worker_count: int
     api_env: dict[str, str] = field(default_factory=dict)
+    # Redis behind Sentinel (a primary, a replica, three Sentinels) instead of one server.
+    with_sentinel: bool = False
     postgres: PrivatePostgres = field(init=False)
     redis: PrivateRedis = field(init=False)
+    sentinel: SentinelRedis | None = field(default=None, init=False)
     api: ChildProcess | None = field(default=None, init=False)
     workers: list[ChildProcess | None] = field(default_factory=list, init=False)
     _starts: int = field(default=0, init=False)
@@ -118,12 +231,15 @@ class Cluster:
     def __post_init__(self) -> None:
         self.postgres = PrivatePostgres(self.workdir / "postgres")
         self.redis = PrivateRedis(self.workdir / "redis")
+        redis: dict[str, object] = {"redis_host": "127.0.0.1", "redis_port": self.redis.port}
+        if self.with_sentinel:
+            self.sentinel = SentinelRedis(self.workdir / "sentinel")
+            redis = {"redis_sentinels": self.sentinel.addresses, "redis_sentinel_master": SENTINEL_MASTER}
         self.settings = self.settings.model_copy(
             update={
                 "database_url": self.postgres.url,
                 "database_auto_create": True,
-                "redis_host": "127.0.0.1",
-                "redis_port": self.redis.port,
+                **redis,
                 "redis_db": 0,
                 "grpc_host": "127.0.0.1",
                 "grpc_port": free_port(),
@@ -140,8 +256,12 @@ class Cluster:
     async def start(self) -> None:
         self.postgres.init()
         self.postgres.start()
-        self.redis.start()
-        await self.redis.wait_ready()
+        if self.sentinel is not None:
+            self.sentinel.start()
+            await self.sentinel.wait_ready()
+        else:
+            self.redis.start()
+            await self.redis.wait_ready()
         await self.start_api()
         self.workers = [None] * self.worker_count
         await asyncio.gather(*(self.start_worker(i) for i in range(self.worker_count)))
@@ -151,6 +271,8 @@ class Cluster:
         if self.api is not None:
             await self.api.stop()
         self.redis.kill()
+        if self.sentinel is not None:
+            self.sentinel.stop()
         self.postgres.stop("fast")
 
     def _process(self, module: str, name: str, extra: dict[str, str]) -> ChildProcess:

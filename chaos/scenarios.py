@@ -1,7 +1,7 @@
-"""The seven faults of the suite. Each runs on a fresh private cluster, prints its figures and
+"""The eight faults of the suite. Each runs on a fresh private cluster, prints its figures and
 returns an :class:`Outcome` whose ``failures`` name every pass condition that did not hold.
 
-Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all seven), FULL is
+Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all eight), FULL is
 ``make chaos`` (10,000 jobs, 30-second outages, 90-second calls; tens of minutes)."""
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ class Scale:
     held_kill_every: tuple[float, float]
     held_kill_window: float
     settle_timeout: float = 600.0
+    # 8. the Redis primary SIGKILLed, Sentinel promotes the replica
+    failover_jobs: int = 300
+    failover_rate: float = 30.0
 
 
 SHORT = Scale(
@@ -120,6 +123,8 @@ FULL = Scale(
     held_sleep=(20, 40),
     held_kill_every=(8, 12),
     held_kill_window=40,
+    failover_jobs=3_000,
+    failover_rate=60,
 )
 
 
@@ -175,7 +180,14 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def _stack(
-    name: str, scale: Scale, workdir: Path, workers: int, api_env: dict[str, str] | None = None, **settings: Any
+    name: str,
+    scale: Scale,
+    workdir: Path,
+    workers: int,
+    api_env: dict[str, str] | None = None,
+    *,
+    with_sentinel: bool = False,
+    **settings: Any,
 ) -> AsyncIterator[Stack]:
     base = Settings(
         environment="development",  # no tokens: the suite's own processes on loopback
@@ -189,7 +201,7 @@ async def _stack(
     )
     target = RecordingTarget()
     await target.start()
-    cluster = Cluster(workdir / name, base, workers, api_env or {})
+    cluster = Cluster(workdir / name, base, workers, api_env or {}, with_sentinel=with_sentinel)
     try:
         await cluster.start()
         load = Load(cluster.address, run=name)
@@ -424,6 +436,64 @@ async def always_500(scale: Scale, workdir: Path, rng: random.Random) -> Outcome
 
 Scenario = Callable[[Scale, Path, random.Random], Awaitable[Outcome]]
 
+
+async def redis_failover(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """Redis behind Sentinel (a primary, a replica, three Sentinels) under a stream of jobs (some
+    calls of up to 3 s); a third of the way in the primary is SIGKILLed and Sentinel promotes the
+    replica, which may lack the primary's last writes (replication is asynchronous); two thirds in
+    the old primary comes back (empty) and is made a replica. Every process finds the new primary
+    through the Sentinels; what the promoted replica lacks comes back from PostgreSQL."""
+    async with _stack("redis-failover", scale, workdir, workers=2, with_sentinel=True) as stack:
+        sentinel = stack.cluster.sentinel
+        assert sentinel is not None
+        duration = scale.failover_jobs / scale.failover_rate
+        moments: dict[str, float] = {}
+
+        async def fail_over() -> None:
+            old = await sentinel.primary_port()
+            killed = await sentinel.kill_primary()
+            moments["killed"] = time.time()
+            while (await sentinel.primary_port()) in (old, None):
+                await asyncio.sleep(0.1)
+            moments["promoted"] = time.time()
+            await asyncio.sleep(max(0.0, duration / 3 - (moments["promoted"] - moments["killed"])))
+            killed.start()  # as it was configured: primary; Sentinel makes it a replica
+            moments["returned"] = time.time()
+
+        await asyncio.gather(
+            stack.load.create_all(
+                _mixed_plans(stack.target, scale.failover_jobs, rng, 3.0),
+                concurrency=8,
+                per_second=scale.failover_rate,
+            ),
+            _at(duration / 3, fail_over),
+        )
+        report = await stack.settle_and_check(scale.settle_timeout)
+        replicas = await sentinel.replica_count()
+        after_kill = [a for a in stack.load.answers.values() if a.sent >= moments["killed"]]
+        # Calls that started after the promotion: workers claimed them from the new primary.
+        claimed_from_new = sum(1 for d in stack.target.deliveries if d.start >= moments["promoted"])
+        refused = [a for a in after_kill if not a.acknowledged]
+        report.figures.update(
+            faults="SIGKILL of the Redis primary; Sentinel promotes the replica; the old primary returns",
+            promoted_after_s=round(moments["promoted"] - moments["killed"], 1),
+            answers_after_kill=dict(Counter(a.code for a in after_kill)),
+            # From the kill to the last CreateJob that did not answer OK (0: none refused).
+            unavailable_window_s=round(max((a.at for a in refused), default=moments["killed"]) - moments["killed"], 1),
+            settled_after_kill_s=round(stack.settled_at - moments["killed"], 1),
+            calls_started_after_promotion=claimed_from_new,
+            replicas_after_return=replicas,
+        )
+    failures = _require(report, **_ALWAYS)
+    if not any(a.acknowledged for a in after_kill):
+        failures.append("no CreateJob answered OK after the failover: the api never found the new primary")
+    if not claimed_from_new:
+        failures.append("no call started after the promotion: the workers never found the new primary")
+    if replicas != 1:
+        failures.append(f"the returned primary is not the new primary's replica (Sentinel counts {replicas})")
+    return Outcome("redis-failover", report, failures)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kill-workers": kill_workers,
     "crash-api": crash_api,
@@ -432,4 +502,5 @@ SCENARIOS: dict[str, Scenario] = {
     "rolling-restart": rolling_restart,
     "always-500": always_500,
     "kill-held-workers": kill_held_workers,
+    "redis-failover": redis_failover,
 }

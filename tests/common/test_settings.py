@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
+from jobs_common.arq_extension import redis_settings
 from jobs_common.settings import Settings
 
 
@@ -44,6 +45,26 @@ def test_redis_url_wins_over_parts(monkeypatch):
     assert Settings().redis_dsn == "redis://cache:7000/3"
 
 
+def test_sentinels_name_the_primary_and_keep_the_primarys_credentials(monkeypatch):
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-a:26379, sentinel-b:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "jobs")
+    monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", "sentinel-secret")
+    monkeypatch.setenv("REDIS_USERNAME", "jobs")
+    monkeypatch.setenv("REDIS_PASSWORD", "primary-secret")
+    monkeypatch.setenv("REDIS_DB", "2")
+    settings = Settings()
+    assert settings.sentinel_addresses == [("sentinel-a", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    arq = redis_settings(settings)
+    assert arq.sentinel is True
+    assert arq.host == [("sentinel-a", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    assert (arq.sentinel_master, arq.sentinel_password) == ("jobs", "sentinel-secret")
+    assert (arq.username, arq.password, arq.database) == ("jobs", "primary-secret", 2)
+    assert arq.conn_retries == 10  # a failover is a short outage, retried like a restart
+    monkeypatch.setenv("REDIS_URL", "redis://cache:7000/3")
+    with pytest.raises(ValidationError, match="REDIS_URL and REDIS_SENTINELS exclude each other"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -58,6 +79,9 @@ def test_redis_url_wins_over_parts(monkeypatch):
         # Names must match whole: `$` would let a trailing newline through.
         ("API_TOKENS", "orders\n:0123456789abcdef0123"),
         ("SECRETS_KEYS", "k1\n:" + "A" * 43 + "="),
+        ("REDIS_SENTINELS", "sentinel-a"),
+        ("REDIS_SENTINELS", "sentinel-a:26379,sentinel-b:port"),
+        ("REDIS_SENTINELS", "sentinel-a:0"),
     ],
 )
 def test_bad_values_fail_at_start(monkeypatch, name, value):

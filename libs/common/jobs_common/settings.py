@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     redis_username: str | None = None
     redis_password: str | None = None
     redis_db: int = Field(default=0, ge=0)
+    # Redis Sentinel: the Sentinels' host:port list. When set, the primary is asked of them by
+    # REDIS_SENTINEL_MASTER's name (and asked again after a failover) instead of REDIS_HOST/PORT;
+    # REDIS_USERNAME/PASSWORD/DB still apply to the primary, REDIS_SENTINEL_PASSWORD to the Sentinels.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: str | None = None
 
     # "production" (the default): the api refuses to start without API_TOKENS or SECRETS_KEYS,
     # unless ALLOW_INSECURE is set. "development" (`make run`, the tests): it warns instead.
@@ -186,6 +192,9 @@ class Settings(BaseSettings):
         if self.worker_loop_stall_limit < self.worker_heartbeat_interval:
             raise ValueError("WORKER_LOOP_STALL_LIMIT must be at least WORKER_HEARTBEAT_INTERVAL")
         parse_api_tokens(self.api_tokens.get_secret_value())  # a malformed entry fails at start
+        if self.redis_sentinels and self.redis_url:
+            raise ValueError("REDIS_URL and REDIS_SENTINELS exclude each other: give one")
+        _ = self.sentinel_addresses  # a malformed entry fails at start
         parse_networks(self.egress_allow_networks)
         parse_secret_keys(self.secrets_keys.get_secret_value())
         if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
@@ -209,6 +218,19 @@ class Settings(BaseSettings):
     @property
     def open_services(self) -> list[str]:
         return [name.strip() for name in self.auth_open_services.split(",") if name.strip()]
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty when Sentinel is not used."""
+        addresses = []
+        for entry in (part.strip() for part in self.redis_sentinels.split(",")):
+            if not entry:
+                continue
+            host, colon, port = entry.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
+            addresses.append((host.strip("[]"), int(port)))
+        return addresses
 
     @property
     def redis_dsn(self) -> str:

@@ -10,10 +10,9 @@ import logging
 import time
 
 from alembic.script import ScriptDirectory
-from arq.connections import create_pool
 from sqlalchemy import text
 
-from jobs_common.arq_extension import redis_settings
+from jobs_common.arq_extension import connect, redis_settings
 from jobs_common.db import create_engine
 from jobs_common.errors import DEPENDENCY_ERRORS, dependency_error_summary
 from jobs_common.migrate import alembic_config
@@ -54,7 +53,7 @@ async def _redis_problem(settings: Settings) -> str | None:
     # One try per round: this loop is the retry, not arq's.
     once = dataclasses.replace(redis_settings(settings), conn_retries=0)
     try:
-        pool = await create_pool(once)
+        pool = await connect(once)
         try:
             await pool.ping()
         finally:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.worker import func
 
 from jobs_common.arq_extension import (
     ARQ_MAX_TRIES,
     RUN_EXECUTION,
     ClaimingWorker,
+    connect,
     redis_settings,
     warn_if_redis_can_evict,
 )
@@ -123,7 +124,7 @@ def _lease_renewal(worker: JobsWorker, settings: Settings, runner: ExecutionRunn
                 logger.warning("lease renewal: PostgreSQL did not answer (%s)", exc)
             try:
                 if redis is None:
-                    redis = await create_pool(quick)
+                    redis = await connect(quick)
                 await worker.renew_lease(redis)
             except REDIS_ERRORS as exc:
                 logger.warning("lease renewal: Redis did not answer (%s)", exc)

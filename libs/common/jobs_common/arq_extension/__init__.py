@@ -22,7 +22,13 @@ The scripts, side by side, are in :mod:`._scripts`.
 """
 
 from jobs_common.arq_extension._claimer import DueJobClaimer
-from jobs_common.arq_extension._connection import create_redis_pool, redis_settings, warn_if_redis_can_evict
+from jobs_common.arq_extension._connection import (
+    JobsRedisSettings,
+    connect,
+    create_redis_pool,
+    redis_settings,
+    warn_if_redis_can_evict,
+)
 from jobs_common.arq_extension._dispatcher import Dispatcher
 from jobs_common.arq_extension._keys import ARQ_MAX_TRIES, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
 from jobs_common.arq_extension._worker import ClaimingWorker
@@ -33,8 +39,10 @@ __all__ = [
     "ClaimingWorker",
     "Dispatcher",
     "DueJobClaimer",
+    "JobsRedisSettings",
     "arq_job_id",
     "arq_queue_name",
+    "connect",
     "create_redis_pool",
     "paused_key",
     "redis_settings",

@@ -21,11 +21,12 @@ from collections.abc import Awaitable
 from typing import Any, cast
 
 from arq import Worker
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.utils import to_ms
 
 from jobs_common.arq_extension._claimer import DueJobClaimer
+from jobs_common.arq_extension._connection import connect
 from jobs_common.arq_extension._keys import (
     BELL_LENGTH,
     MAX_IDLE_WAIT_MS,
@@ -152,8 +153,17 @@ class ClaimingWorker(Worker):
         return self._control
 
     async def main(self) -> None:
+        assert self.redis_settings is not None, "the worker is built from settings"
         if self._control is None:
-            self._control = await create_pool(self.redis_settings)
+            self._control = await connect(self.redis_settings)
+        if self._pool is None:  # arq would make it with its own create_pool, which lacks Sentinel's password
+            self._pool = await connect(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
         await super().main()
 
     @property
