@@ -1,5 +1,6 @@
-"""The console's own settings: what production refuses (plain HTTP on a reachable address, half
-a TLS pair), HTTPS from CONSOLE_TLS_*, and the container health check against it."""
+"""The console process itself: what production refuses (plain HTTP on a reachable address, half
+a TLS pair), HTTPS from CONSOLE_TLS_*, the container health check, a client pool that made-up
+tokens cannot grow, and live streams that end when the browser leaves."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import asyncio
 import os
 import ssl
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from jobs_api.server import RunningApi
+from jobs_api.server import RunningApi, running_api
+from jobs_client import AsyncJobsClient, Connection, every, http_job
+from jobs_common.settings import Settings
+from jobs_console._clients import ClientPool
 from jobs_console._settings import ConsoleSettings, InsecureConsoleError
 from tests.console.conftest import start_console
 from tests.support.certs import make_pki
@@ -60,3 +65,50 @@ async def test_https_from_console_tls_files_and_the_health_check(api: RunningApi
         assert await check.wait() == 0
     finally:
         await console.process.stop()
+
+
+async def test_made_up_tokens_cannot_grow_the_client_pool():
+    pool = ClientPool(Connection("127.0.0.1:1"), size=4)
+    first = pool.get("token-0")
+    for n in range(50):
+        pool.get(f"made-up-{n}")
+    assert len(pool) == 4
+    assert pool.get("made-up-49") is pool.get("made-up-49")
+    assert pool.get("token-0") is not first  # evicted and closed, made again when used again
+    await pool.close()
+    assert len(pool) == 0
+
+
+@pytest.mark.usefixtures("api")
+async def test_a_browser_that_leaves_ends_its_watch(settings: Settings, tmp_path: Path):
+    """With room for one stream in the api, a second live page works only once the console has
+    ended the first page's WatchJob (its keep-alive write finds the browser gone)."""
+    async with running_api(settings.model_copy(update={"streams_max": 1}), run_migrations=False) as small:
+        console = await start_console(small.port, tmp_path / "console.log")
+        try:
+            async with AsyncJobsClient(Connection(f"127.0.0.1:{small.port}")) as sdk:
+                job = await sdk.create_job(
+                    http_job(
+                        "https://hooks.example.com/leave", queue="console-idle", schedule=every(timedelta(hours=1))
+                    )
+                )
+            async with httpx.AsyncClient(base_url=console.url, timeout=30) as http:
+                assert await _first_event(http, job.id) != "error"  # holds the api's one stream, then leaves
+                assert await _first_event(http, job.id) == "error"  # the first one has not ended yet
+                for _ in range(40):  # the keep-alive comes within 10 s
+                    await asyncio.sleep(0.5)
+                    if await _first_event(http, job.id) != "error":
+                        break
+                else:
+                    raise AssertionError("the first page's WatchJob never ended")
+        finally:
+            await console.process.stop()
+
+
+async def _first_event(http: httpx.AsyncClient, job_id: str) -> str:
+    """Opens the job's live stream, reads its first event and goes away (closing the socket)."""
+    async with http.stream("GET", f"/events/jobs/{job_id}") as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                return "error" if '"error"' in line else "change"
+    return "none"

@@ -4,7 +4,7 @@ iterator, and a request_id on every create so a retried call never makes two job
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -128,9 +128,10 @@ class AsyncJobsClient:
     async def delete_job(self, job_id: str) -> pb.Job:
         return (await self._call(self._jobs.DeleteJob, api.DeleteJobRequest(id=job_id))).job
 
-    async def watch(self, job_id: str) -> AsyncIterator[api.WatchJobResponse]:
+    async def watch(self, job_id: str) -> AsyncGenerator[api.WatchJobResponse, None]:
         """The job now, then each change as it commits; ends when a one-off job is final or the
-        job is deleted (a recurring job's watch goes on until the caller stops)."""
+        job is deleted (a recurring job's watch goes on until the caller stops). Leaving early:
+        ``aclose()`` it (or ``contextlib.aclosing``) to end the stream at once."""
         stream = self._jobs.WatchJob(api.WatchJobRequest(id=job_id))
         try:
             async for change in stream:

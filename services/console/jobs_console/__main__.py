@@ -28,6 +28,7 @@ def main() -> None:
         port=settings.port,
         ssl_context=context,
         access_log=None,
+        shutdown_timeout=3,  # live pages hold streams open: end them instead of waiting
         print=lambda _: print(
             f"console on {scheme}://{settings.host}:{settings.port}/ (API at {settings.api.address})", flush=True
         ),

@@ -5,8 +5,9 @@ token, so the API's roles decide what each user may do."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -35,6 +36,7 @@ _POOL: web.AppKey[ClientPool] = web.AppKey("pool", ClientPool)
 _SETTINGS: web.AppKey[ConsoleSettings] = web.AppKey("settings", ConsoleSettings)
 _QUEUES_EVERY = 2.0  # seconds between two queue figures pushed to an open overview
 _TICK_EVERY = 3.0
+_KEEP_ALIVE_EVERY = 10.0  # seconds between comments that find a browser gone
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -116,7 +118,6 @@ async def login(request: web.Request) -> web.Response:
     response.set_cookie(
         TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.app[_SETTINGS].https, path="/"
     )
-    await request.app[_POOL].trim()
     raise response
 
 
@@ -297,61 +298,83 @@ async def _send(response: web.StreamResponse, data: object) -> None:
     await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
 
+async def _serve_events(request: web.Request, events: AsyncGenerator[dict[str, object], None]) -> web.StreamResponse:
+    """Writes each event of ``events`` as it comes, and a comment every few seconds: a write to a
+    browser that has gone fails, which ends the stream (and closes ``events``, so a WatchJob
+    under it ends too) even while no event comes."""
+    response = await _event_stream(request)
+
+    async def forward() -> None:
+        async with contextlib.aclosing(events):
+            async for event in events:
+                await _send(response, event)
+
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.sleep(_KEEP_ALIVE_EVERY)
+            await response.write(b": keep-alive\n\n")
+
+    tasks = [asyncio.create_task(forward()), asyncio.create_task(keep_alive())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    error = next(iter(done)).exception()
+    if isinstance(error, JobsError):
+        with contextlib.suppress(ConnectionResetError):
+            await _send(response, {"error": error.message})
+    elif error is not None and not isinstance(error, ConnectionResetError):
+        raise error
+    return response
+
+
+async def _job_changes(client: AsyncJobsClient, job_id: str) -> AsyncGenerator[dict[str, object], None]:
+    async with contextlib.aclosing(client.watch(job_id)) as changes:
+        async for change in changes:
+            state = pb.ExecutionState.Name(change.execution.state) if change.HasField("execution") else ""
+            yield {"execution": change.execution.id, "state": state}
+    yield {"end": True}
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
     """WatchJob, one event per change (the page then fetches its fragment); the first event is
     the job as it is now."""
-    response = await _event_stream(request)
-    try:
-        async for change in _client(request).watch(request.match_info["job_id"]):
-            state = pb.ExecutionState.Name(change.execution.state) if change.HasField("execution") else ""
-            await _send(response, {"execution": change.execution.id, "state": state})
-        await _send(response, {"end": True})
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    except JobsError as error:
-        await _send(response, {"error": error.message})
-    return response
+    return await _serve_events(request, _job_changes(_client(request), request.match_info["job_id"]))
+
+
+async def _queue_figures(client: AsyncJobsClient) -> AsyncGenerator[dict[str, object], None]:
+    while True:
+        stats = await _queue_stats(client)
+        yield {
+            "queues": [
+                {
+                    "name": s.queue.name,
+                    "paused": s.queue.paused,
+                    "waiting": s.scheduled + s.queued + s.running + s.retry_scheduled,
+                    "succeeded_last_minute": s.succeeded_last_minute,
+                }
+                for s in stats
+            ]
+        }
+        await asyncio.sleep(_QUEUES_EVERY)
 
 
 async def queue_events(request: web.Request) -> web.StreamResponse:
     """Every queue's figures every two seconds (the overview's chart and table)."""
-    response = await _event_stream(request)
-    client = _client(request)
-    try:
-        while True:
-            stats = await _queue_stats(client)
-            await _send(
-                response,
-                {
-                    "queues": [
-                        {
-                            "name": s.queue.name,
-                            "paused": s.queue.paused,
-                            "waiting": s.scheduled + s.queued + s.running + s.retry_scheduled,
-                            "succeeded_last_minute": s.succeeded_last_minute,
-                        }
-                        for s in stats
-                    ]
-                },
-            )
-            await asyncio.sleep(_QUEUES_EVERY)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    except JobsError as error:
-        await _send(response, {"error": error.message})
-    return response
+    return await _serve_events(request, _queue_figures(_client(request)))
+
+
+async def _ticks() -> AsyncGenerator[dict[str, object], None]:
+    while True:
+        await asyncio.sleep(_TICK_EVERY)
+        yield {"tick": True}
 
 
 async def tick_events(request: web.Request) -> web.StreamResponse:
     """A tick every few seconds, for pages that refresh a fragment on a clock (workers)."""
-    response = await _event_stream(request)
-    try:
-        while True:
-            await asyncio.sleep(_TICK_EVERY)
-            await _send(response, {"tick": True})
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return response
+    return await _serve_events(request, _ticks())
 
 
 async def _close_pool(app: web.Application) -> None:

@@ -1,8 +1,9 @@
 """One SDK client per token in use (each its own channel with the token on every call), the
-least recently used closed beyond a bound."""
+least recently used closed beyond a bound, so that requests with made-up cookies cannot grow it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from dataclasses import replace
@@ -17,6 +18,10 @@ class ClientPool:
         self._connection = connection
         self._size = size
         self._clients: OrderedDict[str, AsyncJobsClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._clients)
 
     def get(self, token: str | None) -> AsyncJobsClient:
         key = hashlib.sha256((token or "").encode()).hexdigest()
@@ -24,16 +29,16 @@ class ClientPool:
         if client is None:
             client = AsyncJobsClient(replace(self._connection, token=token or None), timeout=15.0)
             self._clients[key] = client
+            while len(self._clients) > self._size:
+                _, oldest = self._clients.popitem(last=False)
+                closing = asyncio.get_running_loop().create_task(oldest.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
         self._clients.move_to_end(key)
         return client
-
-    async def trim(self) -> None:
-        """Closes the least recently used clients beyond the bound (their streams end)."""
-        while len(self._clients) > self._size:
-            _, oldest = self._clients.popitem(last=False)
-            await oldest.close()
 
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+        await asyncio.gather(*self._closing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import click
@@ -63,12 +64,8 @@ def list_dead_letters(
 ) -> None:
     """List dead letters, newest first."""
     current = session()
-    found: list[pb.Execution] = []
     criteria = _criteria(queue, job_id, error_kind, ended_after, ended_before)
-    for execution in current.client.list_dead_letters(**criteria, page_size=min(limit, 1000)):
-        found.append(execution)
-        if len(found) == limit:
-            break
+    found = list(islice(current.client.list_dead_letters(**criteria, page_size=min(limit, 1000)), limit))
     current.printer.listing("executions", found, lambda: executions_table(found))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 
 import click
 from rich.console import Group, RenderableType
@@ -87,11 +88,7 @@ def execution_view(execution: pb.Execution) -> RenderableType:
 def list_executions(job_id: str, limit: int) -> None:
     """List a job's executions, newest first."""
     current = session()
-    found: list[pb.Execution] = []
-    for execution in current.client.list_executions(job_id, page_size=min(limit, 1000)):
-        found.append(execution)
-        if len(found) == limit:
-            break
+    found = list(islice(current.client.list_executions(job_id, page_size=min(limit, 1000)), limit))
     current.printer.listing("executions", found, lambda: executions_table(found))
 
 

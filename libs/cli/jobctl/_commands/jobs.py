@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 import click
@@ -233,8 +234,7 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first."""
     current = session()
-    found: list[pb.Job] = []
-    for job in current.client.list_jobs(
+    listing = current.client.list_jobs(
         queue=queue,
         state=pb.JobState.ValueType(job_state or 0),
         kind=pb.JobKind.ValueType(kind or 0),
@@ -242,10 +242,8 @@ def list_jobs(
         labels=dict(labels),
         full=full,
         page_size=min(limit, 1000),
-    ):
-        found.append(job)
-        if len(found) == limit:
-            break
+    )
+    found = list(islice(listing, limit))
     current.printer.listing("jobs", found, lambda: _jobs_table(found))
 
 
