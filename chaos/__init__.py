@@ -5,5 +5,5 @@
 * :mod:`chaos.target` — an HTTP target that logs every request it receives.
 * :mod:`chaos.load` — a client that creates jobs and records what CreateJob answered.
 * :mod:`chaos.checker` — attempted, acknowledged, delivered, lost, unexpected, duplicated.
-* :mod:`chaos.scenarios` — the eight faults, each at a short (CI) and a full scale.
+* :mod:`chaos.scenarios` — the nine faults, each at a short (CI) and a full scale.
 """

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_common.settings import Settings
 from tests.support.processes import ChildProcess, settings_env
@@ -42,6 +44,7 @@ class PrivatePostgres:
         if found is None:
             raise RuntimeError("no PostgreSQL server binaries found; set PG_BIN to their directory")
         self._bin = found
+        self.running = False
 
     @property
     def url(self) -> str:
@@ -63,10 +66,34 @@ class PrivatePostgres:
             str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"), "-o", options,
             "-l", str(self.directory / "postgres.log"), "-w", "start",
         )  # fmt: skip
+        self.running = True
 
     def stop(self, mode: str = "immediate") -> None:
         """``immediate`` is a crash as far as clients can tell: every connection drops at once."""
         self._run(str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+        self.running = False
+
+    def init_standby_of(self, primary: PrivatePostgres) -> None:
+        """This cluster as a streaming standby of ``primary`` (running): a base backup with
+        the WAL it needs, standby.signal and primary_conninfo written (``-R``)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres")
+        self._run(
+            str(self._bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+            "-D", str(self.directory / "data"), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+
+    def sql(self, statement: str) -> None:
+        """Runs one statement as the superuser (psql, on the cluster's own port)."""
+        self._run(
+            str(self._bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+            "-v", "ON_ERROR_STOP=1", "-qAt", "-c", statement,
+        )  # fmt: skip
+
+    def promote(self) -> None:
+        """Ends recovery: the standby becomes a primary and accepts writes."""
+        self._run(str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "promote")
 
 
 class PrivateRedis:
@@ -221,7 +248,11 @@ class Cluster:
     api_env: dict[str, str] = field(default_factory=dict)
     # Redis behind Sentinel (a primary, a replica, three Sentinels) instead of one server.
     with_sentinel: bool = False
+    # A PostgreSQL streaming standby beside the primary; every process gets both hosts with
+    # target_session_attrs=read-write, so it follows a promotion.
+    with_standby: bool = False
     postgres: PrivatePostgres = field(init=False)
+    standby: PrivatePostgres | None = field(default=None, init=False)
     redis: PrivateRedis = field(init=False)
     sentinel: SentinelRedis | None = field(default=None, init=False)
     api: ChildProcess | None = field(default=None, init=False)
@@ -235,9 +266,14 @@ class Cluster:
         if self.with_sentinel:
             self.sentinel = SentinelRedis(self.workdir / "sentinel")
             redis = {"redis_sentinels": self.sentinel.addresses, "redis_sentinel_master": SENTINEL_MASTER}
+        database_url = self.postgres.url
+        if self.with_standby:
+            self.standby = PrivatePostgres(self.workdir / "postgres-standby")
+            hosts = "&".join(f"host=127.0.0.1:{pg.port}" for pg in (self.postgres, self.standby))
+            database_url = f"postgresql+asyncpg://postgres@/jobscheduler?{hosts}&target_session_attrs=read-write"
         self.settings = self.settings.model_copy(
             update={
-                "database_url": self.postgres.url,
+                "database_url": database_url,
                 "database_auto_create": True,
                 **redis,
                 "redis_db": 0,
@@ -256,6 +292,14 @@ class Cluster:
     async def start(self) -> None:
         self.postgres.init()
         self.postgres.start()
+        if self.standby is not None:
+            self.standby.init_standby_of(self.postgres)
+            self.standby.start()
+            # Synchronous replication: a commit is acknowledged once the standby has it, so a
+            # promotion loses no acknowledged job (with asynchronous replication it may).
+            self.postgres.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            self.postgres.sql("SELECT pg_reload_conf()")
+            await self._wait_synchronous()
         if self.sentinel is not None:
             self.sentinel.start()
             await self.sentinel.wait_ready()
@@ -266,6 +310,19 @@ class Cluster:
         self.workers = [None] * self.worker_count
         await asyncio.gather(*(self.start_worker(i) for i in range(self.worker_count)))
 
+    async def _wait_synchronous(self, timeout: float = 30) -> None:
+        engine = create_async_engine(self.postgres.url.rsplit("/", 1)[0] + "/postgres")
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    async with engine.connect() as conn:
+                        states = (await conn.execute(text("SELECT sync_state FROM pg_stat_replication"))).scalars()
+                        if "sync" in list(states):
+                            return
+                    await asyncio.sleep(0.2)
+        finally:
+            await engine.dispose()
+
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop(timeout=120) for w in self.workers if w is not None))
         if self.api is not None:
@@ -273,7 +330,9 @@ class Cluster:
         self.redis.kill()
         if self.sentinel is not None:
             self.sentinel.stop()
-        self.postgres.stop("fast")
+        for postgres in (self.postgres, self.standby):
+            if postgres is not None and postgres.running:
+                postgres.stop("fast")
 
     def _process(self, module: str, name: str, extra: dict[str, str]) -> ChildProcess:
         self._starts += 1

@@ -1,7 +1,7 @@
-"""The eight faults of the suite. Each runs on a fresh private cluster, prints its figures and
+"""The nine faults of the suite. Each runs on a fresh private cluster, prints its figures and
 returns an :class:`Outcome` whose ``failures`` name every pass condition that did not hold.
 
-Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all eight), FULL is
+Two scales: SHORT runs in CI (``tests/test_chaos.py``, a few minutes for all nine), FULL is
 ``make chaos`` (10,000 jobs, 30-second outages, 90-second calls; tens of minutes)."""
 
 from __future__ import annotations
@@ -18,11 +18,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from chaos.checker import Report, check, percentiles, recovery_times, wait_settled
 from chaos.cluster import Cluster
 from chaos.load import JobPlan, Load
 from chaos.target import RecordingTarget
 from jobs_common.settings import Settings
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc
+from jobscheduler.v1 import resources_pb2 as pb
 
 __all__ = ["FULL", "SCENARIOS", "SHORT", "Outcome", "Scale"]
 
@@ -66,6 +74,10 @@ class Scale:
     # 8. the Redis primary SIGKILLed, Sentinel promotes the replica
     failover_jobs: int = 300
     failover_rate: float = 30.0
+    # 9. the PostgreSQL primary stopped (immediate), the standby promoted after a delay
+    pg_failover_jobs: int = 300
+    pg_failover_rate: float = 25.0
+    pg_failover_delay: float = 2.0
 
 
 SHORT = Scale(
@@ -125,6 +137,9 @@ FULL = Scale(
     held_kill_window=40,
     failover_jobs=3_000,
     failover_rate=60,
+    pg_failover_jobs=2_400,
+    pg_failover_rate=40,
+    pg_failover_delay=10,
 )
 
 
@@ -187,6 +202,7 @@ async def _stack(
     api_env: dict[str, str] | None = None,
     *,
     with_sentinel: bool = False,
+    with_standby: bool = False,
     **settings: Any,
 ) -> AsyncIterator[Stack]:
     base = Settings(
@@ -201,7 +217,9 @@ async def _stack(
     )
     target = RecordingTarget()
     await target.start()
-    cluster = Cluster(workdir / name, base, workers, api_env or {}, with_sentinel=with_sentinel)
+    cluster = Cluster(
+        workdir / name, base, workers, api_env or {}, with_sentinel=with_sentinel, with_standby=with_standby
+    )
     try:
         await cluster.start()
         load = Load(cluster.address, run=name)
@@ -494,6 +512,95 @@ async def redis_failover(scale: Scale, workdir: Path, rng: random.Random) -> Out
     return Outcome("redis-failover", report, failures)
 
 
+async def postgres_failover(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
+    """PostgreSQL as a primary and a synchronous streaming standby (pg_basebackup), every process
+    given both hosts with target_session_attrs=read-write. Under a stream of jobs (some calls of
+    up to 3 s) the primary is stopped in immediate mode; pg_failover_delay later (a failover
+    manager's decision time) the standby is promoted. Processes must follow on their own."""
+    async with _stack("postgres-failover", scale, workdir, workers=2, with_standby=True) as stack:
+        standby = stack.cluster.standby
+        assert standby is not None
+        duration = scale.pg_failover_jobs / scale.pg_failover_rate
+        moments: dict[str, float] = {}
+        # A recurring job (outside the run's label, calling nothing that answers): its ticks after
+        # the promotion show the leader-locked scheduler resumed on the new primary.
+        ticking = await _create_ticking_job(stack.cluster.address)
+
+        async def fail_over() -> None:
+            await asyncio.to_thread(stack.cluster.postgres.stop)
+            moments["stopped"] = time.time()  # from here no commit can happen until the promotion
+            await asyncio.sleep(scale.pg_failover_delay)
+            moments["promoting"] = time.time()
+            await asyncio.to_thread(standby.promote)
+            moments["promoted"] = time.time()
+
+        await asyncio.gather(
+            stack.load.create_all(
+                _mixed_plans(stack.target, scale.pg_failover_jobs, rng, 3.0),
+                concurrency=8,
+                per_second=scale.pg_failover_rate,
+            ),
+            _at(duration / 4, fail_over),
+        )
+        report = await stack.settle_and_check(scale.settle_timeout)
+        ticks_after = await _ticks_after(stack.cluster.settings.database_url, ticking, moments["promoted"])
+        after_stop = [a for a in stack.load.answers.values() if a.sent >= moments["stopped"]]
+        in_switch = [a for a in after_stop if a.at <= moments["promoting"]]
+        refused = [a for a in after_stop if not a.acknowledged]
+        report.figures.update(
+            faults="the primary stopped (immediate); the synchronous standby promoted",
+            promoted_after_s=round(moments["promoted"] - moments["stopped"], 1),
+            answers_during_switch=dict(Counter(a.code for a in in_switch)),
+            answers_after_stop=dict(Counter(a.code for a in after_stop)),
+            # From the stop to the last CreateJob that did not answer OK.
+            unavailable_window_s=round(
+                max((a.at for a in refused), default=moments["stopped"]) - moments["stopped"], 1
+            ),
+            settled_after_promotion_s=round(stack.settled_at - moments["promoted"], 1),
+            calls_answered_during_switch=sum(
+                1 for d in stack.target.deliveries if moments["stopped"] <= d.end <= moments["promoted"]
+            ),
+            calls_started_after_promotion=sum(1 for d in stack.target.deliveries if d.start >= moments["promoted"]),
+            scheduler_ticks_after_promotion=ticks_after,
+        )
+    failures = _require(report, **_ALWAYS, duplicated=0)
+    if any(a.acknowledged for a in in_switch):
+        failures.append("CreateJob answered OK while no primary was up")
+    if not any(a.acknowledged and a.sent >= moments["promoted"] for a in after_stop):
+        failures.append("no CreateJob answered OK after the promotion: the api never found the new primary")
+    if not report.figures["calls_started_after_promotion"]:
+        failures.append("no call started after the promotion: the workers never found the new primary")
+    if not ticks_after:
+        failures.append("no tick of the recurring job after the promotion: the scheduler did not resume")
+    return Outcome("postgres-failover", report, failures)
+
+
+async def _create_ticking_job(address: str) -> str:
+    """A job every second, calling a port nothing listens on (its executions are what counts)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        job = pb.Job(
+            http_request=pb.HttpRequest(url="http://127.0.0.1:9/ticking"),
+            schedule=pb.Schedule(interval=Duration(seconds=1)),
+            retry_policy=pb.RetryPolicy(max_attempts=1),
+            queue="chaos-ticking",  # no worker serves it: nothing is called
+        )
+        return (await stub.CreateJob(api.CreateJobRequest(job=job))).job.id
+
+
+async def _ticks_after(database_url: str, job_id: str, after: float) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                text("SELECT count(*) FROM executions WHERE job_id = :job AND tick_time > to_timestamp(:after)"),
+                {"job": job_id, "after": after},
+            )
+            return int(found or 0)
+    finally:
+        await engine.dispose()
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kill-workers": kill_workers,
     "crash-api": crash_api,
@@ -503,4 +610,5 @@ SCENARIOS: dict[str, Scenario] = {
     "always-500": always_500,
     "kill-held-workers": kill_held_workers,
     "redis-failover": redis_failover,
+    "postgres-failover": postgres_failover,
 }

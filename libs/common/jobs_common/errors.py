@@ -31,6 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 __all__ = [
     "DEPENDENCY_ERRORS",
     "LISTENER_ERRORS",
+    "NO_PRIMARY_ERRORS",
     "REDIS_ERRORS",
     "AlreadyExistsError",
     "FailedPreconditionError",
@@ -114,8 +115,11 @@ REDIS_ERRORS = (RedisError, OSError)
 # A pool timeout (every connection busy for SQLAlchemy's pool_timeout) is PostgreSQL not serving
 # now too: thousands of calls opening at once queue for the pool.
 DEPENDENCY_ERRORS = (DBAPIError, PoolTimeoutError, *REDIS_ERRORS)
+# With several hosts and target_session_attrs=read-write (a primary and its standbys): none of
+# them is a primary now, as between a primary's loss and a standby's promotion.
+NO_PRIMARY_ERRORS = (asyncpg.exceptions.TargetServerAttributeNotMatched,)
 # What a raw asyncpg connection (WatchJob's LISTEN) raises when PostgreSQL goes away.
-LISTENER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+LISTENER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, *NO_PRIMARY_ERRORS)
 
 # PostgreSQL or Redis did not answer (refused, dropped, timed out), whatever the statement.
 _UNANSWERED = (
@@ -138,7 +142,9 @@ def dependency_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, _UNANSWERED):
         return True
     if not isinstance(exc, DBAPIError):
-        return False
+        return isinstance(exc, NO_PRIMARY_ERRORS)
+    if isinstance(exc.orig, NO_PRIMARY_ERRORS) or isinstance(getattr(exc.orig, "__cause__", None), NO_PRIMARY_ERRORS):
+        return True  # SQLAlchemy's asyncpg adapter wraps the driver's error as its own
     sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
     return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 

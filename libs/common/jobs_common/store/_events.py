@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 
 from jobs_common.domain import Execution, ExecutionState, JobState
@@ -111,11 +112,21 @@ def _setter(event: asyncio.Event) -> Callable[[object], None]:
     return lambda _conn: event.set()
 
 
+def asyncpg_connect_args(database_url: str) -> dict[str, Any]:
+    """asyncpg.connect's arguments for ``database_url``, as SQLAlchemy's asyncpg dialect reads
+    it: several hosts (``?host=a:5432&host=b:5432``) become asyncpg's host and port lists, and
+    ``target_session_attrs=read-write`` passes through, so this raw connection follows a
+    failover as the engine's connections do."""
+    url = make_url(database_url).set(drivername="postgresql+asyncpg")
+    _, kwargs = PGDialect_asyncpg().create_connect_args(url)  # type: ignore[no-untyped-call]
+    return dict(kwargs)
+
+
 class JobEvents:
     """One LISTEN connection, kept open by :meth:`run`; :meth:`subscribe` per watcher."""
 
     def __init__(self, database_url: str, reconnect_delay: float = 1.0) -> None:
-        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connect_args = asyncpg_connect_args(database_url)
         self._reconnect_delay = reconnect_delay
         self._subscribers: dict[str, set[asyncio.Queue[JobEvent]]] = defaultdict(set)
         self._stopping = asyncio.Event()
@@ -172,7 +183,9 @@ class JobEvents:
         while not self._stopping.is_set():
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=5, server_settings={"application_name": LISTENER_NAME})
+                conn = await asyncpg.connect(
+                    **self._connect_args, timeout=5, server_settings={"application_name": LISTENER_NAME}
+                )
             except LISTENER_ERRORS as exc:
                 logger.warning("job events: cannot listen (%s); retrying in %.0fs", exc, self._reconnect_delay)
                 await self._pause(self._reconnect_delay)
