@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from datetime import timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import SecretStr
+from sqlalchemy import make_url
 
 from jobs_common._durations import parse_duration
 from jobs_common.secrets import parse_secret_keys
@@ -228,3 +230,45 @@ def test_the_configuration_table_gives_every_default_the_code_has():
                 assert documented == str(actual), f"{name}: docs {documented}, code {actual}"
             checked.add(name)
     assert SETTING_NAMES - checked == _DESCRIBED_DEFAULTS
+
+
+def test_ha_compose_wires_the_app_to_sentinels_and_both_postgres_hosts():
+    """compose/docker-compose.ha.yml: what the app is given names the services that exist, the
+    Sentinels monitor the primary under the app's master name, and the scripts it mounts exist
+    and parse."""
+    compose = _load("docker-compose.ha.yml")
+    services = compose["services"]
+    assert {"redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"} <= set(services)
+    assert {"postgres-primary", "postgres-standby", "migrate", "api", "worker"} <= set(services)
+    for name in ("migrate", "api", "worker"):
+        environment = services[name]["environment"]
+        unknown = set(environment) - SETTING_NAMES
+        assert not unknown, f"{name} sets variables no setting reads: {unknown}"
+        # The values as Compose gives them with no variables set: ${NAME:-default} is the default.
+        given = {k.lower(): re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in environment.items()}
+        settings = Settings.model_validate(given)
+        sentinel_hosts = {host for host, _ in settings.sentinel_addresses}
+        assert sentinel_hosts == {"sentinel-1", "sentinel-2", "sentinel-3"}
+        url = make_url(settings.database_url)
+        assert url.query["target_session_attrs"] == "read-write"
+        assert [h.split(":")[0] for h in url.query["host"]] == ["postgres-primary", "postgres-standby"]
+    assert services["redis-replica"]["command"][-2:] == ["redis-primary", "6379"]
+    sentinel_script = (COMPOSE / "ha" / "sentinel.sh").read_text()
+    assert "sentinel monitor ${SENTINEL_MASTER} redis-primary 6379 2" in sentinel_script
+    assert (
+        services["sentinel-1"]["environment"]["SENTINEL_MASTER"]
+        == services["api"]["environment"]["REDIS_SENTINEL_MASTER"]
+    )
+    # The primary commits only with the standby in sync, so the app waits for both.
+    assert set(services["migrate"]["depends_on"]) == {"postgres-primary", "postgres-standby"}
+    assert "synchronous_standby_names = '*'" in (COMPOSE / "ha" / "postgres-primary-init.sh").read_text()
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                path = COMPOSE / source
+                assert path.is_file(), f"mounts missing {source}"
+                assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0, f"{source} does not parse"
+    assert set(compose["volumes"]) == {
+        v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith("./")
+    }
