@@ -30,6 +30,15 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
+def test_every_manifest_has_only_kubernetes_metadata():
+    """A setting put under metadata instead of data is refused by kubectl's strict validation."""
+    allowed = {"name", "namespace", "labels", "annotations"}
+    for (kind, name), document in _resources().items():
+        assert set(document["metadata"]) <= allowed, (
+            f"{kind} {name}: metadata has {set(document['metadata']) - allowed}"
+        )
+
+
 def test_kustomization_lists_every_manifest():
     listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
     assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
@@ -109,3 +118,27 @@ def test_keda_scales_the_workers_through_the_api_external_scaler():
     assert parsed.queue == resources[("ConfigMap", "job-scheduler-config")]["data"]["WORKER_QUEUE"]
     assert parsed.target > 0
     assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+
+
+def test_the_ha_overlay_uses_sentinels_and_a_synchronous_cloudnativepg_cluster():
+    overlay = K8S / "ha"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    assert ".." in kustomization["resources"]
+    for name in kustomization["resources"]:
+        assert (overlay / name).exists(), name
+    [patch] = kustomization["patches"]
+    config = yaml.safe_load((overlay / patch["path"]).read_text())
+    assert (config["kind"], config["metadata"]["name"]) == (patch["target"]["kind"], patch["target"]["name"])
+    assert set(config["data"]) <= SETTING_NAMES
+    base = _resources()[("ConfigMap", "job-scheduler-config")]["data"]
+    settings = Settings.model_validate({k.lower(): v for k, v in {**base, **config["data"]}.items()})
+    assert settings.sentinel_addresses == [("redis", 26379)]
+    [cluster] = yaml.safe_load_all((overlay / "postgres-cluster.yaml").read_text())
+    assert cluster["apiVersion"].startswith("postgresql.cnpg.io/")
+    assert cluster["spec"]["instances"] >= 2
+    assert cluster["spec"]["minSyncReplicas"] >= 1  # a promotion loses no acknowledged commit
+    # The Secret's DATABASE_URL the kustomization describes points at the cluster's rw service.
+    assert (
+        f"@{cluster['metadata']['name']}-rw:5432/{cluster['spec']['bootstrap']['initdb']['database']}"
+        in (overlay / "kustomization.yaml").read_text()
+    )
