@@ -29,10 +29,12 @@ from typing import Any
 
 import grpc
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.arq_noop import DONE_KEY
+from bench.dependencies import Counters, cost
 from bench.scheduling import measure_fire_accuracy, measure_scheduler_cost
 from jobs_common.arq_extension import create_redis_pool
 from jobs_common.migrate import migrate
@@ -112,8 +114,10 @@ async def measure_throughput(
     count: int,
     concurrency: int,
     cpus: dict[str, Cpu],
+    redis: Redis | None = None,
 ) -> dict[str, Any]:
     label = f"throughput-{uuid.uuid4().hex[:8]}"
+    counters = await Counters.read(redis, engine) if redis is not None else None
     cpu_before = {name: cpu.seconds() for name, cpu in cpus.items()}
     started = time.time()
     create_durations = await _create_many(stubs, count, concurrency, url, label)
@@ -121,6 +125,9 @@ async def measure_throughput(
     last_end = await _wait_succeeded(engine, label, count, timeout=600)
     elapsed = last_end - started
     cpu_used = {name: cpu.seconds() - cpu_before[name] for name, cpu in cpus.items()}
+    dependencies = {}
+    if redis is not None and counters is not None:
+        dependencies = cost(counters, await Counters.read(redis, engine), count, elapsed)
     return {
         "jobs": count,
         "client_concurrency": concurrency,
@@ -130,6 +137,8 @@ async def measure_throughput(
         "end_to_end_seconds": round(elapsed, 3),
         "end_to_end_jobs_per_second": round(count / elapsed, 1),
         "cpu_ms_per_job": {name: round(seconds * 1000 / count, 3) for name, seconds in cpu_used.items()},
+        # What the run cost Redis and PostgreSQL, per job and per second at the end-to-end rate.
+        "dependencies": dependencies,
     }
 
 
@@ -355,7 +364,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "api": Cpu(apis[0].pid, tuple(p.pid for p in apis[1:])),
                 "worker": Cpu(workers[0].pid, tuple(p.pid for p in workers[1:])),
             }
-            throughput = await measure_throughput(stubs, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus)
+            counted = Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db)
+            try:
+                throughput = await measure_throughput(
+                    stubs, engine, f"{target_url}/hit", args.jobs, args.concurrency, cpus, counted
+                )
+            finally:
+                await counted.aclose()
             batch_create = await measure_batch_create(
                 stub, engine, f"{target_url}/hit", args.batches, args.batch_size, args.batch_concurrency
             )
