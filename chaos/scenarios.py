@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from chaos.checker import Report, check, percentiles, recovery_times, wait_settled
 from chaos.cluster import Cluster
-from chaos.load import JobPlan, Load
+from chaos.load import Answer, JobPlan, Load
 from chaos.target import RecordingTarget
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
@@ -455,6 +455,11 @@ async def always_500(scale: Scale, workdir: Path, rng: random.Random) -> Outcome
 Scenario = Callable[[Scale, Path, random.Random], Awaitable[Outcome]]
 
 
+def _refusal_window(refused: list[Answer], fault_at: float) -> float:
+    """Seconds from the fault to the answer of the last CreateJob that was not OK (0: none)."""
+    return round(max((a.at for a in refused), default=fault_at) - fault_at, 1)
+
+
 async def redis_failover(scale: Scale, workdir: Path, rng: random.Random) -> Outcome:
     """Redis behind Sentinel (a primary, a replica, three Sentinels) under a stream of jobs (some
     calls of up to 3 s); a third of the way in the primary is SIGKILLed and Sentinel promotes the
@@ -496,8 +501,7 @@ async def redis_failover(scale: Scale, workdir: Path, rng: random.Random) -> Out
             faults="SIGKILL of the Redis primary; Sentinel promotes the replica; the old primary returns",
             promoted_after_s=round(moments["promoted"] - moments["killed"], 1),
             answers_after_kill=dict(Counter(a.code for a in after_kill)),
-            # From the kill to the last CreateJob that did not answer OK (0: none refused).
-            unavailable_window_s=round(max((a.at for a in refused), default=moments["killed"]) - moments["killed"], 1),
+            unavailable_window_s=_refusal_window(refused, moments["killed"]),
             settled_after_kill_s=round(stack.settled_at - moments["killed"], 1),
             calls_started_after_promotion=claimed_from_new,
             replicas_after_return=replicas,
@@ -552,10 +556,7 @@ async def postgres_failover(scale: Scale, workdir: Path, rng: random.Random) -> 
             promoted_after_s=round(moments["promoted"] - moments["stopped"], 1),
             answers_during_switch=dict(Counter(a.code for a in in_switch)),
             answers_after_stop=dict(Counter(a.code for a in after_stop)),
-            # From the stop to the last CreateJob that did not answer OK.
-            unavailable_window_s=round(
-                max((a.at for a in refused), default=moments["stopped"]) - moments["stopped"], 1
-            ),
+            unavailable_window_s=_refusal_window(refused, moments["stopped"]),
             settled_after_promotion_s=round(stack.settled_at - moments["promoted"], 1),
             calls_answered_during_switch=sum(
                 1 for d in stack.target.deliveries if moments["stopped"] <= d.end <= moments["promoted"]
