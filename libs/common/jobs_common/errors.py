@@ -143,8 +143,8 @@ def dependency_unavailable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, DBAPIError):
         return isinstance(exc, NO_PRIMARY_ERRORS)
-    if isinstance(exc.orig, NO_PRIMARY_ERRORS) or isinstance(getattr(exc.orig, "__cause__", None), NO_PRIMARY_ERRORS):
-        return True  # SQLAlchemy's asyncpg adapter wraps the driver's error as its own
+    if isinstance(getattr(exc.orig, "__cause__", None), NO_PRIMARY_ERRORS):
+        return True  # SQLAlchemy's asyncpg adapter wraps the driver's error in one of its own
     sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
     return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
