@@ -23,7 +23,7 @@ from jobs_client import (
     UnavailableError,
 )
 
-__all__ = ["EXIT_CODES", "Session", "cli", "main", "output_option", "session"]
+__all__ = ["EXIT_JOB_FAILED", "Session", "cli", "main", "output_option", "session"]
 
 # What a script can tell from jobctl's exit code (click's own usage errors exit 2).
 EXIT_OK = 0
@@ -33,15 +33,6 @@ EXIT_NOT_FOUND = 3
 EXIT_DENIED = 4  # unauthenticated or permission denied
 EXIT_UNAVAILABLE = 5  # the API did not answer
 EXIT_JOB_FAILED = 6  # `jobs watch` / `--wait`: the execution ended DEAD or CANCELLED
-EXIT_CODES = {
-    "ok": EXIT_OK,
-    "refused": EXIT_REFUSED,
-    "usage": EXIT_USAGE,
-    "not found": EXIT_NOT_FOUND,
-    "denied": EXIT_DENIED,
-    "unavailable": EXIT_UNAVAILABLE,
-    "job failed": EXIT_JOB_FAILED,
-}
 _BY_ERROR: list[tuple[type[JobsError], int]] = [
     (NotFoundError, EXIT_NOT_FOUND),
     (UnauthenticatedError, EXIT_DENIED),
@@ -78,11 +69,10 @@ class Session:
 
 
 def session() -> Session:
-    return click.get_current_context().find_object(Session) or _missing_session()
-
-
-def _missing_session() -> Session:
-    raise click.UsageError("jobctl's commands run under the jobctl group")
+    """The invocation's session, which the jobctl group made before any of its commands runs."""
+    found = click.get_current_context().find_object(Session)
+    assert found is not None, "jobctl's commands run under the jobctl group"
+    return found
 
 
 def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

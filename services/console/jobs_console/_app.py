@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
@@ -37,11 +37,22 @@ _SETTINGS: web.AppKey[ConsoleSettings] = web.AppKey("settings", ConsoleSettings)
 _QUEUES_EVERY = 2.0  # seconds between two queue figures pushed to an open overview
 _TICK_EVERY = 3.0
 _KEEP_ALIVE_EVERY = 10.0  # seconds between comments that find a browser gone
+_T = TypeVar("_T")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _client(request: web.Request) -> AsyncJobsClient:
     return request.app[_POOL].get(request.cookies.get(TOKEN_COOKIE))
+
+
+async def _first(items: AsyncIterator[_T], limit: int) -> list[_T]:
+    """Up to ``limit`` items of a listing, its pages fetched as needed."""
+    found: list[_T] = []
+    async for item in items:
+        found.append(item)
+        if len(found) == limit:
+            break
+    return found
 
 
 def _page(body: str, status: int = 200) -> web.Response:
@@ -164,23 +175,14 @@ async def resume_queue(request: web.Request) -> web.Response:
 
 async def jobs(request: web.Request) -> web.Response:
     queue = request.query.get("queue", "")
-    found: list[pb.Job] = []
-    async for job in _client(request).list_jobs(queue=queue, page_size=100):
-        found.append(job)
-        if len(found) == 100:
-            break
+    found = await _first(_client(request).list_jobs(queue=queue, page_size=100), 100)
     return _page(html.jobs_page(found, queue))
 
 
 async def _job_parts(request: web.Request) -> tuple[pb.Job, list[pb.Execution]]:
     client, job_id = _client(request), request.match_info["job_id"]
     job = await client.get_job(job_id)
-    executions: list[pb.Execution] = []
-    async for execution in client.list_executions(job_id, page_size=50):
-        executions.append(execution)
-        if len(executions) == 50:
-            break
-    return job, executions
+    return job, await _first(client.list_executions(job_id, page_size=50), 50)
 
 
 async def job(request: web.Request) -> web.Response:
@@ -228,11 +230,7 @@ def _criteria(filters: dict[str, str]) -> dict[str, Any]:
 
 async def dead_letters(request: web.Request) -> web.Response:
     filters = _filters(request.query)
-    found: list[pb.Execution] = []
-    async for letter in _client(request).list_dead_letters(**_criteria(filters), page_size=100):
-        found.append(letter)
-        if len(found) == 100:
-            break
+    found = await _first(_client(request).list_dead_letters(**_criteria(filters), page_size=100), 100)
     return _page(html.dead_letters_page(found, filters, request.query.get("notice", "")))
 
 
@@ -254,11 +252,8 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
 
 async def purge_confirmation(request: web.Request) -> web.Response:
     filters = _filters(request.query)
-    count = 0
-    async for _ in _client(request).list_dead_letters(**_criteria(filters), page_size=1000):
-        count += 1
-        if count > 1000:
-            break
+    # One more than a purge takes, to say whether there are more.
+    count = len(await _first(_client(request).list_dead_letters(**_criteria(filters), page_size=1000), 1001))
     return _page(html.purge_confirmation_page(min(count, 1000), count > 1000, filters))
 
 
