@@ -159,7 +159,8 @@ async def test_dead_letters_are_replayed_and_purged_after_a_confirmation(address
 
 @pytest.mark.usefixtures("worker")
 async def test_watch_follows_a_job_to_its_end(address: str, target: TargetServer, key: str):
-    made = await jobctl(address, "-o", "json", "jobs", "create", "--url", target.url(f"/ok/{key}"), "--run-at", "+1s")
+    # Due in 4 s: the watch (a new process) starts well before, even on a loaded machine.
+    made = await jobctl(address, "-o", "json", "jobs", "create", "--url", target.url(f"/ok/{key}"), "--run-at", "+4s")
     job = made.json()
     watched = await jobctl(address, "jobs", "watch", job["id"], "-o", "json")
     assert watched.code == 0, watched.err
@@ -237,3 +238,17 @@ async def test_shell_completion(address: str):
         address, _JOBCTL_COMPLETE="bash_complete", COMP_WORDS="jobctl dead-letters p", COMP_CWORD="2"
     )
     assert completed.out.split() == ["plain,purge"]
+
+
+async def test_brackets_from_users_and_targets_are_printed_not_read_as_markup(address: str, key: str):
+    """Rich reads "[/x]" as a closing tag; jobctl prints what users and targets send as it is."""
+    odd = await jobctl(address, "jobs", "watch", "[/x]")  # the spinner names the id before the API refuses it
+    assert odd.code == 1
+    assert "'[/x]' is not a UUID" in odd.err
+    url = "https://hooks.example.com/a[/b]"  # short: the list cuts URLs at 60 characters
+    made = await jobctl(address, "-o", "json", "jobs", "create", "--url", url, "--queue", IDLE, "-l", f"odd={key}")
+    assert made.code == 0, made.err
+    shown = await jobctl(address, "jobs", "get", made.json()["id"])
+    assert url in shown.out
+    listed = await jobctl(address, "jobs", "list", "-l", f"odd={key}")
+    assert url in listed.out

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
+from rich.text import Text
 
 from jobctl._output import FORMATS, Printer
 from jobs_client import (
@@ -147,13 +148,12 @@ def _report(error: JobsError, address: str) -> int:
     message = error.message or error.code.name
     if isinstance(error, UnavailableError):
         message = f"cannot reach the API at {address} ({message})"
-    err.print("[bold red]error:[/] ", end="", markup=True)
-    err.print(message, markup=False, highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", message))
     for path, why in error.field_violations.items():
         if f"{path}: {why}" not in error.message:
-            err.print(f"  {path}: {why}", markup=False)
+            err.print(f"  {path}: {why}")
     if error.reason and error.reason != error.code.name:
-        err.print(f"  reason: {error.reason}", markup=False)
+        err.print(f"  reason: {error.reason}")
     return next((code for kind, code in _BY_ERROR if isinstance(error, kind)), EXIT_REFUSED)
 
 

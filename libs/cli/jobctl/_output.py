@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from jobscheduler.v1 import resources_pb2 as pb
 
@@ -41,10 +42,12 @@ class Printer:
 
     def __init__(self, output: str) -> None:
         self.output = output
-        self.out = Console(highlight=False, soft_wrap=False)
+        # No markup: ids, URLs and error texts come from users and targets, and "[/x]" in one
+        # would be read as a tag (and fail). jobctl's own styles are Text objects.
+        self.out = Console(highlight=False, soft_wrap=False, markup=False)
         if not self.out.is_terminal and "COLUMNS" not in os.environ:
             self.out.width = 240  # piped into grep or a file: keep each row on one line
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, markup=False)
 
     @property
     def for_people(self) -> bool:
@@ -139,11 +142,10 @@ def duration_text(value: timedelta) -> str:
     return f"{hours // 24}d{hours % 24}h"
 
 
-def state(name: str) -> str:
+def state(name: str) -> Text:
     """An enum value's short name, coloured for a terminal."""
-    style = _STATE_STYLES.get(name)
-    return f"[{style}]{name}[/]" if style else name
+    return Text(name, style=_STATE_STYLES.get(name, ""))
 
 
-def execution_state(number: pb.ExecutionState.ValueType) -> str:
+def execution_state(number: pb.ExecutionState.ValueType) -> Text:
     return state(pb.ExecutionState.Name(number).removeprefix("EXECUTION_STATE_").lower())

@@ -38,7 +38,7 @@ def jobs() -> None:
     """Create and manage jobs."""
 
 
-def _job_state(job: pb.Job) -> str:
+def _job_state(job: pb.Job) -> Text:
     return state(pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower())
 
 
@@ -80,7 +80,8 @@ def _job_view(job: pb.Job) -> RenderableType:
         rows.append(("schedule error", Text(job.schedule_error, style="red")))
     if job.HasField("last_execution"):
         last = job.last_execution
-        rows.append(("last execution", f"{last.id} {execution_state(last.state)} ({last.attempt_count} attempts)"))
+        summary = Text.assemble(f"{last.id} ", execution_state(last.state), f" ({last.attempt_count} attempts)")
+        rows.append(("last execution", summary))
         if last.last_error:
             rows.append(("last error", Text(last.last_error, style="red")))
     return key_values(rows)
@@ -364,13 +365,16 @@ def _follow(job_id: str, printer: Printer, *, quiet: bool) -> int:
     last: pb.Execution | None = None
     job: pb.Job | None = None
     changes = session().client.watch(job_id)
-    with printer.err.status(f"watching job {job_id}", spinner="dots") as status:
+    # Text, not str: a spinner reads markup in a str, and the id is what the user typed.
+    with printer.err.status(Text(f"watching job {job_id}"), spinner="dots") as status:
         for change in changes:
             if change.HasField("job"):
                 job = change.job
             if change.HasField("execution"):
                 last = change.execution
-                status.update(f"job {job_id}: {execution_state(last.state)}, attempt {last.attempt_count}")
+                status.update(
+                    Text.assemble(f"job {job_id}: ", execution_state(last.state), f", attempt {last.attempt_count}")
+                )
             if quiet:
                 continue
             if not printer.for_people:
@@ -378,7 +382,7 @@ def _follow(job_id: str, printer: Printer, *, quiet: bool) -> int:
             elif change.HasField("execution"):
                 printer.out.print(_change_line(change.execution))
             elif job is not None:
-                printer.out.print(f"{when(job.update_time)}  job {_job_state(job)}")
+                printer.out.print(Text.assemble(f"{when(job.update_time)}  job ", _job_state(job)))
     if quiet and job is not None:
         final = session().client.get_job(job_id)
         printer.show(final, lambda: _job_view(final))
@@ -390,7 +394,7 @@ def _follow(job_id: str, printer: Printer, *, quiet: bool) -> int:
 def _change_line(execution: pb.Execution) -> RenderableType:
     parts = [
         Text(when(execution.create_time if execution.state <= pb.EXECUTION_STATE_QUEUED else execution.start_time)),
-        Text.from_markup(f"  execution {execution.id}  {execution_state(execution.state)}"),
+        Text.assemble(f"  execution {execution.id}  ", execution_state(execution.state)),
         Text(f"  attempt {execution.attempt_count}" if execution.attempt_count else ""),
     ]
     line = Text.assemble(*parts)

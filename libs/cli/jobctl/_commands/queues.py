@@ -31,7 +31,7 @@ def duration_of(value: timedelta) -> str:
     return f"{days}d" if not rest else (f"{days}d{rest // 3600}h" if days else f"{rest // 3600}h{rest % 3600 // 60}m")
 
 
-def _paused(queue: qpb.Queue) -> str:
+def _paused(queue: qpb.Queue) -> Text:
     return state("paused") if queue.paused else state("active")
 
 
