@@ -39,7 +39,8 @@ async def test_a_job_page_sees_succeeded_arrive_without_a_reload(
     console: Console, page: Page, sdk: AsyncJobsClient, target: TargetServer, key: str
 ):
     job = await sdk.create_job(
-        http_job(target.url(f"/sleep/1/{key}"), schedule=run_at(datetime.now(UTC) + timedelta(seconds=2)))
+        # Due in 5 s: the page opens (and shows SCHEDULED) well before, even on a loaded machine.
+        http_job(target.url(f"/sleep/1/{key}"), schedule=run_at(datetime.now(UTC) + timedelta(seconds=5)))
     )
     await page.goto(f"{console.url}/jobs/{job.id}")
     await page.evaluate("window.sameDocument = true")
