@@ -47,3 +47,8 @@ async def test_worker_lines_are_json_with_the_delivery_bound_and_no_secrets(sett
         (1, created.id, "info"),
         (2, created.id, "info"),
     ]
+    # arq's own start and end lines of each job are left for DEBUG: the lines above say more
+    # (its line for a retry, with the delay, stays).
+    arq_lines = [line["event"] for line in lines if line["logger"] == "arq.worker"]
+    assert [event for event in arq_lines if created.last_execution.id in event and "↻" in event]
+    assert not [event for event in arq_lines if "→" in event or "←" in event]

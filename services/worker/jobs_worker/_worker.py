@@ -24,6 +24,7 @@ from jobs_common.arq_extension import (
     RUN_EXECUTION,
     ClaimingWorker,
     connect,
+    quiet_arq_job_lines,
     redis_settings,
     warn_if_redis_can_evict,
 )
@@ -268,6 +269,7 @@ class JobsWorker(ClaimingWorker):
 
 def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> JobsWorker:
     """An arq Worker for WORKER_QUEUE, configured from the settings (see docs/configuration.md)."""
+    quiet_arq_job_lines()  # the runner's line per attempt says what arq's two per job would
     return JobsWorker(
         health_file=settings.worker_health_file,
         queue=settings.worker_queue,

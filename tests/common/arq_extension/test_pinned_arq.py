@@ -8,11 +8,13 @@ import inspect
 from importlib.metadata import version
 
 import arq.constants
+import arq.worker
 from arq import Worker
 from arq.jobs import deserialize_job_raw, serialize_job
 from arq.worker import func
 
 from jobs_common.arq_extension import RUN_EXECUTION
+from jobs_common.arq_extension._job_lines import ARQ_JOB_LINE_FORMATS
 
 
 def test_arq_is_the_pinned_release():
@@ -75,3 +77,10 @@ def test_the_worker_state_our_claim_path_reads_and_writes():
     assert (worker.allow_pick_jobs, worker.allow_abort_jobs) == (True, False)
     assert worker._pool is None  # set by main(); our heartbeat waits for it
     assert worker._handle_signals is False
+
+
+def test_the_job_lines_kept_for_debug_are_arqs():
+    # quiet_arq_job_lines recognises arq's start and end line of a job by their formats.
+    source = inspect.getsource(arq.worker.Worker.run_job)
+    for line_format in ARQ_JOB_LINE_FORMATS:
+        assert f"logger.info('{line_format}'" in source, line_format

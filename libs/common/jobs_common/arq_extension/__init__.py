@@ -30,6 +30,7 @@ from jobs_common.arq_extension._connection import (
     warn_if_redis_can_evict,
 )
 from jobs_common.arq_extension._dispatcher import Dispatcher
+from jobs_common.arq_extension._job_lines import quiet_arq_job_lines
 from jobs_common.arq_extension._keys import ARQ_MAX_TRIES, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
 from jobs_common.arq_extension._worker import ClaimingWorker
 
@@ -45,6 +46,7 @@ __all__ = [
     "connect",
     "create_redis_pool",
     "paused_key",
+    "quiet_arq_job_lines",
     "redis_settings",
     "warn_if_redis_can_evict",
 ]
