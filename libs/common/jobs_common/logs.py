@@ -32,6 +32,9 @@ _SECRET_HEADER = re.compile(
 # A URL's query string, up to its fragment, a space, a quote, or a ";" that ends a clause.
 _URL_QUERY = re.compile(r"""(\b[a-zA-Z][\w+.-]*://[^\s?#'"]*\?)((?:[^\s#'";]|;(?=[^\s#'"]))*)""")
 QUERY_REDACTED = "REDACTED"
+# What every pattern above needs to match: a text without any of these has nothing to mask (one
+# search instead of four substitutions, for the most of a line's values).
+_MAYBE_SECRET = re.compile(r"(?i)://|bearer|basic|authorization|cookie|x-api-key")
 _keep_url_queries = False
 
 
@@ -56,6 +59,8 @@ def redact_url_queries(text: str) -> str:
 def redact(text: str) -> str:
     """Masks URL passwords, URL query values, bearer/basic credentials and secret header values
     in ``text``."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     text = redact_url_queries(text)
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = _SECRET_HEADER.sub(r"\1\2***", text)
