@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from jobs_common.store._group_commit import GroupCommit
+from jobs_common.group_commit import GroupCommit
 
 
 class Writes:

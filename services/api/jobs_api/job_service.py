@@ -36,8 +36,9 @@ from jobs_common.domain import (
     upcoming_run_times,
 )
 from jobs_common.errors import REDIS_ERRORS, AlreadyExistsError, FieldViolation, InvalidArgumentError
+from jobs_common.group_commit import GroupCommit
 from jobs_common.settings import Settings
-from jobs_common.store import CreatedJob, GroupCommit, JobEvents, JobStore, TickStore
+from jobs_common.store import CreatedJob, JobEvents, JobStore, TickStore
 from jobs_common.tracing import current_traceparent
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc

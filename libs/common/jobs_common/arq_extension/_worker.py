@@ -18,6 +18,7 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from arq import Worker
@@ -39,6 +40,7 @@ from jobs_common.arq_extension._keys import (
 from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT, RENEW_LEASE_SCRIPT
 from jobs_common.backoff import Backoff
 from jobs_common.errors import REDIS_ERRORS
+from jobs_common.group_commit import GroupCommit
 
 __all__ = ["POLL_LAG_TARGET_S", "ClaimingWorker", "claims_allowed"]
 
@@ -70,6 +72,21 @@ def _retrieve_exception(task: asyncio.Task[bool]) -> None:
     (the poll's own round trips meet the same error)."""
     if not task.cancelled():
         task.exception()
+
+
+# Job ends written in one transaction at most (a few hundred commands).
+FINISHES_PER_TRANSACTION = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    """How a run of ``job_id`` ended: finished (its result kept for ``result_px`` ms, None: for
+    ever), or to run again at the score ``again_at``."""
+
+    job_id: str
+    result: bytes | None = None
+    result_px: int | None = None
+    again_at: int | None = None
 
 
 class ClaimingWorker(Worker):
@@ -134,6 +151,7 @@ class ClaimingWorker(Worker):
         # Set by a claim that found less than it wanted: how long (ms) the next poll may wait for
         # a bell first (:meth:`_wait_for_work`); None: poll again after poll_delay.
         self._idle_wait_ms: int | None = None
+        self._finishes = GroupCommit(self._write_finishes, FINISHES_PER_TRANSACTION)
         self._waited_s = 0.0
         self._listener: asyncio.Task[bool] | None = None
         self._bells = [queue_bell_key(queue), worker_bell_key(self.holder)]
@@ -345,39 +363,48 @@ class ClaimingWorker(Worker):
         """arq's finish_job, for a job that left the queue when it was claimed: a finished one
         keeps its result as arq does; one to run again (a retry, or cancelled by a shutdown)
         goes back to the queue at its claimed score plus arq's increment. Either way it leaves
-        this worker's held hash, in the same transaction."""
+        this worker's held hash, in the same transaction (:meth:`_write_finishes`)."""
         score = self._claimed_scores.pop(job_id, int(time.time() * 1000))
-        async with self.pool.pipeline(transaction=True) as tr:
-            delete_keys = [in_progress_key_prefix + job_id]
-            if finish:
-                if result_data:
-                    expire = None if keep_result_forever else result_timeout_s
-                    tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
-                tr.zrem(abort_jobs_ss, job_id)
-                tr.zrem(self.queue_name, job_id)
-            else:
-                due = score + (incr_score or 0)
-                tr.zadd(self.queue_name, {job_id: due})
-                if due <= time.time() * 1000 + MAX_IDLE_WAIT_MS:  # see _keys.MAX_IDLE_WAIT_MS
-                    tr.lpush(self._queue_bell, b"1")
-                    tr.ltrim(self._queue_bell, 0, BELL_LENGTH - 1)
-            tr.hdel(self._held_key, job_id)
-            tr.delete(*delete_keys)
-            await tr.execute()
+        if finish:
+            expire = None if keep_result_forever else result_timeout_s
+            ending = _Finish(job_id, result_data or None, to_ms(expire))
+        else:
+            ending = _Finish(job_id, again_at=score + (incr_score or 0))
+        await self._finishes.submit(ending)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         self._claimed_scores.pop(job_id, None)
+        # As arq: result_data would only be None if serializing the result failed.
+        keep = result_data is not None and (self.keep_result_forever or self.keep_result_s > 0)
+        expire = 0 if self.keep_result_forever else self.keep_result_s
+        await self._finishes.submit(_Finish(job_id, result_data if keep else None, to_ms(expire)))
+
+    async def _write_finishes(self, endings: list[_Finish]) -> list[None]:
+        """The ends of jobs that finished together, in one transaction (group commit: one round
+        trip for the batch, not one per job; py-spy put 10 % of the worker's CPU in the
+        pipelines of one transaction per job under ``make bench``)."""
+        ring = False
         async with self.pool.pipeline(transaction=True) as tr:
-            tr.delete(retry_key_prefix + job_id, in_progress_key_prefix + job_id, job_key_prefix + job_id)
-            tr.zrem(abort_jobs_ss, job_id)
-            tr.zrem(self.queue_name, job_id)
-            tr.hdel(self._held_key, job_id)
-            # As arq: result_data would only be None if serializing the result failed.
-            if result_data is not None and (self.keep_result_forever or self.keep_result_s > 0):
-                expire = 0 if self.keep_result_forever else self.keep_result_s
-                tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+            for ending in endings:
+                job_id = ending.job_id
+                delete_keys = [in_progress_key_prefix + job_id]
+                if ending.again_at is None:
+                    if ending.result is not None:
+                        tr.set(result_key_prefix + job_id, ending.result, px=ending.result_px)
+                    delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+                    tr.zrem(abort_jobs_ss, job_id)
+                    tr.zrem(self.queue_name, job_id)
+                else:
+                    tr.zadd(self.queue_name, {job_id: ending.again_at})
+                    # see _keys.MAX_IDLE_WAIT_MS
+                    ring = ring or ending.again_at <= time.time() * 1000 + MAX_IDLE_WAIT_MS
+                tr.hdel(self._held_key, job_id)
+                tr.delete(*delete_keys)
+            if ring:
+                tr.lpush(self._queue_bell, b"1")
+                tr.ltrim(self._queue_bell, 0, BELL_LENGTH - 1)
             await tr.execute()
+        return [None] * len(endings)
 
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         if self._draining:

@@ -4,7 +4,6 @@ WatchJob, :class:`ExecutionLeases` for the worker."""
 
 from jobs_common.store._dead_letters import DeadLetters
 from jobs_common.store._events import RESYNC, ExecutionChanged, JobChanged, JobEvent, JobEvents
-from jobs_common.store._group_commit import GroupCommit
 from jobs_common.store._history import HISTORY_PURGE_LOCK_KEY, HistoryPurge, PurgedBatch
 from jobs_common.store._jobs import CreatedJob, JobStore, Replayed
 from jobs_common.store._leases import ExecutionLeases
@@ -20,7 +19,6 @@ __all__ = [
     "ExecutionChanged",
     "ExecutionLeases",
     "FiredTicks",
-    "GroupCommit",
     "HistoryPurge",
     "JobChanged",
     "JobEvent",

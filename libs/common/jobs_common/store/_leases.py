@@ -30,8 +30,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, AttemptResult, Claim, ExecutionState, NotClaimed
+from jobs_common.group_commit import GroupCommit
 from jobs_common.secrets import SecretBox, SecretsError
-from jobs_common.store._group_commit import GroupCommit
 from jobs_common.store._rows import http_request_from, retry_policy_from
 
 __all__ = ["CLAIMS_PER_STATEMENT", "LEASE_LAPSED", "ExecutionLeases"]
