@@ -166,8 +166,11 @@ class ReconcilerLoop(BackgroundLoop):
                 return None
             lost = await self._reconciliation.find(self._grace, self._batch)
             answers = await self._dispatcher.redispatch([(e.id, e.queue, e.schedule_time) for e in lost])
-            # Paused queues stay paused after Redis lost its data, and a resume Redis missed lands.
-            await self._dispatcher.sync_paused(await self._queues.paused_flags())
+            # Paused queues stay paused after Redis lost its data, and a resume Redis missed lands;
+            # so do the rate limits.
+            paused, limits = await self._queues.flags_and_limits()
+            await self._dispatcher.sync_paused(paused)
+            await self._dispatcher.sync_limits(limits)
         counts = {"checked": len(lost), "enqueued": answers.count(1), "requeued": answers.count(2)}
         if counts["enqueued"] or counts["requeued"]:
             redispatched = [str(e.id) for e, a in zip(lost, answers, strict=True) if a][:10]

@@ -67,11 +67,17 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 def _queue(info: QueueInfo, default: Retention) -> api.Queue:
     retention = info.retention(default)
+    limits = info.rate_limits
     message = api.Queue(
         name=info.name,
         paused=info.paused,
         history_retention=duration_proto(retention.history),
         dead_letter_retention=duration_proto(retention.dead_letters),
+        rate_limits=api.RateLimits(
+            max_dispatches_per_second=limits.max_dispatches_per_second,
+            max_burst_size=limits.burst,
+            max_concurrent_dispatches=limits.max_concurrent_dispatches,
+        ),
     )
     if info.pause_time is not None:
         message.pause_time.CopyFrom(timestamp_proto(info.pause_time))
@@ -160,9 +166,18 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         await self._dispatcher.set_paused(info.name, False)
         return api.ResumeQueueResponse(queue=self._queue(info))
 
+    async def GetQueue(self, request: api.GetQueueRequest, context: Context) -> api.GetQueueResponse:
+        return api.GetQueueResponse(queue=self._queue(await self._queues.get(validate_queue_name(request.name))))
+
     async def UpdateQueue(self, request: api.UpdateQueueRequest, context: Context) -> api.UpdateQueueResponse:
         name, changes = validate_queue_update(request)
-        return api.UpdateQueueResponse(queue=self._queue(await self._queues.set_retention(name, changes)))
+        info = await self._queues.update(name, changes)
+        if changes.set_rate_limits:
+            # As a pause: if Redis does not answer, the error is UNAVAILABLE, and the reconciler
+            # mirrors the limits PostgreSQL now holds at its next pass.
+            await self._dispatcher.sync_limits({info.name: info.rate_limits})
+            await self._dispatcher.ring(info.name)
+        return api.UpdateQueueResponse(queue=self._queue(info))
 
     async def ListWorkers(self, request: api.ListWorkersRequest, context: Context) -> api.ListWorkersResponse:
         queue = validate_queue_name(request.queue, "queue") if request.queue else None

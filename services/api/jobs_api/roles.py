@@ -23,7 +23,7 @@ _WRITE = (
     "CancelExecution",
     "ReplayExecution",
 )
-_QUEUE_READ = ("ListQueues", "GetQueueStats", "ListWorkers", "GetScalingRecommendation", "ListDeadLetters")
+_QUEUE_READ = ("ListQueues", "GetQueue", "GetQueueStats", "ListWorkers", "GetScalingRecommendation", "ListDeadLetters")
 _QUEUE_ADMIN = ("PauseQueue", "ResumeQueue", "UpdateQueue", "ReplayDeadLetters", "PurgeDeadLetters")
 
 ROLES: dict[tuple[str, str], Role] = {

@@ -15,8 +15,10 @@ from jobs_common.arq_extension._keys import (
     aborts_key,
     arq_queue_name,
     held_key,
+    limits_key,
     paused_key,
     queue_bell_key,
+    tokens_key,
     worker_leases_key,
 )
 from jobs_common.arq_extension._scripts import CLAIM_SCRIPT
@@ -29,11 +31,12 @@ class Claimed:
     """What one claim took: jobs to start (arq job id, the score it was due at), the ids of
     jobs this worker holds that were asked to abort since its last claim, and how long (ms) the
     worker may wait for its bells before anything unrung becomes claimable (None: no limit known:
-    no later job, no other worker)."""
+    no later job, no other worker); and whether the queue limits its concurrent calls."""
 
     jobs: list[tuple[str, int]]
     aborts: list[str]
     wait_ms: int | None = None
+    concurrency_limited: bool = False
 
 
 class DueJobClaimer:
@@ -49,14 +52,17 @@ class DueJobClaimer:
             held_key(holder),
             aborts_key(holder),
             queue_bell_key(queue),
+            limits_key(queue),
+            tokens_key(queue),
         ]
         self._holder = holder
 
     async def claim(self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int, lease_ms: int) -> Claimed:
         """Puts a lapsed worker's calls back, renews this worker's lease for ``lease_ms`` (on
         Redis's clock), takes its pending aborts, then takes up to ``wanted`` of the first
-        ``read_limit`` jobs due by ``now_ms`` out of the queue (none while the queue is paused)."""
-        flat, aborts, wait_ms = await self._script(
+        ``read_limit`` jobs due by ``now_ms`` out of the queue (none while the queue is paused;
+        fewer under its rate limits)."""
+        flat, aborts, wait_ms, limited = await self._script(
             keys=self._keys,
             args=[
                 now_ms,
@@ -72,4 +78,5 @@ class DueJobClaimer:
             ],
         )
         jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
-        return Claimed(jobs, [job_id.decode() for job_id in aborts], None if wait_ms < 0 else int(wait_ms))
+        aborting = [job_id.decode() for job_id in aborts]
+        return Claimed(jobs, aborting, None if wait_ms < 0 else int(wait_ms), bool(limited))

@@ -1,5 +1,6 @@
 """Putting executions on arq (:data:`ENQUEUE_SCRIPT`), putting back the ones it lost
-(:data:`REDISPATCH_SCRIPT`), aborting them, and mirroring the queues' paused flags."""
+(:data:`REDISPATCH_SCRIPT`), aborting them, and mirroring the queues' paused flags and rate
+limits."""
 
 from __future__ import annotations
 
@@ -27,10 +28,12 @@ from jobs_common.arq_extension._keys import (
     WORKER_BELL_KEY_PREFIX,
     arq_job_id,
     arq_queue_name,
+    limits_key,
     paused_key,
     queue_bell_key,
 )
 from jobs_common.arq_extension._scripts import ABORT_SCRIPT, ENQUEUE_SCRIPT, REDISPATCH_SCRIPT, RESUME_SCRIPT
+from jobs_common.domain import RateLimits
 
 __all__ = ["Dispatcher"]
 
@@ -99,6 +102,33 @@ class Dispatcher:
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         await self.sync_paused({queue: paused})
+
+    async def sync_limits(self, limits: Mapping[str, RateLimits]) -> None:
+        """Makes each queue's limits key say what ``limits`` (PostgreSQL) says: the limits, or no
+        key for a queue without (its claims then read one missing key and nothing else); one
+        pipelined round trip."""
+        if limits:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue, limit in limits.items():
+                    if limit.unlimited:
+                        pipe.delete(limits_key(queue))
+                    else:
+                        pipe.hset(
+                            limits_key(queue),
+                            mapping={
+                                "rate": repr(limit.max_dispatches_per_second),
+                                "burst": limit.burst,
+                                "concurrent": limit.max_concurrent_dispatches,
+                            },
+                        )
+                await pipe.execute()
+
+    async def ring(self, queue: str) -> None:
+        """Wakes the queue's waiting workers (to claim under limits that changed)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(queue_bell_key(queue), b"1")
+            pipe.ltrim(queue_bell_key(queue), 0, BELL_LENGTH - 1)
+            await pipe.execute()
 
     async def sync_paused(self, paused_flags: Mapping[str, bool]) -> None:
         """Makes each queue's paused key say what ``paused_flags`` (PostgreSQL) says (a resumed

@@ -41,6 +41,19 @@ def paused_key(queue: str) -> str:
     return f"jobs:paused:{queue}"
 
 
+def limits_key(queue: str) -> str:
+    """Hash of the queue's rate limits while it has any (``rate``: dispatches a second, ``burst``:
+    the bucket's size, ``concurrent``: calls open at once; see QueueService.UpdateQueue).
+    PostgreSQL's queue_settings is the record; the reconciler writes this key again after a loss."""
+    return f"jobs:limits:{queue}"
+
+
+def tokens_key(queue: str) -> str:
+    """Hash of the queue's token bucket (``tokens``, and ``at``: when they were counted, ms on
+    Redis's clock), kept by the claims while the queue has a rate limit."""
+    return f"jobs:tokens:{queue}"
+
+
 def worker_leases_key(queue: str) -> str:
     """Sorted set of the queue's workers (``<worker id>#<token>``), scored by when their lease
     lapses (ms): their heartbeat pushes it on; a claim anywhere puts a lapsed one's calls back."""

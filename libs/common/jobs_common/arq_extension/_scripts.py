@@ -16,6 +16,8 @@ The keys they share, all arq's own except the paused flag:
 * ``jobs:held:<worker>`` — ours: what a worker runs, id → the score it was claimed at. When its
   lease lapses, the next claim on the queue puts all of it back in the queue at once;
 * ``jobs:paused:<name>`` — ours: while it exists the queue's workers claim nothing;
+* ``jobs:limits:<name>`` and ``jobs:tokens:<name>`` — ours: the queue's rate limits while it has
+  any, and its token bucket;
 * ``arq:abort`` — arq's sorted set of jobs asked to abort (``abort_jobs_ss``): arq's run_job
   aborts a job found there before it starts; bare arq workers read all of it at every poll;
 * ``jobs:aborts:<worker>`` — ours: the jobs a worker holds that were asked to abort, read and
@@ -96,11 +98,19 @@ return answer
 # rings for: until the next job is due, or until the lease of another worker lapses (the claim
 # then puts its calls back); -1 when neither is known. Calls it put back ring the queue's bell,
 # for the workers waiting on it.
+# Under the queue's rate limits (its limits hash, when it has one), it takes fewer: no more
+# than max_concurrent_dispatches minus the calls the queue's live workers hold (their held
+# hashes: a lapsed worker's calls stop counting when its lease lapses, and come back to the
+# queue), and no more than the whole tokens in the queue's bucket, refilled at the rate on
+# Redis's clock up to the burst (a new bucket starts full). With the bucket short of a token,
+# the wait is at most until the next one. A queue without limits costs one HMGET of a missing
+# key.
 # KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set,
-# the queue's bell.
+# the queue's bell, its limits, its token bucket.
 # ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
 # worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix, bell length.
-# Returns {{id, score, id, score...}, {ids to abort...}, ms to wait at most (or -1)}.
+# Returns {{id, score, id, score...}, {ids to abort...}, ms to wait at most (or -1), 1 when the
+# queue limits its concurrent calls (the worker then rings the bell as its calls end)}.
 CLAIM_SCRIPT = """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
@@ -136,7 +146,42 @@ for i = 1, #first, 2 do
     end
 end
 local wanted = tonumber(ARGV[3])
-if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts, wait} end
+if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts, wait, 0} end
+local limits = redis.call('HMGET', KEYS[7], 'rate', 'burst', 'concurrent')
+local rate = tonumber(limits[1]) or 0
+local concurrent = tonumber(limits[3]) or 0
+local limited = 0
+if concurrent > 0 then
+    limited = 1
+    local open = 0
+    for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. server_ms, '+inf')) do
+        open = open + redis.call('HLEN', ARGV[8] .. holder)
+    end
+    wanted = math.min(wanted, concurrent - open)
+end
+local tokens = 0
+local burst = 0
+if rate > 0 then
+    burst = tonumber(limits[2]) or 1
+    local bucket = redis.call('HMGET', KEYS[8], 'tokens', 'at')
+    local at = tonumber(bucket[2]) or server_ms
+    tokens = math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, server_ms - at) * rate / 1000)
+    wanted = math.min(wanted, math.floor(tokens))
+end
+local function take_tokens(taken)
+    if rate <= 0 then return end
+    tokens = tokens - taken
+    redis.call('HSET', KEYS[8], 'tokens', tostring(tokens), 'at', server_ms)
+    redis.call('PEXPIRE', KEYS[8], math.ceil(burst / rate * 1000) + 60000)
+    if tokens < 1 then
+        local next_token = math.ceil((1 - tokens) / rate * 1000)
+        if wait < 0 or next_token < wait then wait = next_token end
+    end
+end
+if wanted <= 0 then
+    take_tokens(0)
+    return {{}, aborts, wait, limited}
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local claimed = {}
 for i = 1, #due, 2 do
@@ -150,12 +195,13 @@ for i = 1, #due, 2 do
         claimed[#claimed + 1] = due[i + 1]
     end
 end
+take_tokens(#claimed / 2)
 local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 if #later > 0 then
     local due_in = tonumber(later[2]) - now
     if wait < 0 or due_in < wait then wait = due_in end
 end
-return {claimed, aborts, wait}
+return {claimed, aborts, wait, limited}
 """
 
 # Asking for a job's abort: arq's abort set, as arq's Job.abort writes it (arq aborts a job

@@ -152,6 +152,9 @@ class ClaimingWorker(Worker):
         # a bell first (:meth:`_wait_for_work`); None: poll again after poll_delay.
         self._idle_wait_ms: int | None = None
         self._finishes = GroupCommit(self._write_finishes, FINISHES_PER_TRANSACTION)
+        # Whether the last claim found the queue limiting its concurrent calls: the end of each
+        # call then rings the queue's bell, for the workers waiting for a slot.
+        self._concurrency_limited = False
         self._waited_s = 0.0
         self._listener: asyncio.Task[bool] | None = None
         self._bells = [queue_bell_key(queue), worker_bell_key(self.holder)]
@@ -316,6 +319,7 @@ class ClaimingWorker(Worker):
             in_progress_ms=int((self.job_timeout_s + 10) * 1000),
             lease_ms=self._lease_ttl_ms,
         )
+        self._concurrency_limited = claimed.concurrency_limited
         if wanted > 0 and len(claimed.jobs) < wanted and not self.burst:
             longest = self.max_idle_wait_ms
             self._idle_wait_ms = longest if claimed.wait_ms is None else min(claimed.wait_ms, longest)
@@ -400,7 +404,7 @@ class ClaimingWorker(Worker):
                     ring = ring or ending.again_at <= time.time() * 1000 + MAX_IDLE_WAIT_MS
                 tr.hdel(self._held_key, job_id)
                 tr.delete(*delete_keys)
-            if ring:
+            if ring or self._concurrency_limited:
                 tr.lpush(self._queue_bell, b"1")
                 tr.ltrim(self._queue_bell, 0, BELL_LENGTH - 1)
             await tr.execute()

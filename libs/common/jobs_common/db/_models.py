@@ -273,7 +273,7 @@ class WatchedJobRow(Base):
 
 
 class QueueSettingsRow(Base):
-    """What is set on a queue itself: paused, and its retention. A queue needs no row to exist."""
+    """What is set on a queue itself: paused, its retention and its rate limits. A queue needs no row to exist."""
 
     __tablename__ = "queue_settings"
 
@@ -284,4 +284,14 @@ class QueueSettingsRow(Base):
     history_retention_s: Mapped[int | None] = mapped_column(BigInteger)
     dead_letter_retention_s: Mapped[int | None] = mapped_column(BigInteger)
     pause_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Its rate limits (RateLimits in the API); 0: no limit.
+    max_dispatches_per_second: Mapped[float] = mapped_column(Double, server_default=text("0"))
+    max_burst_size: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_concurrent_dispatches: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint("max_dispatches_per_second >= 0", name="max_dispatches_per_second"),
+        CheckConstraint("max_burst_size >= 0", name="max_burst_size"),
+        CheckConstraint("max_concurrent_dispatches >= 0", name="max_concurrent_dispatches"),
+    )

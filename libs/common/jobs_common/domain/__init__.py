@@ -41,11 +41,13 @@ from jobs_common.domain._patch import (
 from jobs_common.domain._queues import (
     DEFAULT_QUEUE,
     KEEP_FOREVER,
+    RATE_LIMIT_FIELDS,
     DeadLetterFilter,
+    QueueChange,
     QueueDepth,
     QueueInfo,
+    RateLimits,
     Retention,
-    RetentionChange,
 )
 from jobs_common.domain._retry import JITTER_FRACTION, LONGEST_RETRY_AFTER, next_delay, parse_retry_after
 from jobs_common.domain._scaling import ScalingInputs, ScalingPolicy, oldest_ready_age, per_worker_capacity, recommend
@@ -73,6 +75,7 @@ __all__ = [
     "KEEP_FOREVER",
     "LONGEST_RETRY_AFTER",
     "MIN_INTERVAL",
+    "RATE_LIMIT_FIELDS",
     "REDACTED",
     "TERMINAL_EXECUTION_STATES",
     "UPDATABLE_FIELDS",
@@ -98,12 +101,13 @@ __all__ = [
     "NotClaimed",
     "OverlapPolicy",
     "Page",
+    "QueueChange",
     "QueueDepth",
     "QueueInfo",
+    "RateLimits",
     "RecurringSchedule",
     "RequestKey",
     "Retention",
-    "RetentionChange",
     "RetryPolicy",
     "ScalingInputs",
     "ScalingPolicy",

@@ -31,6 +31,7 @@ class Queue(_message.Message):
     PAUSE_TIME_FIELD_NUMBER: _builtins.int
     HISTORY_RETENTION_FIELD_NUMBER: _builtins.int
     DEAD_LETTER_RETENTION_FIELD_NUMBER: _builtins.int
+    RATE_LIMITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The queue's name."""
     paused: _builtins.bool
@@ -54,6 +55,12 @@ class Queue(_message.Message):
         value or the server's DEAD_LETTER_RETENTION (30 days unless configured).
         """
 
+    @_builtins.property
+    def rate_limits(self) -> Global___RateLimits:
+        """How fast its calls start and how many are open at once, across every worker. Always set in
+        answers (all zero: no limit).
+        """
+
     def __init__(
         self,
         *,
@@ -62,14 +69,92 @@ class Queue(_message.Message):
         pause_time: _timestamp_pb2.Timestamp | None = ...,
         history_retention: _duration_pb2.Duration | None = ...,
         dead_letter_retention: _duration_pb2.Duration | None = ...,
+        rate_limits: Global___RateLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_letter_retention", b"dead_letter_retention", "history_retention", b"history_retention", "pause_time", b"pause_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dead_letter_retention", b"dead_letter_retention", "history_retention", b"history_retention", "pause_time", b"pause_time", "rate_limits", b"rate_limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter_retention", b"dead_letter_retention", "history_retention", b"history_retention", "name", b"name", "pause_time", b"pause_time", "paused", b"paused"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter_retention", b"dead_letter_retention", "history_retention", b"history_retention", "name", b"name", "pause_time", b"pause_time", "paused", b"paused", "rate_limits", b"rate_limits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Queue: _TypeAlias = Queue  # noqa: Y015
+
+@_typing.final
+class RateLimits(_message.Message):
+    """A queue's rate limits, as Cloud Tasks' RateLimits. Enforced where workers claim jobs, across
+    the fleet: a worker that dies stops counting against max_concurrent_dispatches when its lease
+    lapses (WORKER_LEASE_TTL), and its calls run again elsewhere.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_DISPATCHES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MAX_BURST_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_DISPATCHES_FIELD_NUMBER: _builtins.int
+    max_dispatches_per_second: _builtins.float
+    """Calls started per second, at most: a token bucket refilled at this rate, one token per call
+    started (first attempts and retries alike). 0: no limit. At most 10,000.
+    """
+    max_burst_size: _builtins.int
+    """The bucket's size: how many calls may start at once after a quiet spell. 0 when setting:
+    the rate rounded up (at least 1); answers give the size in force. Ignored without a rate.
+    """
+    max_concurrent_dispatches: _builtins.int
+    """Calls of the queue open at once, at most. 0: no limit. At most 100,000."""
+    def __init__(
+        self,
+        *,
+        max_dispatches_per_second: _builtins.float = ...,
+        max_burst_size: _builtins.int = ...,
+        max_concurrent_dispatches: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_burst_size", b"max_burst_size", "max_concurrent_dispatches", b"max_concurrent_dispatches", "max_dispatches_per_second", b"max_dispatches_per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimits: _TypeAlias = RateLimits  # noqa: Y015
+
+@_typing.final
+class GetQueueRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The queue's name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueueRequest: _TypeAlias = GetQueueRequest  # noqa: Y015
+
+@_typing.final
+class GetQueueResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queue(self) -> Global___Queue: ...
+    def __init__(
+        self,
+        *,
+        queue: Global___Queue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueueResponse: _TypeAlias = GetQueueResponse  # noqa: Y015
 
 @_typing.final
 class ListQueuesRequest(_message.Message):
@@ -315,8 +400,10 @@ class UpdateQueueRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Required. Fields to change: "history_retention", "dead_letter_retention". A field named here
-        but left unset goes back to the server's default.
+        """Required. Fields to change: "history_retention", "dead_letter_retention", "rate_limits" (all
+        three limits), or one limit ("rate_limits.max_dispatches_per_second", ...). A field named
+        here but left unset goes back to the server's default (no limit, for the rate limits). Empty:
+        every field the request sets.
         """
 
     def __init__(

@@ -40,6 +40,11 @@ class QueueServiceStub:
                 request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.GetQueue = channel.unary_unary(
+                '/jobscheduler.v1.QueueService/GetQueue',
+                request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueRequest.SerializeToString,
+                response_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueResponse.FromString,
+                _registered_method=True)
         self.GetQueueStats = channel.unary_unary(
                 '/jobscheduler.v1.QueueService/GetQueueStats',
                 request_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueStatsRequest.SerializeToString,
@@ -98,6 +103,14 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueue(self, request, context):
+        """A queue's settings: paused, retention, rate limits. NOT_FOUND unless a job names it or it
+        has settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetQueueStats(self, request, context):
         """A queue's unfinished executions by state and how long its oldest ready one has waited.
         """
@@ -122,8 +135,9 @@ class QueueServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateQueue(self, request, context):
-        """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
-        A queue that no job names yet can be given settings before its first job.
+        """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept,
+        and its rate limits. A queue that no job names yet can be given settings before its first
+        job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +188,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListQueuesRequest.FromString,
                     response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'GetQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueue,
+                    request_deserializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueRequest.FromString,
+                    response_serializer=jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueResponse.SerializeToString,
             ),
             'GetQueueStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetQueueStats,
@@ -249,6 +268,33 @@ class QueueService:
             '/jobscheduler.v1.QueueService/ListQueues',
             jobscheduler_dot_v1_dot_queue__service__pb2.ListQueuesRequest.SerializeToString,
             jobscheduler_dot_v1_dot_queue__service__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobscheduler.v1.QueueService/GetQueue',
+            jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueRequest.SerializeToString,
+            jobscheduler_dot_v1_dot_queue__service__pb2.GetQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,10 @@ class QueueServiceStub:
     def __new__(cls, channel: _aio.Channel) -> QueueServiceAsyncStub: ...
     ListQueues: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueuesRequest, _queue_service_pb2.ListQueuesResponse]
     """Lists every queue: each one a job names, and each one paused before any job named it."""
+    GetQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueRequest, _queue_service_pb2.GetQueueResponse]
+    """A queue's settings: paused, retention, rate limits. NOT_FOUND unless a job names it or it
+    has settings.
+    """
     GetQueueStats: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueStatsRequest, _queue_service_pb2.GetQueueStatsResponse]
     """A queue's unfinished executions by state and how long its oldest ready one has waited."""
     PauseQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.PauseQueueRequest, _queue_service_pb2.PauseQueueResponse]
@@ -45,8 +49,9 @@ class QueueServiceStub:
     ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
     """Resumes a paused queue: its workers take what is due on their next poll."""
     UpdateQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueRequest, _queue_service_pb2.UpdateQueueResponse]
-    """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
-    A queue that no job names yet can be given settings before its first job.
+    """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept,
+    and its rate limits. A queue that no job names yet can be given settings before its first
+    job.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListWorkersRequest, _queue_service_pb2.ListWorkersResponse]
     """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
@@ -72,6 +77,10 @@ class QueueServiceAsyncStub(QueueServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListQueues: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueuesRequest, _queue_service_pb2.ListQueuesResponse]  # type: ignore[assignment]
     """Lists every queue: each one a job names, and each one paused before any job named it."""
+    GetQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueRequest, _queue_service_pb2.GetQueueResponse]  # type: ignore[assignment]
+    """A queue's settings: paused, retention, rate limits. NOT_FOUND unless a job names it or it
+    has settings.
+    """
     GetQueueStats: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueStatsRequest, _queue_service_pb2.GetQueueStatsResponse]  # type: ignore[assignment]
     """A queue's unfinished executions by state and how long its oldest ready one has waited."""
     PauseQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.PauseQueueRequest, _queue_service_pb2.PauseQueueResponse]  # type: ignore[assignment]
@@ -82,8 +91,9 @@ class QueueServiceAsyncStub(QueueServiceStub):
     ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
     """Resumes a paused queue: its workers take what is due on their next poll."""
     UpdateQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueRequest, _queue_service_pb2.UpdateQueueResponse]  # type: ignore[assignment]
-    """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
-    A queue that no job names yet can be given settings before its first job.
+    """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept,
+    and its rate limits. A queue that no job names yet can be given settings before its first
+    job.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListWorkersRequest, _queue_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the live workers: those that heartbeated within WORKER_LEASE_TTL. A worker that stops
@@ -112,6 +122,16 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.ListQueuesResponse, _abc.Awaitable[_queue_service_pb2.ListQueuesResponse]]:
         """Lists every queue: each one a job names, and each one paused before any job named it."""
+
+    @_abc_1.abstractmethod
+    def GetQueue(
+        self,
+        request: _queue_service_pb2.GetQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.GetQueueResponse, _abc.Awaitable[_queue_service_pb2.GetQueueResponse]]:
+        """A queue's settings: paused, retention, rate limits. NOT_FOUND unless a job names it or it
+        has settings.
+        """
 
     @_abc_1.abstractmethod
     def GetQueueStats(
@@ -146,8 +166,9 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_service_pb2.UpdateQueueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.UpdateQueueResponse, _abc.Awaitable[_queue_service_pb2.UpdateQueueResponse]]:
-        """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept.
-        A queue that no job names yet can be given settings before its first job.
+        """Changes a queue's settings (AIP-134): how long its history and its dead letters are kept,
+        and its rate limits. A queue that no job names yet can be given settings before its first
+        job.
         """
 
     @_abc_1.abstractmethod
