@@ -32,6 +32,7 @@ from jobs_client import (
     run_at,
 )
 from jobs_common.settings import Settings
+from jobscheduler.v1 import queue_service_pb2
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.certs import make_pki
 from tests.support.services import free_port
@@ -217,6 +218,11 @@ async def test_queue_calls_workers_and_dead_letters(client: AsyncJobsClient, tar
     reset = await client.update_queue(queue, reset=["dead_letter_retention"])
     assert reset.history_retention.ToTimedelta() == timedelta(days=2)
     assert reset.dead_letter_retention.ToTimedelta() == timedelta(days=30)
+    limited = await client.update_queue(queue, max_dispatches_per_second=1.5, max_concurrent_dispatches=3)
+    assert (limited.rate_limits.max_dispatches_per_second, limited.rate_limits.max_burst_size) == (1.5, 2)
+    assert (await client.get_queue(queue)).rate_limits.max_concurrent_dispatches == 3
+    unlimited = await client.update_queue(queue, reset=["rate_limits"])
+    assert unlimited.rate_limits == queue_service_pb2.RateLimits()
     with pytest.raises(InvalidArgumentError) as invalid:
         await client.update_queue(queue, history_retention=timedelta(seconds=-1))
     assert "queue.history_retention" in invalid.value.field_violations

@@ -170,6 +170,10 @@ class AsyncJobsClient:
     async def get_queue_stats(self, name: str) -> queue_service_pb2.GetQueueStatsResponse:
         return await self._call(self._queues.GetQueueStats, queue_service_pb2.GetQueueStatsRequest(name=name))
 
+    async def get_queue(self, name: str) -> queue_service_pb2.Queue:
+        """The queue's settings: paused, retention, rate limits."""
+        return (await self._call(self._queues.GetQueue, queue_service_pb2.GetQueueRequest(name=name))).queue
+
     async def pause_queue(self, name: str) -> queue_service_pb2.Queue:
         return (await self._call(self._queues.PauseQueue, queue_service_pb2.PauseQueueRequest(name=name))).queue
 
@@ -182,12 +186,25 @@ class AsyncJobsClient:
         *,
         history_retention: timedelta | None = None,
         dead_letter_retention: timedelta | None = None,
+        max_dispatches_per_second: float | None = None,
+        max_burst_size: int | None = None,
+        max_concurrent_dispatches: int | None = None,
         reset: Sequence[str] = (),
     ) -> queue_service_pb2.Queue:
-        """Sets the retentions given (``timedelta(0)`` keeps for ever); the fields named in
-        ``reset`` go back to the server's defaults."""
+        """Sets the retentions given (``timedelta(0)`` keeps for ever) and the rate limits given
+        (0: no limit); the fields named in ``reset`` (``"rate_limits"`` for all three limits) go
+        back to the server's defaults."""
         queue = queue_service_pb2.Queue(name=name)
         paths = list(reset)
+        limits = {
+            "max_dispatches_per_second": max_dispatches_per_second,
+            "max_burst_size": max_burst_size,
+            "max_concurrent_dispatches": max_concurrent_dispatches,
+        }
+        for field, value in limits.items():
+            if value is not None:
+                setattr(queue.rate_limits, field, value)
+                paths.append(f"rate_limits.{field}")
         if history_retention is not None:
             queue.history_retention.FromTimedelta(history_retention)
             paths.append("history_retention")

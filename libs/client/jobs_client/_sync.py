@@ -140,6 +140,9 @@ class JobsClient:
     def get_queue_stats(self, name: str) -> queue_service_pb2.GetQueueStatsResponse:
         return self._run(self._client.get_queue_stats(name))
 
+    def get_queue(self, name: str) -> queue_service_pb2.Queue:
+        return self._run(self._client.get_queue(name))
+
     def pause_queue(self, name: str) -> queue_service_pb2.Queue:
         return self._run(self._client.pause_queue(name))
 
@@ -152,11 +155,20 @@ class JobsClient:
         *,
         history_retention: timedelta | None = None,
         dead_letter_retention: timedelta | None = None,
+        max_dispatches_per_second: float | None = None,
+        max_burst_size: int | None = None,
+        max_concurrent_dispatches: int | None = None,
         reset: Sequence[str] = (),
     ) -> queue_service_pb2.Queue:
         return self._run(
             self._client.update_queue(
-                name, history_retention=history_retention, dead_letter_retention=dead_letter_retention, reset=reset
+                name,
+                history_retention=history_retention,
+                dead_letter_retention=dead_letter_retention,
+                max_dispatches_per_second=max_dispatches_per_second,
+                max_burst_size=max_burst_size,
+                max_concurrent_dispatches=max_concurrent_dispatches,
+                reset=reset,
             )
         )
 

@@ -133,14 +133,14 @@ _QUEUE_FIGURES = ("scheduled", "queued", "running", "retry_scheduled")
 
 
 def _rate_limits(queue: qpb.Queue) -> str:
-    """The queue's rate limits, once the API has them (Cloud Tasks' RateLimits) and they are set."""
-    limits = {field.name: value for field, value in queue.ListFields()}.get("rate_limits")
-    if limits is None:
-        return "none"
-    return esc(
-        f"{limits.max_dispatches_per_second}/s, burst {limits.max_burst_size}, "
-        f"{limits.max_concurrent_dispatches} at once"
-    )
+    """The queue's rate limits that are set (Cloud Tasks' RateLimits); "none" without any."""
+    limits = queue.rate_limits
+    parts = []
+    if limits.max_dispatches_per_second:
+        parts.append(f"{limits.max_dispatches_per_second:g}/s, burst {limits.max_burst_size}")
+    if limits.max_concurrent_dispatches:
+        parts.append(f"{limits.max_concurrent_dispatches} at once")
+    return esc("; ".join(parts)) if parts else "none"
 
 
 def queues_fragment(stats: Sequence[qpb.GetQueueStatsResponse]) -> str:
