@@ -16,6 +16,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from externalscaler import externalscaler_pb2 as keda
 from externalscaler import externalscaler_pb2_grpc
+from jobscheduler.v1 import queue_service_pb2 as qapi
+from jobscheduler.v1 import queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, field_violations, http_job
 
@@ -56,6 +58,20 @@ async def test_the_backlog_counts_what_is_due_and_running_on_the_queue(stub, sca
     first = await asyncio.wait_for(stream.read(), 5)
     stream.cancel()
     assert first.result is True
+
+
+async def test_the_backlog_counts_no_more_than_may_run_at_once(channel, stub, scaler, target):
+    queue = f"scale-{uuid.uuid4().hex[:8]}"
+    for _ in range(5):
+        await create(stub, http_job(target.url("/ok/scale"), queue=queue))
+    limits = qapi.RateLimits(max_concurrent_dispatches=2)
+    queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+    await queues.UpdateQueue(qapi.UpdateQueueRequest(queue=qapi.Queue(name=queue, rate_limits=limits)))
+    request = keda.GetMetricsRequest(scaledObjectRef=_ref(queue=queue), metricName=f"jobscheduler-{queue}-backlog")
+    [value] = (await scaler.GetMetrics(request)).metricValues
+    assert value.metricValue == 2  # five due, two may run at once: two workers' share, not five
+    recommendation = await queues.GetScalingRecommendation(qapi.GetScalingRecommendationRequest(queue=queue))
+    assert recommendation.backlog == 2
 
 
 @pytest.mark.parametrize(

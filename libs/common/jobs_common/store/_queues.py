@@ -131,9 +131,15 @@ _SETTINGS = text(
     "SELECT name, paused, max_dispatches_per_second, max_burst_size, max_concurrent_dispatches FROM queue_settings"
 )
 
+# Capped at the queue's max_concurrent_dispatches: no more of its calls may be open at once, so
+# no more workers' worth of them is work a new worker could take.
 _BACKLOG = text(
     """
-SELECT count(*) FROM executions e
+SELECT least(
+    count(*),
+    (SELECT nullif(s.max_concurrent_dispatches, 0) FROM queue_settings s WHERE s.name = :queue)
+)
+FROM executions e
 WHERE (e.state = 'RUNNING'
        OR (e.state IN ('SCHEDULED', 'QUEUED', 'RETRY_SCHEDULED')
            AND e.schedule_time <= now() + make_interval(secs => CAST(:due_within_s AS double precision))))
@@ -148,7 +154,8 @@ class QueueStore:
 
     async def backlog(self, queue: str, due_within: timedelta) -> int:
         """Executions of ``queue`` running, or waiting and due within ``due_within``: the work a
-        worker fleet has in hand or soon will (what KEDA scales on)."""
+        worker fleet has in hand or soon will (what KEDA scales on), at most the queue's
+        max_concurrent_dispatches (what may run at once)."""
         async with self._engine.connect() as conn:
             count = await conn.scalar(_BACKLOG, {"queue": queue, "due_within_s": due_within.total_seconds()})
         return int(count or 0)
