@@ -17,7 +17,7 @@ STUBS_DIR := libs/proto
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup proto proto-check lint test browser run bench bench-scale bench-retention bench-lists plans chaos services clean
+.PHONY: help setup proto proto-check lint test browser run bench bench-scale bench-retention bench-flow bench-lists plans chaos services clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ bench-scale: setup services  ## Capacity: 1,000 to 10,000 long calls held open i
 
 bench-retention: setup services  ## History purge: executions deleted per second, and table sizes in a soak with a 30 s retention.
 	$(UV) run --frozen python -m bench.retention $(BENCH_RETENTION_ARGS)
+
+bench-flow: setup services  ## Queue rate limits across 3 workers: calls a second at the target, calls open at once (a worker SIGKILLed), the claim's cost.
+	$(UV) run --frozen python -m bench.flow_control $(BENCH_FLOW_ARGS)
 
 bench-lists: setup services  ## List calls: api memory and bytes answered by ListJobs (BASIC, FULL), ListExecutions, ListDeadLetters over 1 MiB bodies.
 	$(UV) run --frozen python -m bench.list_memory $(BENCH_LISTS_ARGS)

@@ -1,7 +1,9 @@
 """The benchmark's target: answers 200 at once and remembers when each execution arrived.
 
 ``POST /hit`` records (Idempotency-Key → arrival time) and answers (after ``?delay=`` seconds, if
-given); ``GET /receipts`` returns and clears them;
+given); ``GET /receipts`` returns and clears them; ``GET /stats`` says how many hits are open now
+and at most since the last ``POST /reset``; ``GET /arrivals``, every hit's arrival time since then
+(repeats too);
 ``POST /hold`` answers at the next ``POST /release`` (the long calls held in flight).
 """
 
@@ -14,15 +16,33 @@ import time
 from aiohttp import web
 
 receipts: dict[str, float] = {}
+arrivals: list[float] = []
 held_open = 0
+hits_open = 0
+hits_open_max = 0
 released = asyncio.Event()
 
 
 async def hit(request: web.Request) -> web.Response:
-    receipts.setdefault(request.headers.get("Idempotency-Key", ""), time.time())
-    delay = float(request.query.get("delay", 0))
-    if delay:
-        await asyncio.sleep(delay)
+    global hits_open, hits_open_max
+    now = time.time()
+    receipts.setdefault(request.headers.get("Idempotency-Key", ""), now)
+    arrivals.append(now)
+    hits_open += 1
+    hits_open_max = max(hits_open_max, hits_open)
+    try:
+        delay = float(request.query.get("delay", 0))
+        if delay:
+            await asyncio.sleep(delay)
+    finally:
+        hits_open -= 1
+    return web.Response(text="ok")
+
+
+async def reset(request: web.Request) -> web.Response:
+    global hits_open_max
+    hits_open_max = hits_open
+    arrivals.clear()
     return web.Response(text="ok")
 
 
@@ -46,7 +66,11 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response({"held_open": held_open})
+    return web.json_response({"held_open": held_open, "hits_open": hits_open, "hits_open_max": hits_open_max})
+
+
+async def take_arrivals(request: web.Request) -> web.Response:
+    return web.json_response(arrivals)
 
 
 async def take_receipts(request: web.Request) -> web.Response:
@@ -65,7 +89,10 @@ def main() -> None:
     app.router.add_post("/release", release)
     app.router.add_get("/receipts", take_receipts)
     app.router.add_get("/stats", stats)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=lambda _: None)
+    app.router.add_post("/reset", reset)
+    app.router.add_get("/arrivals", take_arrivals)
+    # A call whose client went away (a worker SIGKILLed) ends here too, and stops counting as open.
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=lambda _: None, handler_cancellation=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,297 @@
+"""``make bench-flow``: queue rate limits kept across workers, measured at the target.
+
+Three workers serve each queue; the api and a local target run as their own processes, with the
+bench's own database and Redis DB index (removed at the end).
+
+1. **Rate.** A queue at ``--rate`` dispatches a second, burst ``--burst``; ``--rate-jobs`` jobs
+   created at once (the target answers at once). From the target's arrival times: the calls per
+   second over the run (whole seconds after the first), and how far the count of calls ever ran
+   above the rate line drawn from the first call (the burst allows ``--burst``).
+2. **Concurrency.** A queue of at most ``--slots`` open calls; ``--slot-jobs`` jobs of
+   ``--call-s`` each. The target counts the calls open at once. ``--kill-at`` seconds in, one
+   worker is SIGKILLed mid-call: its calls stop counting when its lease lapses and run again on
+   the others (at least once). Printed: the most calls open at once, the calls made (the jobs plus
+   the killed worker's, made twice), the calls open right after the kill, and how long until the
+   target saw every slot in use again.
+3. **Cost.** CreateJob-to-SUCCEEDED of ``--cost-jobs`` jobs, 64 CreateJobs in flight, on a queue
+   without limits and on one with limits that never bind (10,000 a second, 100,000 open): the
+   workers' CPU per job and the end-to-end rate, each twice, alternating.
+
+Figures, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.__main__ import Cpu, _wait_succeeded, bench_settings, stop_and_drop
+from jobs_common.migrate import migrate
+from jobs_common.settings import Settings
+from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import job_service_pb2_grpc, queue_service_pb2_grpc
+from jobscheduler.v1 import queue_service_pb2 as qapi
+from jobscheduler.v1 import resources_pb2 as pb
+from tests.support import services
+from tests.support.processes import ChildProcess, settings_env
+
+
+async def _set_limits(channel: grpc.aio.Channel, queue: str, limits: qapi.RateLimits) -> None:
+    stub = queue_service_pb2_grpc.QueueServiceStub(channel)
+    await stub.UpdateQueue(qapi.UpdateQueueRequest(queue=qapi.Queue(name=queue, rate_limits=limits)))
+
+
+async def _workers(settings: Settings, logs: Path, queue: str, count: int) -> list[ChildProcess]:
+    workers = []
+    for i in range(count):
+        own = settings.model_copy(
+            update={
+                "worker_queue": queue,
+                "worker_metrics_port": services.free_port(),
+                "worker_health_file": str(logs / f"worker-{queue}-{i}.health"),
+            }
+        )
+        workers.append(ChildProcess("jobs_worker", settings_env(own), logs / f"worker-{queue}-{i}.log"))
+    for worker in workers:
+        await worker.wait_for_log("ready on queue")
+    return workers
+
+
+async def _create_all(stub: job_service_pb2_grpc.JobServiceAsyncStub, url: str, queue: str, count: int) -> None:
+    requests = [api.CreateJobRequest(job=pb.Job(http_request=pb.HttpRequest(url=url), queue=queue))] * count
+    for start in range(0, count, 1000):
+        await stub.BatchCreateJobs(api.BatchCreateJobsRequest(requests=requests[start : start + 1000]))
+
+
+async def _wait_arrivals(http: httpx.AsyncClient, target_url: str, count: int, timeout: float) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        arrivals = sorted((await http.get(f"{target_url}/arrivals")).json())
+        if len(arrivals) >= count or time.monotonic() > deadline:
+            return arrivals
+        await asyncio.sleep(0.2)
+
+
+def rate_figures(arrivals: list[float], rate: float, burst: int) -> dict[str, Any]:
+    """Calls per whole second after the first call, and the most the running count stood above
+    the rate line from the first call (``burst`` is what the bucket allows)."""
+    first = arrivals[0]
+    seconds = int(arrivals[-1] - first)
+    per_second = [sum(1 for t in arrivals if first + s <= t < first + s + 1) for s in range(seconds)]
+    above = max(i + 1 - rate * (t - first) for i, t in enumerate(arrivals))
+    steady = per_second[1:] or per_second
+    return {
+        "calls": len(arrivals),
+        "seconds": round(arrivals[-1] - first, 2),
+        "mean_per_second": round((len(arrivals) - burst) / (arrivals[-1] - first), 2) if seconds else None,
+        "per_second": per_second,
+        "steady_min_max": [min(steady), max(steady)] if steady else None,
+        "most_above_rate_line": round(above, 2),
+    }
+
+
+async def measure_rate(
+    channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    queue = "bench-rate"
+    await _set_limits(channel, queue, qapi.RateLimits(max_dispatches_per_second=args.rate, max_burst_size=args.burst))
+    workers = await _workers(settings, logs, queue, args.workers)
+    try:
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{target_url}/reset")
+            await _create_all(job_service_pb2_grpc.JobServiceStub(channel), f"{target_url}/hit", queue, args.rate_jobs)
+            timeout = args.rate_jobs / args.rate + 30
+            arrivals = await _wait_arrivals(http, target_url, args.rate_jobs, timeout)
+    finally:
+        for worker in workers:
+            await worker.stop()
+    return {"rate": args.rate, "burst": args.burst, "workers": args.workers} | rate_figures(
+        arrivals, args.rate, args.burst
+    )
+
+
+async def measure_slots(
+    channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    queue = "bench-slots"
+    await _set_limits(channel, queue, qapi.RateLimits(max_concurrent_dispatches=args.slots))
+    workers = await _workers(settings, logs, queue, args.workers)
+    samples: list[tuple[float, int]] = []
+    try:
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{target_url}/reset")
+            url = f"{target_url}/hit?delay={args.call_s}"
+            started = time.time()
+            await _create_all(job_service_pb2_grpc.JobServiceStub(channel), url, queue, args.slot_jobs)
+            killed_at = None
+            wanted = args.slot_jobs
+            deadline = time.monotonic() + args.slot_jobs * args.call_s / args.slots + 60
+            while time.monotonic() < deadline:
+                stats = (await http.get(f"{target_url}/stats")).json()
+                samples.append((time.time(), stats["hits_open"]))
+                if killed_at is None and time.time() - started >= args.kill_at:
+                    held = await _held_by(settings, workers[0])
+                    workers[0].process.send_signal(signal.SIGKILL)
+                    await workers[0].wait()
+                    killed_at, killed_calls = time.time(), held
+                    wanted += held  # its calls are made again elsewhere
+                arrivals = (await http.get(f"{target_url}/arrivals")).json()
+                if len(arrivals) >= wanted and stats["hits_open"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            stats = (await http.get(f"{target_url}/stats")).json()
+            arrivals = sorted((await http.get(f"{target_url}/arrivals")).json())
+    finally:
+        for worker in workers[1:]:
+            await worker.stop()
+    if killed_at is None:
+        raise RuntimeError("the concurrency phase ended before the kill: raise --slot-jobs")
+    return {
+        "max_concurrent_dispatches": args.slots,
+        "workers": args.workers,
+        "jobs": args.slot_jobs,
+        "call_s": args.call_s,
+        "most_open_at_once": stats["hits_open_max"],
+        "calls_made": len(arrivals),
+        "killed_worker_calls": killed_calls,
+        "kill_after_s": round(killed_at - started, 2),
+        "open_right_after_kill": next((open_ for at, open_ in samples if at > killed_at), None),
+        "slots_all_open_again_after_s": _slot_back(samples, killed_at, args.slots),
+        "seconds": round((arrivals[-1] if arrivals else started) - started, 2),
+    }
+
+
+def _slot_back(samples: list[tuple[float, int]], killed_at: float, slots: int) -> float | None:
+    """Seconds from the kill until the target again saw ``slots`` calls open at once."""
+    for at, open_ in samples:
+        if at > killed_at and open_ >= slots:
+            return round(at - killed_at, 2)
+    return None
+
+
+async def _held_by(settings: Settings, worker: ChildProcess) -> int:
+    """How many calls the worker holds now (its held hash), read before it is killed."""
+    redis = Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db)
+    try:
+        held = 0
+        async for key in redis.scan_iter(match=f"jobs:held:*:{worker.pid}#*"):
+            held += await cast(Awaitable[int], redis.hlen(key))
+        return held
+    finally:
+        await redis.aclose()
+
+
+async def measure_cost(
+    channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    engine = create_async_engine(settings.database_url)
+    stubs = [job_service_pb2_grpc.JobServiceStub(channel)]
+    never_binding = qapi.RateLimits(
+        max_dispatches_per_second=10_000, max_burst_size=100_000, max_concurrent_dispatches=100_000
+    )
+    runs: dict[str, list[dict[str, float]]] = {"without limits": [], "with limits that never bind": []}
+    try:
+        for round_ in range(2):
+            for label, limits in (("without limits", None), ("with limits that never bind", never_binding)):
+                queue = f"bench-cost-{round_}-{'limited' if limits else 'free'}"
+                if limits is not None:
+                    await _set_limits(channel, queue, limits)
+                [worker] = await _workers(settings, logs, queue, 1)
+                try:
+                    cpu = Cpu(worker.pid, ())
+                    mark = f"{queue}"
+                    started, cpu_before = time.time(), cpu.seconds()
+                    await _create_many_on(stubs, args.cost_jobs, f"{target_url}/hit", queue, mark)
+                    last_end = await _wait_succeeded(engine, mark, args.cost_jobs, timeout=300)
+                    worker_cpu = cpu.seconds() - cpu_before
+                finally:
+                    await worker.stop()
+                runs[label].append(
+                    {
+                        "end_to_end_jobs_per_second": round(args.cost_jobs / (last_end - started), 1),
+                        "worker_cpu_ms_per_job": round(worker_cpu * 1000 / args.cost_jobs, 3),
+                    }
+                )
+    finally:
+        await engine.dispose()
+    return runs
+
+
+async def _create_many_on(
+    stubs: list[job_service_pb2_grpc.JobServiceAsyncStub], count: int, url: str, queue: str, label: str
+) -> None:
+    pending = iter(range(count))
+
+    async def client(stub: job_service_pb2_grpc.JobServiceAsyncStub) -> None:
+        for _ in pending:
+            job = pb.Job(http_request=pb.HttpRequest(url=url), queue=queue, labels={"bench": label})
+            await stub.CreateJob(api.CreateJobRequest(job=job))
+
+    await asyncio.gather(*(client(stubs[0]) for _ in range(64)))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    database = await services.create_database()
+    redis_db = await services.claim_redis_db(f"bench-flow-{os.getpid()}")
+    logs = Path(tempfile.mkdtemp(prefix="jobs-bench-flow-"))
+    settings = bench_settings(database, redis_db, logs)
+    env = settings_env(settings)
+    engine = create_async_engine(settings.database_url)
+    processes: list[ChildProcess] = []
+    result: dict[str, Any] = {"logs": str(logs)}
+    try:
+        await migrate(settings)
+        target_port = services.free_port()
+        target_url = f"http://127.0.0.1:{target_port}"
+        processes.append(ChildProcess("bench.target", env, logs / "target.log", args=["--port", str(target_port)]))
+        processes.append(ChildProcess("jobs_api", env, logs / "api.log"))
+        await processes[-1].wait_for_log("api listening")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+            if not args.skip_rate:
+                result["rate"] = await measure_rate(channel, settings, logs, target_url, args)
+            if not args.skip_slots:
+                result["concurrency"] = await measure_slots(channel, settings, logs, target_url, args)
+            if not args.skip_cost:
+                result["cost"] = await measure_cost(channel, settings, logs, target_url, args)
+    finally:
+        await stop_and_drop(processes, engine, database, redis_db)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--burst", type=int, default=5)
+    parser.add_argument("--rate-jobs", type=int, default=300)
+    parser.add_argument("--slots", type=int, default=3)
+    parser.add_argument("--slot-jobs", type=int, default=30)
+    parser.add_argument("--call-s", type=float, default=2.0)
+    parser.add_argument("--kill-at", type=float, default=5.0, help="seconds into the concurrency phase")
+    parser.add_argument("--cost-jobs", type=int, default=3000)
+    parser.add_argument("--skip-rate", action="store_true")
+    parser.add_argument("--skip-slots", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true")
+    result = asyncio.run(run(parser.parse_args()))
+    print(json.dumps(result, indent=2))
+    Path("bench-results").mkdir(exist_ok=True)
+    path = Path("bench-results") / f"flow-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"saved to {path}")
+
+
+if __name__ == "__main__":
+    main()
