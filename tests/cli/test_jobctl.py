@@ -98,10 +98,11 @@ async def test_create_wait_get_list_as_json_and_tables(address: str, target: Tar
 async def test_recurring_jobs_are_updated_paused_run_and_deleted(address: str):
     made = await jobctl(
         address, "-o", "json", "jobs", "create", "--url", "https://hooks.example.com/cli", "--queue", IDLE,
-        "--cron", "0 9 * * MON-FRI", "--tz", "Europe/Paris", "--max-runs", "10",
+        "--cron", "0 9 * * MON-FRI", "--tz", "Europe/Paris", "--max-runs", "10", "--priority", "4",
     )  # fmt: skip
     assert made.code == 0, made.err
     job = made.json()
+    assert job["priority"] == 4
     assert job["schedule"]["cron"] == {"expression": "0 9 * * MON-FRI", "timeZone": "Europe/Paris"}
     shown = (await jobctl(address, "jobs", "get", job["id"])).out
     assert "upcoming" in shown
@@ -188,6 +189,12 @@ async def test_queues_and_workers(address: str, key: str):
     assert kept.json()["historyRetention"] == "172800s"
     assert kept.json()["deadLetterRetention"] == "0s"
     assert "forever" in (await jobctl(address, "queues", "list")).out
+    limited = await jobctl(
+        address, "queues", "update", queue, "--max-dispatches-per-second", "2.5", "--max-concurrent-dispatches", "3"
+    )
+    assert "2.5/s (burst 3), 3 at once" in limited.out
+    unlimited = (await jobctl(address, "-o", "json", "queues", "update", queue, "--reset", "rate_limits")).json()
+    assert unlimited.get("rateLimits", {}) == {}
     workers = (await jobctl(address, "-o", "json", "workers", "list", "--queue", "default")).json()["workers"]
     assert workers
     assert all(w["queue"] == "default" for w in workers)

@@ -40,10 +40,11 @@ def http_job(
     retry: pb.RetryPolicy | None = None,
     schedule: pb.Schedule | None = None,
     follow_redirects: bool = False,
+    priority: int = 0,
 ) -> pb.Job:
     """A job calling ``url``. ``method`` is an HTTP method name; a ``str`` body is sent as its
     UTF-8 bytes. Unset fields take the API's defaults (POST, 90 s, the default queue and retry
-    policy, run now)."""
+    policy, run now, priority 0: 9 is claimed first)."""
     try:
         http_method = pb.HttpMethod.Value(f"HTTP_METHOD_{method.upper()}")
     except ValueError:
@@ -56,7 +57,7 @@ def http_job(
         secret_headers=list(secret_headers),
         follow_redirects=follow_redirects,
     )
-    job = pb.Job(http_request=request, queue=queue, labels=dict(labels or {}))
+    job = pb.Job(http_request=request, queue=queue, labels=dict(labels or {}), priority=priority)
     if timeout is not None:
         job.timeout.CopyFrom(_duration(timeout))
     if retry is not None:

@@ -105,6 +105,7 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
         queue=job.queue,
         labels=dict(job.labels),
         schedule=recurring,
+        priority=job.priority,
     )
     if violations:
         raise InvalidArgumentError(violations)
@@ -233,6 +234,7 @@ def job_to_proto(job: Job, upcoming: list[datetime] | None = None, *, shown_secr
         kind=pb.JobKind.Value("JOB_KIND_" + spec.kind.value),
         run_count=job.run_count,
         schedule_error=job.schedule_error,
+        priority=spec.priority,
         upcoming_run_times=[timestamp_proto(t) for t in upcoming or ()],
     )
     if spec.run_at is not None:

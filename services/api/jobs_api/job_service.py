@@ -57,7 +57,7 @@ MAX_BATCH_CREATE = 1000
 CREATE_BATCH_MAX = 100
 CREATE_BATCHES_IN_FLIGHT = 4
 _CreateRequest: TypeAlias = tuple[str, JobSpec, RequestKey | None, str | None]  # with tenant, traceparent
-_Dispatch: TypeAlias = tuple[object, str, datetime | None]  # execution id, queue, run_at
+_Dispatch: TypeAlias = tuple[object, str, datetime | None, int]  # execution id, queue, run_at, priority
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 
 
@@ -311,16 +311,20 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         try:
             if len(executions) == 1:  # with the other calls' dispatches of the moment
                 [(execution, queue)] = executions
-                await self._dispatches.submit((execution.id, queue, _run_at(execution)))
+                await self._dispatches.submit((execution.id, queue, _run_at(execution), execution.priority))
             else:
-                await self._dispatcher.dispatch_at([(e.id, queue, _run_at(e)) for e, queue in executions])
+                await self._dispatcher.dispatch_at(
+                    [(e.id, queue, _run_at(e)) for e, queue in executions], [e.priority for e, _ in executions]
+                )
         except REDIS_ERRORS as exc:
             shown = ", ".join(execution.id for execution, _ in executions[:3])
             more = f" and {len(executions) - 3} more" if len(executions) > 3 else ""
             logger.warning("execution %s%s committed but not enqueued: %s", shown, more, exc)
 
     async def _dispatch_together(self, executions: list[_Dispatch]) -> list[None]:
-        await self._dispatcher.dispatch_at(executions)
+        await self._dispatcher.dispatch_at(
+            [(e, queue, run_at) for e, queue, run_at, _ in executions], [p for *_, p in executions]
+        )
         return [None] * len(executions)
 
     async def _abort(self, execution_id: object) -> None:

@@ -115,7 +115,10 @@ class SchedulerLoop(BackgroundLoop):
         fired = await self._ticks.fire_due(now or datetime.now(UTC), self._batch_size)
         if fired.queued or fired.skipped or fired.buffered or fired.cancelled:
             try:
-                await self._dispatcher.dispatch_many(fired.queued)
+                await self._dispatcher.dispatch_many(
+                    [(execution_id, queue) for execution_id, queue, _ in fired.queued],
+                    [priority for *_, priority in fired.queued],
+                )
                 await self._dispatcher.abort_many(fired.cancelled)
             except REDIS_ERRORS as exc:
                 logger.warning("scheduler: %d executions committed but not enqueued: %s", len(fired.queued), exc)
@@ -165,7 +168,9 @@ class ReconcilerLoop(BackgroundLoop):
             if not leader:
                 return None
             lost = await self._reconciliation.find(self._grace, self._batch)
-            answers = await self._dispatcher.redispatch([(e.id, e.queue, e.schedule_time) for e in lost])
+            answers = await self._dispatcher.redispatch(
+                [(e.id, e.queue, e.schedule_time) for e in lost], [e.priority for e in lost]
+            )
             # Paused queues stay paused after Redis lost its data, and a resume Redis missed lands;
             # so do the rate limits.
             paused, limits = await self._queues.flags_and_limits()

@@ -249,6 +249,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             ids = await self._dead_letters.ids(tenant, _dead_letter_filter(request.filter), limit)
         response = api.ReplayDeadLettersResponse()
         queued: list[tuple[object, str]] = []
+        priorities: list[int] = []
         trace_parent = current_traceparent()
         for execution_id in ids:
             try:
@@ -259,9 +260,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
                 response.skipped_ids.append(str(execution_id))
                 continue
             queued.append((replayed.execution.id, replayed.queue))
+            priorities.append(replayed.execution.priority)
             response.executions.append(execution_to_proto(replayed.execution))
         try:
-            await self._dispatcher.dispatch_many(queued)
+            await self._dispatcher.dispatch_many(queued, priorities)
         except REDIS_ERRORS as exc:  # committed: the reconciler dispatches them
             logger.warning("%d replayed executions committed but not enqueued: %s", len(queued), exc)
         return response

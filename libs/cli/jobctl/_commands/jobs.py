@@ -159,6 +159,7 @@ def _retry(
 @click.option("--url", "-u", required=True, help="The URL to call (http or https).")
 @_request_options
 @click.option("--queue", "-q", default="", help="Queue [default].")
+@click.option("--priority", type=click.IntRange(0, 9), default=0, help="0-9: higher starts first on its queue [0].")
 @click.option("--request-id", help="A UUID that makes the create idempotent (made for you when not given).")
 @click.option("--wait", is_flag=True, help="Wait for a one-off job's execution to end; exit 6 unless it succeeded.")
 @output_option
@@ -180,6 +181,7 @@ def create_job(
     call_timeout: timedelta | None,
     labels: tuple[tuple[str, str], ...],
     queue: str,
+    priority: int,
     request_id: str | None,
     wait: bool,
 ) -> int | None:
@@ -196,6 +198,7 @@ def create_job(
         timeout=call_timeout,
         retry=_retry(max_attempts, min_backoff, max_backoff),
         schedule=schedule,
+        priority=priority,
     )
     current = session()
     made = current.client.create_job(job, request_id=request_id)

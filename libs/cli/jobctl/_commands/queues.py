@@ -35,8 +35,19 @@ def _paused(queue: qpb.Queue) -> Text:
     return state("paused") if queue.paused else state("active")
 
 
+def rate_limits_of(queue: qpb.Queue) -> str:
+    """The limits set, as ``20/s (burst 5), 3 at once``; ``none`` without any."""
+    limits = queue.rate_limits
+    parts = []
+    if limits.max_dispatches_per_second:
+        parts.append(f"{limits.max_dispatches_per_second:g}/s (burst {limits.max_burst_size})")
+    if limits.max_concurrent_dispatches:
+        parts.append(f"{limits.max_concurrent_dispatches} at once")
+    return ", ".join(parts) or "none"
+
+
 def _queues_table(found: Iterable[qpb.Queue]) -> RenderableType:
-    listing = table("NAME", "STATE", "PAUSED SINCE", "HISTORY KEPT", "DEAD LETTERS KEPT")
+    listing = table("NAME", "STATE", "PAUSED SINCE", "HISTORY KEPT", "DEAD LETTERS KEPT", "RATE LIMITS")
     for queue in found:
         listing.add_row(
             queue.name,
@@ -44,6 +55,7 @@ def _queues_table(found: Iterable[qpb.Queue]) -> RenderableType:
             when(queue.pause_time, queue.paused),
             _retention(queue.history_retention.ToTimedelta()),
             _retention(queue.dead_letter_retention.ToTimedelta()),
+            rate_limits_of(queue),
         )
     return listing
 
@@ -126,21 +138,45 @@ def resume_queue(name: str) -> None:
 @click.option("--history-retention", type=DURATION, help="Keep finished executions this long (0: forever).")
 @click.option("--dead-letter-retention", type=DURATION, help="Keep dead letters this long (0: forever).")
 @click.option(
+    "--max-dispatches-per-second", type=click.FloatRange(0), help="Calls started a second, at most (0: no limit)."
+)
+@click.option("--max-burst-size", type=click.IntRange(0), help="Calls that may start at once (0: the rate rounded up).")
+@click.option("--max-concurrent-dispatches", type=click.IntRange(0), help="Calls open at once, at most (0: no limit).")
+@click.option(
     "--reset",
     multiple=True,
-    type=click.Choice(["history_retention", "dead_letter_retention"]),
-    help="Put a setting back to the server's default.",
+    type=click.Choice(["history_retention", "dead_letter_retention", "rate_limits"]),
+    help="Put a setting back to the server's default (rate_limits: no limits).",
 )
 @output_option
 def update_queue(
-    name: str, history_retention: timedelta | None, dead_letter_retention: timedelta | None, reset: tuple[str, ...]
+    name: str,
+    history_retention: timedelta | None,
+    dead_letter_retention: timedelta | None,
+    max_dispatches_per_second: float | None,
+    max_burst_size: int | None,
+    max_concurrent_dispatches: int | None,
+    reset: tuple[str, ...],
 ) -> None:
     """Change a queue's settings (a new name gets settings of its own)."""
-    if history_retention is None and dead_letter_retention is None and not reset:
-        raise click.UsageError("nothing to change: give --history-retention, --dead-letter-retention or --reset")
+    given = (
+        history_retention,
+        dead_letter_retention,
+        max_dispatches_per_second,
+        max_burst_size,
+        max_concurrent_dispatches,
+    )
+    if all(value is None for value in given) and not reset:
+        raise click.UsageError("nothing to change: give a setting's option or --reset")
     current = session()
     queue = current.client.update_queue(
-        name, history_retention=history_retention, dead_letter_retention=dead_letter_retention, reset=reset
+        name,
+        history_retention=history_retention,
+        dead_letter_retention=dead_letter_retention,
+        max_dispatches_per_second=max_dispatches_per_second,
+        max_burst_size=max_burst_size,
+        max_concurrent_dispatches=max_concurrent_dispatches,
+        reset=reset,
     )
     current.printer.show(queue, lambda: _queue_view(queue))
 

@@ -12,6 +12,7 @@ from jobs_common.arq_extension._keys import (
     ABORTS_KEY_PREFIX,
     BELL_LENGTH,
     HELD_KEY_PREFIX,
+    PRIORITY_BAND_MS,
     aborts_key,
     arq_queue_name,
     held_key,
@@ -28,7 +29,8 @@ __all__ = ["Claimed", "DueJobClaimer"]
 
 @dataclass(frozen=True)
 class Claimed:
-    """What one claim took: jobs to start (arq job id, the score it was due at), the ids of
+    """What one claim took: jobs to start (arq job id, its ready-set score: the due time in its
+    priority's band, ``_keys.due_and_priority``), the ids of
     jobs this worker holds that were asked to abort since its last claim, and how long (ms) the
     worker may wait for its bells before anything unrung becomes claimable (None: no limit known:
     no later job, no other worker); and whether the queue limits its concurrent calls."""
@@ -75,6 +77,7 @@ class DueJobClaimer:
                 HELD_KEY_PREFIX,
                 ABORTS_KEY_PREFIX,
                 BELL_LENGTH,
+                PRIORITY_BAND_MS,
             ],
         )
         jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]

@@ -30,6 +30,7 @@ from jobs_common.arq_extension._keys import (
     arq_queue_name,
     limits_key,
     paused_key,
+    priority_score,
     queue_bell_key,
 )
 from jobs_common.arq_extension._scripts import ABORT_SCRIPT, ENQUEUE_SCRIPT, REDISPATCH_SCRIPT, RESUME_SCRIPT
@@ -52,39 +53,48 @@ class Dispatcher:
         self._abort = redis.register_script(ABORT_SCRIPT)
         self._resume = redis.register_script(RESUME_SCRIPT)
 
-    async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
-        """Enqueues due executions (id, queue) in one pipelined round trip; returns how many
-        were new to arq."""
-        return await self.dispatch_at([(execution_id, queue, None) for execution_id, queue in executions])
+    async def dispatch_many(
+        self, executions: Sequence[tuple[object, str]], priorities: Sequence[int] | None = None
+    ) -> int:
+        """Enqueues due executions (id, queue) in one pipelined round trip, each at its priority
+        (``priorities``, in the same order; None: all 0); returns how many were new to arq."""
+        return await self.dispatch_at([(execution_id, queue, None) for execution_id, queue in executions], priorities)
 
-    async def dispatch_at(self, executions: Sequence[tuple[object, str, datetime | None]]) -> int:
-        """Enqueues executions (id, queue, run_at or None for now) in one pipelined round trip;
-        returns how many were new to arq."""
+    async def dispatch_at(
+        self, executions: Sequence[tuple[object, str, datetime | None]], priorities: Sequence[int] | None = None
+    ) -> int:
+        """Enqueues executions (id, queue, run_at or None for now) in one pipelined round trip,
+        each at its priority (as dispatch_many); returns how many were new to arq."""
         if not executions:
             return 0
+        levels = _priorities(executions, priorities)
         if len(executions) == 1:
             # One EVALSHA. A pipeline that runs scripts first asks SCRIPT EXISTS (redis-py's
             # load_scripts): a second round trip, for every CreateJob.
-            keys, args = _enqueue_arguments(*executions[0])
+            keys, args = _enqueue_arguments(*executions[0], levels[0])
             return 1 if await self._enqueue(keys=keys, args=args) else 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for execution_id, queue, run_at in executions:
-                keys, args = _enqueue_arguments(execution_id, queue, run_at)
+            for (execution_id, queue, run_at), priority in zip(executions, levels, strict=True):
+                keys, args = _enqueue_arguments(execution_id, queue, run_at, priority)
                 await self._enqueue(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(1 for added in results if added)
 
-    async def redispatch(self, executions: Sequence[tuple[object, str, datetime]]) -> list[int]:
-        """Makes arq hold each (id, queue, schedule time) again; one pipelined round trip.
-        Returns the script's answer per execution (see ``REDISPATCH_SCRIPT``).
+    async def redispatch(
+        self, executions: Sequence[tuple[object, str, datetime]], priorities: Sequence[int] | None = None
+    ) -> list[int]:
+        """Makes arq hold each (id, queue, schedule time) again, at its priority (as
+        dispatch_many); one pipelined round trip. Returns the script's answer per execution (see
+        ``REDISPATCH_SCRIPT``).
 
         An execution that arq still holds is left alone. One it lost is enqueued afresh, after
         its result and retry keys are removed (arq refuses an id with a result)."""
         if not executions:
             return []
+        levels = _priorities(executions, priorities)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for execution_id, queue, schedule_time in executions:
-                keys, args = _enqueue_arguments(execution_id, queue, schedule_time)
+            for (execution_id, queue, schedule_time), priority in zip(executions, levels, strict=True):
+                keys, args = _enqueue_arguments(execution_id, queue, schedule_time, priority)
                 job_id = arq_job_id(execution_id)
                 await self._redispatch(
                     keys=[
@@ -168,13 +178,25 @@ class Dispatcher:
 ScriptArg: TypeAlias = bytes | str | int | float
 
 
-def _enqueue_arguments(execution_id: object, queue: str, run_at: datetime | None) -> tuple[list[str], list[ScriptArg]]:
+def _priorities(executions: Sequence[object], priorities: Sequence[int] | None) -> Sequence[int]:
+    if priorities is None:
+        return [0] * len(executions)
+    if len(priorities) != len(executions):
+        raise ValueError(f"{len(priorities)} priorities for {len(executions)} executions")
+    return priorities
+
+
+def _enqueue_arguments(
+    execution_id: object, queue: str, run_at: datetime | None, priority: int = 0
+) -> tuple[list[str], list[ScriptArg]]:
     """KEYS and ARGV of ``ENQUEUE_SCRIPT``: job key, result key, queue, queue bell; TTL, payload,
-    score, id, ring-by score, bell length. A ``run_at`` in the past means now."""
+    score (in the priority's band: ``_keys.PRIORITY_BAND_MS``), id, ring-by score, bell length. A
+    ``run_at`` in the past means now."""
     job_id = arq_job_id(execution_id)
     now_ms = int(time.time() * 1000)
-    score = max(int(run_at.timestamp() * 1000), now_ms) if run_at is not None else now_ms
+    due = max(int(run_at.timestamp() * 1000), now_ms) if run_at is not None else now_ms
     payload = serialize_job(RUN_EXECUTION, (str(execution_id),), {}, None, now_ms)
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue), queue_bell_key(queue)]
     ring_by = now_ms + MAX_IDLE_WAIT_MS  # a later job is seen by a waiting worker's next look
-    return keys, [score - now_ms + expires_extra_ms, payload, score, job_id, ring_by, BELL_LENGTH]
+    score, ring_by_score = priority_score(due, priority), priority_score(ring_by, priority)
+    return keys, [due - now_ms + expires_extra_ms, payload, score, job_id, ring_by_score, BELL_LENGTH]

@@ -35,6 +35,25 @@ def arq_queue_name(queue: str) -> str:
     return f"jobs:queue:{queue}"
 
 
+# A queue's ready set holds every priority in one sorted set: a job of priority p is scored at
+# its due time (ms) minus p bands, so priority 0 keeps arq's scores (the due time) and each
+# higher one sorts below it. A band is longer than any due time (10^14 ms: the year 5138), and
+# a score stays an exact integer in Redis's doubles (|score| < 2^53). The claim reads the bands
+# from the highest in use down, each up to now.
+PRIORITY_BAND_MS = 10**14
+
+
+def priority_score(due_ms: int, priority: int) -> int:
+    """The ready-set score of a job due at ``due_ms`` with ``priority``."""
+    return due_ms - priority * PRIORITY_BAND_MS
+
+
+def due_and_priority(score: int) -> tuple[int, int]:
+    """The due time (ms) and priority a ready-set score stands for."""
+    priority = -(score // PRIORITY_BAND_MS)
+    return score + priority * PRIORITY_BAND_MS, priority
+
+
 def paused_key(queue: str) -> str:
     """Exists while the queue is paused (QueueService.PauseQueue); its workers then claim nothing.
     PostgreSQL's queue_settings is the record; the reconciler sets this key again after a loss."""

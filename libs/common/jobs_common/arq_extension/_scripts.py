@@ -105,12 +105,19 @@ return answer
 # Redis's clock up to the burst (a new bucket starts full). With the bucket short of a token,
 # the wait is at most until the next one. A queue without limits costs one HMGET of a missing
 # key.
+# Priorities: the ready set holds each in a band of scores below the last (``_keys.priority_
+# score``); the claim reads the bands from the highest in use (the lowest score says which) down
+# to 0, each up to now and at most the read window, so due jobs of a higher priority are taken
+# first and, within one, by due time. A queue with no job above priority 0 reads one band, as
+# before, and one ZRANGE more.
 # KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set,
 # the queue's bell, its limits, its token bucket.
 # ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
-# worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix, bell length.
-# Returns {{id, score, id, score...}, {ids to abort...}, ms to wait at most (or -1), 1 when the
-# queue limits its concurrent calls (the worker then rings the bell as its calls end)}.
+# worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix, bell length,
+# the priority band (ms).
+# Returns {{id, score, id, score...} (scores in their band), {ids to abort...}, ms to wait at
+# most (or -1), 1 when the queue limits its concurrent calls (the worker then rings the bell as
+# its calls end)}.
 CLAIM_SCRIPT = """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
@@ -182,24 +189,37 @@ if wanted <= 0 then
     take_tokens(0)
     return {{}, aborts, wait, limited}
 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local band = tonumber(ARGV[11])
+local highest = 0
+local lowest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #lowest > 0 and tonumber(lowest[2]) < 0 then highest = -math.floor(tonumber(lowest[2]) / band) end
 local claimed = {}
-for i = 1, #due, 2 do
+for priority = highest, 0, -1 do
     if #claimed >= 2 * wanted then break end
-    local in_progress = ARGV[5] .. due[i]
-    if redis.call('EXISTS', in_progress) == 0 then
-        redis.call('ZREM', KEYS[1], due[i])
-        redis.call('PSETEX', in_progress, ARGV[4], ARGV[6])
-        redis.call('HSET', KEYS[4], due[i], due[i + 1])
-        claimed[#claimed + 1] = due[i]
-        claimed[#claimed + 1] = due[i + 1]
+    local base = -priority * band
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%.0f', base), string.format('%.0f', base + now),
+        'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+    for i = 1, #due, 2 do
+        if #claimed >= 2 * wanted then break end
+        local in_progress = ARGV[5] .. due[i]
+        if redis.call('EXISTS', in_progress) == 0 then
+            redis.call('ZREM', KEYS[1], due[i])
+            redis.call('PSETEX', in_progress, ARGV[4], ARGV[6])
+            redis.call('HSET', KEYS[4], due[i], due[i + 1])
+            claimed[#claimed + 1] = due[i]
+            claimed[#claimed + 1] = due[i + 1]
+        end
     end
 end
 take_tokens(#claimed / 2)
-local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if #later > 0 then
-    local due_in = tonumber(later[2]) - now
-    if wait < 0 or due_in < wait then wait = due_in end
+for priority = highest, 0, -1 do
+    local base = -priority * band
+    local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', base + now),
+        string.format('%.0f', base + band - 1), 'WITHSCORES', 'LIMIT', 0, 1)
+    if #later > 0 then
+        local due_in = tonumber(later[2]) - base - now
+        if wait < 0 or due_in < wait then wait = due_in end
+    end
 end
 return {claimed, aborts, wait, limited}
 """

@@ -32,6 +32,7 @@ from jobs_common.arq_extension._keys import (
     BELL_LENGTH,
     MAX_IDLE_WAIT_MS,
     arq_queue_name,
+    due_and_priority,
     held_key,
     queue_bell_key,
     worker_bell_key,
@@ -328,8 +329,11 @@ class ClaimingWorker(Worker):
         for job_id, score in claimed.jobs:
             await self.sem.acquire()
             self.job_counter += 1
+            # Kept in its priority's band, to go back there; arq's run_job reckons with the due
+            # time (its "delayed" log, a retry's increment: due + increment stays in the band).
             self._claimed_scores[job_id] = score
-            task = self.loop.create_task(self.run_job(job_id, score))
+            due, _ = due_and_priority(score)
+            task = self.loop.create_task(self.run_job(job_id, due))
             task.add_done_callback(functools.partial(self._job_done, job_id))
             self.tasks[job_id] = task
 
@@ -401,7 +405,8 @@ class ClaimingWorker(Worker):
                 else:
                     tr.zadd(self.queue_name, {job_id: ending.again_at})
                     # see _keys.MAX_IDLE_WAIT_MS
-                    ring = ring or ending.again_at <= time.time() * 1000 + MAX_IDLE_WAIT_MS
+                    due, _ = due_and_priority(ending.again_at)
+                    ring = ring or due <= time.time() * 1000 + MAX_IDLE_WAIT_MS
                 tr.hdel(self._held_key, job_id)
                 tr.delete(*delete_keys)
             if ring or self._concurrency_limited:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -100,9 +101,12 @@ class CallDefinition:
     follow_redirects: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # Secret header values and signing secrets, sealed (jobs_common.secrets); NULL: none.
     sealed_secrets: Mapped[str | None] = mapped_column(Text)
+    # 0-9, higher claimed first among a queue's due executions.
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
 
 
 CALL_COLUMNS = tuple(CallDefinition.__annotations__)
+PRIORITY_RANGE = "priority BETWEEN 0 AND 9"
 
 
 class JobRow(CallDefinition, Base):
@@ -149,6 +153,7 @@ class JobRow(CallDefinition, Base):
         CheckConstraint(_in("catch_up_policy", CATCH_UP_POLICIES), name="catch_up_policy"),
         CheckConstraint(READABLE_INTERVAL_MS, name="readable_interval"),
         CheckConstraint(READABLE_TIMES, name="readable_times"),
+        CheckConstraint(PRIORITY_RANGE, name="priority"),
         UniqueConstraint("tenant", "request_id"),
         # ListJobs pages a tenant's jobs newest first by (create_time, id).
         Index("ix_jobs_tenant_create_time_id", "tenant", text("create_time DESC"), text("id DESC")),
@@ -209,6 +214,7 @@ class ExecutionRow(CallDefinition, Base):
 
     __table_args__ = (
         CheckConstraint(_in("state", EXECUTION_STATES), name="state"),
+        CheckConstraint(PRIORITY_RANGE, name="priority"),
         UniqueConstraint("job_id", "tick_time"),
         Index("ix_executions_job_id_create_time", "job_id", text("create_time DESC"), text("id DESC")),
         # The reconciler's working set: unfinished executions by due time.

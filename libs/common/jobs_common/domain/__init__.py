@@ -15,6 +15,7 @@ from jobs_common.domain._drafts import JobDraft, ScheduleDraft
 from jobs_common.domain._executions import TERMINAL_EXECUTION_STATES, Attempt, ErrorKind, Execution, ExecutionState
 from jobs_common.domain._jobs import (
     DEFAULT_SECRET_HEADERS,
+    MAX_PRIORITY,
     REDACTED,
     HttpMethod,
     HttpRequestSpec,
@@ -74,6 +75,7 @@ __all__ = [
     "JITTER_FRACTION",
     "KEEP_FOREVER",
     "LONGEST_RETRY_AFTER",
+    "MAX_PRIORITY",
     "MIN_INTERVAL",
     "RATE_LIMIT_FIELDS",
     "REDACTED",

@@ -33,6 +33,7 @@ class JobDraft:
     queue: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     schedule: ScheduleDraft = field(default_factory=lambda: ScheduleDraft())
+    priority: int = 0
 
 
 @dataclass(slots=True)

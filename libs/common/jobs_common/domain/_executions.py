@@ -72,3 +72,5 @@ class Execution:
     create_time: datetime
     attempts: tuple[Attempt, ...] = ()
     tick_time: datetime | None = None
+    # Its job's priority when it was created (what its dispatches are claimed by).
+    priority: int = 0

@@ -94,6 +94,10 @@ class HttpRequestSpec:
     signing_secrets: tuple[str, ...] = ()
 
 
+# The highest priority a job may have (0, the lowest, is the default).
+MAX_PRIORITY = 9
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """A validated job definition, as CreateJob accepts it."""
@@ -106,6 +110,8 @@ class JobSpec:
     labels: dict[str, str]
     # Recurring jobs only; a one-off job has None (and maybe ``run_at``).
     schedule: RecurringSchedule | None = None
+    # 0-9: higher is claimed first among a queue's due executions (MAX_PRIORITY).
+    priority: int = 0
 
     @property
     def kind(self) -> JobKind:

@@ -31,7 +31,7 @@ from jobs_common.errors import FieldViolation, InvalidArgumentError
 __all__ = ["UPDATABLE_FIELDS", "JobPatch", "apply_patch", "draft_of", "keep_stored_secrets", "origin", "patch_leaves"]
 
 # Top-level Job fields a client may change; the rest are output only (or the id).
-UPDATABLE_FIELDS = ("http_request", "timeout", "retry_policy", "schedule", "queue", "labels")
+UPDATABLE_FIELDS = ("http_request", "timeout", "retry_policy", "schedule", "queue", "labels", "priority")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -86,6 +86,7 @@ _LEAVES: dict[str, _Copy] = {
     "schedule.max_runs": _schedule_field("max_runs"),
     "queue": _field("queue"),
     "labels": _field("labels"),
+    "priority": _field("priority"),
 }
 
 
@@ -169,6 +170,7 @@ def draft_of(spec: JobSpec) -> JobDraft:
         queue=spec.queue,
         labels=dict(spec.labels),
         schedule=recurring,
+        priority=spec.priority,
     )
 
 

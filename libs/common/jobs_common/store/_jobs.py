@@ -269,6 +269,7 @@ class JobStore:
                 last_error="",
                 replay_of=None,
                 create_time=now,
+                priority=spec.priority,
             )
         job = Job(
             str(job_id),

@@ -36,7 +36,7 @@ RECONCILER_LOCK_KEY = 0x6A6F62732D726563
 # the whole jobs table, which grows with the history.
 _OVERDUE_WAITING = text(
     f"""
-SELECT e.id, e.state, e.schedule_time, {QUEUE_OF_EXECUTION} AS queue
+SELECT e.id, e.state, e.schedule_time, e.priority, {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
 WHERE e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
   AND e.schedule_time <= now() - make_interval(secs => CAST(:grace_s AS double precision))
@@ -48,7 +48,7 @@ LIMIT :limit
 
 _LEASE_EXPIRED = text(
     f"""
-SELECT e.id, e.state, e.schedule_time, {QUEUE_OF_EXECUTION} AS queue
+SELECT e.id, e.state, e.schedule_time, e.priority, {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
 WHERE e.state = 'RUNNING' AND {LEASE_LAPSED}
 ORDER BY e.update_time
@@ -64,6 +64,7 @@ class LostExecution:
     id: uuid.UUID
     queue: str
     schedule_time: datetime
+    priority: int = 0
 
 
 class Reconciliation:
@@ -92,4 +93,4 @@ class Reconciliation:
             ).all()
             expired = (await conn.execute(_LEASE_EXPIRED, {"limit": limit})).all()
         self._cursor = (waiting[-1].schedule_time, waiting[-1].id) if len(waiting) == limit else _EPOCH_CURSOR
-        return [LostExecution(r.id, r.queue, r.schedule_time) for r in [*waiting, *expired]]
+        return [LostExecution(r.id, r.queue, r.schedule_time, r.priority) for r in [*waiting, *expired]]

@@ -78,6 +78,7 @@ def call_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, 
         "multiplier": policy.multiplier,
         "retry_status_codes": list(policy.retry_status_codes),
         "follow_redirects": request.follow_redirects,
+        "priority": spec.priority,
     }
 
 
@@ -140,6 +141,7 @@ class CallColumns(Protocol):
     retry_status_codes: list[int]
     follow_redirects: bool
     sealed_secrets: str | None
+    priority: int
 
 
 def http_request_from(
@@ -209,6 +211,7 @@ def job_from_row(
         queue=row.queue,
         labels={str(k): str(v) for k, v in row.labels.items()},
         schedule=schedule_from_row(row),
+        priority=row.priority,
     )
     return Job(
         id=str(row.id),
@@ -244,6 +247,7 @@ def execution_from_row(row: ExecutionRow, attempts: list[AttemptRow] | None = No
         create_time=row.create_time,
         attempts=tuple(attempt_from_row(a) for a in attempts or ()),
         tick_time=row.tick_time,
+        priority=row.priority,
     )
 
 

@@ -580,7 +580,9 @@ class GetScalingRecommendationResponse(_message.Message):
     current_workers: _builtins.int
     """Live workers serving the queue."""
     backlog: _builtins.int
-    """Executions running, or waiting and due within SCALING_DUE_WITHIN."""
+    """Executions running, or waiting and due within SCALING_DUE_WITHIN; at most the queue's
+    rate_limits.max_concurrent_dispatches, when it has one (no more may run at once).
+    """
     in_flight: _builtins.int
     """Executions running."""
     per_worker_capacity: _builtins.int

@@ -602,6 +602,7 @@ class Job(_message.Message):
     UPCOMING_RUN_TIMES_FIELD_NUMBER: _builtins.int
     RUN_COUNT_FIELD_NUMBER: _builtins.int
     SCHEDULE_ERROR_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-assigned id (a UUID)."""
     queue: _builtins.str
@@ -616,6 +617,11 @@ class Job(_message.Message):
     """Output only. Why the scheduler paused this recurring job: its stored schedule could not be
     planned (a time zone or cron expression no longer understood, a time out of range). Empty
     otherwise. Fix it with UpdateJob, then ResumeJob, which clears it (and tries again).
+    """
+    priority: _builtins.int
+    """Optional. 0 to 9, default 0: among the due executions of a queue, workers start those of
+    higher priority first, and in due-time order within one priority. An execution keeps the
+    priority its job had when it was created (UpdateJob changes the ones created after).
     """
     @_builtins.property
     def http_request(self) -> Global___HttpRequest:
@@ -676,10 +682,11 @@ class Job(_message.Message):
         upcoming_run_times: _abc.Iterable[_timestamp_pb2.Timestamp] | None = ...,
         run_count: _builtins.int = ...,
         schedule_error: _builtins.str = ...,
+        priority: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "retry_policy", b"retry_policy", "schedule", b"schedule", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "schedule_error", b"schedule_error", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "priority", b"priority", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "schedule_error", b"schedule_error", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -19,6 +19,7 @@ from jobs_api.validation._urls import check_url
 from jobs_common.domain import (
     DEFAULT_QUEUE,
     DEFAULT_SECRET_HEADERS,
+    MAX_PRIORITY,
     MIN_INTERVAL,
     REDACTED,
     CatchUpPolicy,
@@ -114,6 +115,8 @@ def validate_job(draft: JobDraft, limits: JobLimits, prefix: str = "job") -> Job
     if not QUEUE_NAME.fullmatch(queue):
         bad("queue", QUEUE_NAME_RULE)
     _check_labels(draft.labels, limits.max_labels, bad)
+    if not 0 <= draft.priority <= MAX_PRIORITY:
+        bad("priority", f"must be between 0 (the default) and {MAX_PRIORITY}")
 
     if violations:
         raise InvalidArgumentError(violations)
@@ -133,6 +136,7 @@ def validate_job(draft: JobDraft, limits: JobLimits, prefix: str = "job") -> Job
         queue=queue,
         labels=dict(draft.labels),
         schedule=schedule,
+        priority=draft.priority,
     )
 
 
