@@ -164,3 +164,28 @@ async def test_queue_gauges_read_zero_instead_of_vanishing_and_say_what_people_a
     # This api may not lead the reconciler or the purge (the session's api does), but the series are there.
     for loop in ("reconciler", "history-purge"):
         assert ("jobscheduler_loop_last_pass_timestamp_seconds", frozenset({"loop": loop}.items())) in after
+
+
+async def test_what_a_queues_rate_limits_hold_back_is_a_gauge(settings, target, tmp_path: Path):
+    key = uuid.uuid4().hex[:8]
+    queue = f"held-{key}"
+    async with _metered(settings, queue, tmp_path, timedelta(milliseconds=200)) as metered:
+        queues = queue_service_pb2_grpc.QueueServiceStub(metered.channel)
+        limits = queue_service_pb2.RateLimits(max_concurrent_dispatches=1)
+        await queues.UpdateQueue(
+            queue_service_pb2.UpdateQueueRequest(queue=queue_service_pb2.Queue(name=queue, rate_limits=limits))
+        )
+        jobs = [await create(metered.stub, http_job(target.url(f"/sleep/30/{key}"), queue=queue)) for _ in range(3)]
+
+        async def held_back() -> bool:
+            samples = await _scrape(metered.api_port)
+            return (
+                _value(samples, "jobscheduler_queue_held_back", queue=queue, reason="concurrency") == 2
+                and _value(samples, "jobscheduler_queue_open_dispatches", queue=queue) == 1
+            )
+
+        await eventually(held_back, timeout=10)
+        samples = await _scrape(metered.api_port)
+        assert ("jobscheduler_queue_held_back", frozenset({"queue": queue, "reason": "rate"}.items())) in samples
+        for job in jobs:
+            await metered.stub.CancelExecution(api.CancelExecutionRequest(id=job.last_execution.id))

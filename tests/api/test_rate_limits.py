@@ -134,6 +134,14 @@ async def test_two_workers_never_open_more_calls_than_the_queue_allows(
     await _update(channel, qapi.Queue(name=queue, rate_limits=qapi.RateLimits(max_concurrent_dispatches=2)))
     path = f"/sleep/{CALL_S}/{key}"
     created = await asyncio.gather(*(create(stub, http_job(target.url(path), queue=queue)) for _ in range(8)))
+    queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+
+    async def held_back() -> bool:
+        stats = await queues.GetQueueStats(qapi.GetQueueStatsRequest(name=queue))
+        assert stats.open_dispatches <= 2
+        return stats.open_dispatches == 2 and stats.waiting_for_concurrency > 0 and stats.waiting_for_rate == 0
+
+    await eventually(held_back, timeout=10)
     done = await asyncio.gather(*(wait_terminal(stub, job.last_execution.id, timeout=30) for job in created))
     assert {execution.state for execution in done} == {pb.EXECUTION_STATE_SUCCEEDED}
     starts = sorted(received.time for received in target.received(path))
@@ -152,6 +160,13 @@ async def test_calls_start_no_faster_than_the_bucket_refills(
     await _update(channel, qapi.Queue(name=queue, rate_limits=limits))
     path = f"/ok/{key}"
     created = await asyncio.gather(*(create(stub, http_job(target.url(path), queue=queue)) for _ in range(10)))
+    queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+
+    async def waiting_for_tokens() -> bool:
+        stats = await queues.GetQueueStats(qapi.GetQueueStatsRequest(name=queue))
+        return stats.waiting_for_rate > 0 and stats.waiting_for_concurrency == 0
+
+    await eventually(waiting_for_tokens, timeout=10)
     done = await asyncio.gather(*(wait_terminal(stub, job.last_execution.id, timeout=30) for job in created))
     assert {execution.state for execution in done} == {pb.EXECUTION_STATE_SUCCEEDED}
     arrivals = sorted(received.time for received in target.received(path))

@@ -21,10 +21,12 @@ from jobs_api.metrics import (
     HISTORY_PURGED,
     LOOP_LAST_PASS,
     OLDEST_READY_AGE,
+    QUEUE_HELD_BACK,
+    QUEUE_OPEN_DISPATCHES,
     QUEUE_PAUSED,
     WORKERS,
 )
-from jobs_common.arq_extension import Dispatcher
+from jobs_common.arq_extension import Dispatcher, LimitsState
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, ExecutionState, Retention
 from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
 from jobs_common.store import (
@@ -254,7 +256,8 @@ class QueueGaugesLoop(BackgroundLoop):
     """Refreshes the queue gauges for every known queue (a job names it, it has settings, or a
     worker serves it), 0 where there is nothing to count, so a series never vanishes because a
     queue emptied: executions by unfinished state and the oldest ready age (one grouped query
-    over unfinished executions), dead letters, paused or not, and live workers."""
+    over unfinished executions), dead letters, paused or not, and live workers; for queues with
+    rate limits, what the limits hold back and the calls open (a Redis script each)."""
 
     name = "queue-gauges"
 
@@ -263,11 +266,13 @@ class QueueGaugesLoop(BackgroundLoop):
         queues: QueueStore,
         dead_letters: DeadLetters,
         workers: WorkerRegistry,
+        limits: LimitsState,
         worker_lease_ttl: timedelta,
         interval: timedelta,
         dead_letters_interval: timedelta,
     ) -> None:
         super().__init__(interval)
+        self._limits = limits
         self._dead_letters_interval = dead_letters_interval.total_seconds()
         self._queues = queues
         self._dead_letters = dead_letters
@@ -303,6 +308,24 @@ class QueueGaugesLoop(BackgroundLoop):
         self._export(QUEUE_PAUSED, {(n,): 1 if n in paused else 0 for n in names})
         if live is not None:
             self._export(WORKERS, {(n,): live[n] for n in names})
+        limited = sorted(q.name for q in known if not q.rate_limits.unlimited)
+        try:
+            held = {name: await self._limits.read(name) for name in limited}
+        except REDIS_ERRORS as exc:
+            logger.warning("queue-gauges: Redis did not answer (%s); rate limits not read", exc)
+        else:
+            self._export(
+                QUEUE_HELD_BACK,
+                {
+                    (name, reason): count
+                    for name, state in held.items()
+                    for reason, count in (
+                        ("concurrency", state.waiting_for_concurrency),
+                        ("rate", state.waiting_for_rate),
+                    )
+                },
+            )
+            self._export(QUEUE_OPEN_DISPATCHES, {(name,): state.open_dispatches for name, state in held.items()})
         self.passed()
         return self.interval
 

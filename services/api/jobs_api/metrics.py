@@ -40,6 +40,17 @@ OLDEST_READY_AGE = Gauge(
 )
 DEAD_LETTERS = Gauge("jobscheduler_dead_letters", "Dead letters (DEAD executions not replayed) by queue.", ["queue"])
 QUEUE_PAUSED = Gauge("jobscheduler_queue_paused", "1 while the queue is paused (PauseQueue), else 0.", ["queue"])
+QUEUE_HELD_BACK = Gauge(
+    "jobscheduler_queue_held_back",
+    "Due executions a queue's rate limits hold back now, by reason (concurrency: its"
+    " max_concurrent_dispatches calls are open; rate: its token bucket is empty). Queues with limits only.",
+    ["queue", "reason"],
+)
+QUEUE_OPEN_DISPATCHES = Gauge(
+    "jobscheduler_queue_open_dispatches",
+    "Calls of a queue open now across its live workers (queues with rate limits only).",
+    ["queue"],
+)
 WORKERS = Gauge("jobscheduler_workers", "Live workers (heartbeat within WORKER_LEASE_TTL) by queue.", ["queue"])
 HISTORY_PURGED = Counter(
     "jobscheduler_history_purged_total",

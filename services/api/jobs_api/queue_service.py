@@ -32,7 +32,7 @@ from jobs_api.validation import (
     validate_queue_name,
     validate_queue_update,
 )
-from jobs_common.arq_extension import Dispatcher
+from jobs_common.arq_extension import Dispatcher, LimitsState
 from jobs_common.domain import (
     DeadLetterFilter,
     ExecutionState,
@@ -111,6 +111,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         settings: Settings,
     ) -> None:
         self._redis = redis
+        self._limits_state = LimitsState(redis)
         self._dead_letters = dead_letters
         self._jobs = jobs
         self._queues = queues
@@ -135,7 +136,11 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         counts = {state: 0 for state in ExecutionState}
         counts.update((row.state, row.count) for row in depth)
         rates = await read_throughput(self._redis, info.name)
+        held = await self._limits_state.read(info.name)
         response = api.GetQueueStatsResponse(
+            open_dispatches=held.open_dispatches,
+            waiting_for_concurrency=held.waiting_for_concurrency,
+            waiting_for_rate=held.waiting_for_rate,
             started_last_minute=rates.started_last_minute,
             succeeded_last_minute=rates.succeeded_last_minute,
             failed_last_minute=rates.failed_last_minute,

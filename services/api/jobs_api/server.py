@@ -30,6 +30,7 @@ from jobs_api.streams import StreamLimits
 from jobs_api.tracing import TracingInterceptor
 from jobs_api.transport import add_api_port, health_only_server, server_options
 from jobs_api.validation import JobLimits
+from jobs_common.arq_extension import LimitsState
 from jobs_common.metrics import serve_metrics
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
@@ -99,6 +100,7 @@ def build_loops(settings: Settings, resources: ApiResources) -> ApiLoops:
             resources.queues,
             resources.dead_letters,
             resources.workers,
+            LimitsState(resources.redis),
             settings.worker_lease_ttl,
             settings.metrics_refresh_interval,
             settings.metrics_dead_letters_interval,

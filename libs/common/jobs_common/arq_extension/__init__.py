@@ -32,6 +32,7 @@ from jobs_common.arq_extension._connection import (
 from jobs_common.arq_extension._dispatcher import Dispatcher
 from jobs_common.arq_extension._job_lines import quiet_arq_job_lines
 from jobs_common.arq_extension._keys import ARQ_MAX_TRIES, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
+from jobs_common.arq_extension._limits_state import HeldBack, LimitsState
 from jobs_common.arq_extension._worker import ClaimingWorker
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "ClaimingWorker",
     "Dispatcher",
     "DueJobClaimer",
+    "HeldBack",
     "JobsRedisSettings",
+    "LimitsState",
     "arq_job_id",
     "arq_queue_name",
     "connect",

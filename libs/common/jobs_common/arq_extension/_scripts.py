@@ -33,6 +33,7 @@ __all__ = [
     "CLAIM_SCRIPT",
     "ENQUEUE_SCRIPT",
     "HAND_BACK_SCRIPT",
+    "LIMITS_STATE_SCRIPT",
     "REDISPATCH_SCRIPT",
     "RENEW_LEASE_SCRIPT",
     "RESUME_SCRIPT",
@@ -222,6 +223,42 @@ for priority = highest, 0, -1 do
     end
 end
 return {claimed, aborts, wait, limited}
+"""
+
+# What a queue's rate limits hold back now, read as CLAIM_SCRIPT reckons (nothing written): the
+# calls its live workers hold, its due ready jobs (every priority band), its concurrency limit,
+# and the whole tokens its bucket would have now (-1 without a rate).
+# KEYS: queue, the queue's worker leases, its limits, its token bucket. ARGV: now (ms), held-hash
+# key prefix, the priority band (ms).
+# Returns {open calls, due ready jobs, max concurrent (0: none), whole tokens (-1: no rate)}.
+LIMITS_STATE_SCRIPT = """
+redis.replicate_commands()
+local now = tonumber(ARGV[1])
+local time = redis.call('TIME')
+local server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local open = 0
+for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. server_ms, '+inf')) do
+    open = open + redis.call('HLEN', ARGV[2] .. holder)
+end
+local band = tonumber(ARGV[3])
+local highest = 0
+local lowest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #lowest > 0 and tonumber(lowest[2]) < 0 then highest = -math.floor(tonumber(lowest[2]) / band) end
+local due = 0
+for priority = highest, 0, -1 do
+    local base = -priority * band
+    due = due + redis.call('ZCOUNT', KEYS[1], string.format('%.0f', base), string.format('%.0f', base + now))
+end
+local limits = redis.call('HMGET', KEYS[3], 'rate', 'burst', 'concurrent')
+local rate = tonumber(limits[1]) or 0
+local tokens = -1
+if rate > 0 then
+    local burst = tonumber(limits[2]) or 1
+    local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'at')
+    local at = tonumber(bucket[2]) or server_ms
+    tokens = math.floor(math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, server_ms - at) * rate / 1000))
+end
+return {open, due, tonumber(limits[3]) or 0, tokens}
 """
 
 # Asking for a job's abort: arq's abort set, as arq's Job.abort writes it (arq aborts a job

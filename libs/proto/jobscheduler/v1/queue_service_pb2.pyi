@@ -245,6 +245,9 @@ class GetQueueStatsResponse(_message.Message):
     ATTEMPT_DURATION_P50_FIELD_NUMBER: _builtins.int
     ATTEMPT_DURATION_P95_FIELD_NUMBER: _builtins.int
     ATTEMPT_DURATION_SAMPLE_FIELD_NUMBER: _builtins.int
+    OPEN_DISPATCHES_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_RATE_FIELD_NUMBER: _builtins.int
     scheduled: _builtins.int
     """Executions waiting for a future time (a `run_at` or a recurring tick not yet due)."""
     queued: _builtins.int
@@ -263,6 +266,16 @@ class GetQueueStatsResponse(_message.Message):
     succeeded_last_hour: _builtins.int
     failed_last_hour: _builtins.int
     attempt_duration_sample: _builtins.int
+    open_dispatches: _builtins.int
+    """Calls of the queue open now, across its live workers (what max_concurrent_dispatches counts)."""
+    waiting_for_concurrency: _builtins.int
+    """Due executions ready to start that wait because the queue's max_concurrent_dispatches
+    calls are open.
+    """
+    waiting_for_rate: _builtins.int
+    """Due executions ready to start that wait for a token of the queue's
+    max_dispatches_per_second.
+    """
     @_builtins.property
     def queue(self) -> Global___Queue:
         """The queue."""
@@ -297,10 +310,13 @@ class GetQueueStatsResponse(_message.Message):
         attempt_duration_p50: _duration_pb2.Duration | None = ...,
         attempt_duration_p95: _duration_pb2.Duration | None = ...,
         attempt_duration_sample: _builtins.int = ...,
+        open_dispatches: _builtins.int = ...,
+        waiting_for_concurrency: _builtins.int = ...,
+        waiting_for_rate: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "oldest_ready_age", b"oldest_ready_age", "queue", b"queue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "attempt_duration_sample", b"attempt_duration_sample", "failed_last_hour", b"failed_last_hour", "failed_last_minute", b"failed_last_minute", "oldest_ready_age", b"oldest_ready_age", "queue", b"queue", "queued", b"queued", "retry_scheduled", b"retry_scheduled", "running", b"running", "scheduled", b"scheduled", "started_last_hour", b"started_last_hour", "started_last_minute", b"started_last_minute", "succeeded_last_hour", b"succeeded_last_hour", "succeeded_last_minute", b"succeeded_last_minute"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "attempt_duration_sample", b"attempt_duration_sample", "failed_last_hour", b"failed_last_hour", "failed_last_minute", b"failed_last_minute", "oldest_ready_age", b"oldest_ready_age", "open_dispatches", b"open_dispatches", "queue", b"queue", "queued", b"queued", "retry_scheduled", b"retry_scheduled", "running", b"running", "scheduled", b"scheduled", "started_last_hour", b"started_last_hour", "started_last_minute", b"started_last_minute", "succeeded_last_hour", b"succeeded_last_hour", "succeeded_last_minute", b"succeeded_last_minute", "waiting_for_concurrency", b"waiting_for_concurrency", "waiting_for_rate", b"waiting_for_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
