@@ -103,6 +103,13 @@ async def test_recurring_jobs_are_updated_paused_run_and_deleted(address: str):
     assert made.code == 0, made.err
     job = made.json()
     assert job["priority"] == 4
+    key = f"cli-{uuid.uuid4().hex}"
+    once = [
+        await jobctl(address, "-o", "json", "jobs", "create", "--url", "https://hooks.example.com/once",
+                     "--queue", IDLE, "--dedup-key", key, "--dedup-window", "1m")
+        for _ in range(2)
+    ]  # fmt: skip
+    assert once[0].json()["id"] == once[1].json()["id"]
     assert job["schedule"]["cron"] == {"expression": "0 9 * * MON-FRI", "timeZone": "Europe/Paris"}
     shown = (await jobctl(address, "jobs", "get", job["id"])).out
     assert "upcoming" in shown

@@ -57,6 +57,11 @@ async def test_create_fills_a_request_id_and_the_same_id_answers_the_same_job(cl
     assert again[0].id == again[1].id
     made = await client.create_jobs([job, job])
     assert len({j.id for j in made}) == 2
+    key = f"sdk-{uuid.uuid4().hex}"
+    deduplicated = [
+        await client.create_job(job, deduplication_key=key, deduplication_window=timedelta(minutes=1)) for _ in range(3)
+    ]
+    assert len({j.id for j in deduplicated}) == 1  # each call its own request_id, one job
 
 
 async def test_errors_are_typed_with_their_reason_and_field_violations(client: AsyncJobsClient):

@@ -70,10 +70,23 @@ class AsyncJobsClient:
 
     # Jobs.
 
-    async def create_job(self, job: pb.Job, *, request_id: str | None = None) -> pb.Job:
+    async def create_job(
+        self,
+        job: pb.Job,
+        *,
+        request_id: str | None = None,
+        deduplication_key: str = "",
+        deduplication_window: timedelta | None = None,
+    ) -> pb.Job:
         """Creates ``job`` and answers it as stored. ``request_id`` (a UUID, made here when not
-        given) makes the call idempotent: the same id answers the job it made before."""
+        given) makes the call idempotent: the same id answers the job it made before. With a
+        ``deduplication_key``, a create with the key within ``deduplication_window`` of the first
+        makes nothing and answers the first one's job."""
         request = api.CreateJobRequest(job=job, request_id=request_id or str(uuid.uuid4()))
+        if deduplication_key or deduplication_window is not None:
+            request.deduplication.key = deduplication_key
+            if deduplication_window is not None:
+                request.deduplication.window.FromTimedelta(deduplication_window)
         return (await self._call(self._jobs.CreateJob, request)).job
 
     async def create_jobs(self, jobs: Sequence[pb.Job]) -> list[pb.Job]:

@@ -72,8 +72,22 @@ class JobsClient:
             if close is not None and not self._loop.is_closed():
                 self._run(close())
 
-    def create_job(self, job: pb.Job, *, request_id: str | None = None) -> pb.Job:
-        return self._run(self._client.create_job(job, request_id=request_id))
+    def create_job(
+        self,
+        job: pb.Job,
+        *,
+        request_id: str | None = None,
+        deduplication_key: str = "",
+        deduplication_window: timedelta | None = None,
+    ) -> pb.Job:
+        return self._run(
+            self._client.create_job(
+                job,
+                request_id=request_id,
+                deduplication_key=deduplication_key,
+                deduplication_window=deduplication_window,
+            )
+        )
 
     def create_jobs(self, jobs: Sequence[pb.Job]) -> list[pb.Job]:
         return self._run(self._client.create_jobs(jobs))

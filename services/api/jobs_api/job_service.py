@@ -21,10 +21,18 @@ from jobs_api.masks import update_paths
 from jobs_api.metrics import JOBS_CREATED
 from jobs_api.signing_secrets import generated_secrets, with_requested_secret
 from jobs_api.streams import StreamLimits
-from jobs_api.validation import JobLimits, validate_id, validate_job, validate_page_size, validate_request_id
+from jobs_api.validation import (
+    JobLimits,
+    validate_deduplication,
+    validate_id,
+    validate_job,
+    validate_page_size,
+    validate_request_id,
+)
 from jobs_api.watch import watch_job
 from jobs_common.arq_extension import Dispatcher
 from jobs_common.domain import (
+    Deduplication,
     Execution,
     ExecutionState,
     Job,
@@ -93,7 +101,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         )
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
-        [job] = await self._create([self._checked(request)])
+        deduplication = None
+        try:
+            checked = self._checked(request)
+        except InvalidArgumentError as error:
+            violations = error.violations
+        else:
+            violations = []
+        if request.HasField("deduplication"):
+            try:
+                deduplication = validate_deduplication(request.deduplication)
+            except InvalidArgumentError as error:
+                violations += error.violations
+        if violations:
+            raise InvalidArgumentError(violations)
+        [job] = await self._create([checked], deduplication)
         shown = generated_secrets(job.spec.http_request, request.job.http_request.signing.secrets)
         return api.CreateJobResponse(job=convert.job_to_proto(job, shown_secrets=shown))
 
@@ -107,6 +129,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             )
         checked, violations = [], []
         for index, item in enumerate(request.requests):
+            if item.HasField("deduplication"):
+                violations.append(
+                    FieldViolation(f"requests[{index}].deduplication", "is for CreateJob: BatchCreateJobs refuses it")
+                )
             try:
                 checked.append(self._checked(item, f"requests[{index}]."))
             except InvalidArgumentError as error:
@@ -145,16 +171,24 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         assert spec is not None
         return spec, key
 
-    async def _create(self, requests: list[tuple[JobSpec, RequestKey | None]]) -> list[Job]:
+    async def _create(
+        self, requests: list[tuple[JobSpec, RequestKey | None]], deduplication: Deduplication | None = None
+    ) -> list[Job]:
         """Commits the jobs (a CreateJob's in one statement with the CreateJobs that arrive with
-        it, each committed on its own; a batch's in one transaction), then enqueues their due
-        executions. A client that gives up (deadline, cancel) while the INSERT
-        is in flight must not stop the enqueue of what PostgreSQL commits anyway: both run to
-        their end regardless."""
+        it, each committed on its own, or in a transaction of its own with its ``deduplication``
+        key; a batch's in one transaction), then enqueues their due executions. A client that
+        gives up (deadline, cancel) while the INSERT is in flight must not stop the enqueue of
+        what PostgreSQL commits anyway: both run to their end regardless."""
         traceparent, tenant = current_traceparent(), current_tenant()
 
         async def commit_and_dispatch() -> list[Job]:
-            if len(requests) == 1:
+            if deduplication is not None:
+                [(spec, key)] = requests
+                one = await self._store.create_deduplicated(tenant, spec, key, traceparent, deduplication)
+                if isinstance(one, AlreadyExistsError):
+                    raise one
+                created = [one]
+            elif len(requests) == 1:
                 one = await self._creates.submit((tenant, *requests[0], traceparent))
                 if isinstance(one, AlreadyExistsError):
                     raise one

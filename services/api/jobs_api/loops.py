@@ -245,7 +245,10 @@ class HistoryPurgeLoop(BackgroundLoop):
                 if count:
                     HISTORY_PURGED.labels(name, kind).inc(count)
             total += batch
-        return total
+        keys = await self._history.expired_deduplications(now, self._batch_size)
+        if keys is None:
+            return None
+        return total + PurgedBatch(more=keys >= self._batch_size)
 
 
 # Unfinished states: each is exported for every known queue, 0 when it has none.

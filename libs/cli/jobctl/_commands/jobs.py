@@ -161,6 +161,8 @@ def _retry(
 @click.option("--queue", "-q", default="", help="Queue [default].")
 @click.option("--priority", type=click.IntRange(0, 9), default=0, help="0-9: higher starts first on its queue [0].")
 @click.option("--request-id", help="A UUID that makes the create idempotent (made for you when not given).")
+@click.option("--dedup-key", default="", help="Creates with this key within --dedup-window make one job.")
+@click.option("--dedup-window", type=DURATION, help="How long the --dedup-key answers its job (1s to 7d).")
 @click.option("--wait", is_flag=True, help="Wait for a one-off job's execution to end; exit 6 unless it succeeded.")
 @output_option
 def create_job(
@@ -183,6 +185,8 @@ def create_job(
     queue: str,
     priority: int,
     request_id: str | None,
+    dedup_key: str,
+    dedup_window: timedelta | None,
     wait: bool,
 ) -> int | None:
     """Create a job that calls URL: now, at --run-at, or on a --cron / --interval schedule."""
@@ -201,7 +205,9 @@ def create_job(
         priority=priority,
     )
     current = session()
-    made = current.client.create_job(job, request_id=request_id)
+    made = current.client.create_job(
+        job, request_id=request_id, deduplication_key=dedup_key, deduplication_window=dedup_window
+    )
     if wait and made.kind == pb.JOB_KIND_ONE_OFF:
         return _follow(made.id, current.printer, quiet=True)
     current.printer.show(made, lambda: _job_view(made))

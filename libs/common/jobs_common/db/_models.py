@@ -278,6 +278,21 @@ class WatchedJobRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class DeduplicationRow(Base):
+    """A de-duplication key of a tenant (CreateJobRequest.deduplication) and the job it answers
+    until ``expire_time``; an expired row is taken over by the next create with its key, and
+    the history purge deletes those left."""
+
+    __tablename__ = "deduplications"
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_deduplications_expire_time", "expire_time"),)
+
+
 class QueueSettingsRow(Base):
     """What is set on a queue itself: paused, its retention and its rate limits. A queue needs no row to exist."""
 

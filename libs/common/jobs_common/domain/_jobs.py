@@ -119,6 +119,15 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Deduplication:
+    """CreateJobRequest.deduplication: the creates of a tenant with ``key`` within ``window`` of
+    the first make one job (DROP: the later ones return it)."""
+
+    key: str
+    window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class RequestKey:
     """A create request's AIP-155 ``request_id`` and a digest of the request it came with: the
     same id with another request is refused, not silently answered with the first job."""

@@ -133,6 +133,14 @@ UNION SELECT queue FROM over WHERE queue IS NOT NULL
 """
 )
 
+_PURGE_DEDUPLICATIONS = text(
+    """
+DELETE FROM deduplications d
+USING (SELECT tenant, key FROM deduplications WHERE expire_time < :now ORDER BY expire_time LIMIT :limit) old
+WHERE d.tenant = old.tenant AND d.key = old.key AND d.expire_time < :now
+"""
+)
+
 _EPOCH_CURSOR = (datetime.fromisoformat("1970-01-01T00:00:00+00:00"), uuid.UUID(int=0))
 
 
@@ -160,6 +168,15 @@ class HistoryPurge:
         self._engine = engine
         # Per queue, where the sweep of finished jobs goes on from.
         self._sweep_cursor: dict[str, tuple[datetime, uuid.UUID]] = {}
+
+    async def expired_deduplications(self, now: datetime, limit: int) -> int | None:
+        """Deletes up to ``limit`` de-duplication keys that expired before ``now`` (by their
+        index); None when another replica holds the purge lock."""
+        async with self._engine.connect() as conn, conn.begin():
+            if not await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": HISTORY_PURGE_LOCK_KEY}):
+                return None
+            result = await conn.execute(_PURGE_DEDUPLICATIONS, {"now": now, "limit": limit})
+            return int(result.rowcount or 0)
 
     async def queues(self) -> list[str]:
         """Every queue with finished executions, dead letters or jobs that are over."""

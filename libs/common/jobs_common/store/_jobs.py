@@ -29,6 +29,7 @@ from sqlalchemy.orm import aliased
 
 from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, AttemptRow, Base, ExecutionRow, JobRow
 from jobs_common.domain import (
+    Deduplication,
     Execution,
     ExecutionState,
     Job,
@@ -177,6 +178,24 @@ SELECT id FROM new_jobs
 )
 
 
+# A create's de-duplication key, taken for its job unless another job holds it within its
+# window: no row comes back then. A concurrent create with the key waits here for the other's
+# commit (the row lock of ON CONFLICT), then sees its row.
+_TAKE_DEDUPLICATION_KEY = text(
+    """
+INSERT INTO deduplications AS d (tenant, key, job_id, expire_time)
+VALUES (:tenant, :key, :job_id, now() + make_interval(secs => CAST(:window_s AS double precision)))
+ON CONFLICT (tenant, key) DO UPDATE SET job_id = excluded.job_id, expire_time = excluded.expire_time
+WHERE d.expire_time <= now()
+RETURNING job_id
+"""
+)
+_DEDUPLICATION_HOLDER = text("SELECT job_id FROM deduplications WHERE tenant = :tenant AND key = :key")
+_RELEASE_DEDUPLICATION_KEY = text(
+    "DELETE FROM deduplications WHERE tenant = :tenant AND key = :key AND job_id <> :job_id"
+)
+
+
 class JobStore:
     """Every read and write is a tenant's: a job of another tenant, and its executions, are not
     found (NotFoundError, as if they did not exist)."""
@@ -219,6 +238,55 @@ class JobStore:
             outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
             for new, outcome in zip(news, outcomes, strict=True)
         ]
+
+    async def create_deduplicated(
+        self,
+        tenant: str,
+        spec: JobSpec,
+        request: RequestKey | None,
+        trace_parent: str | None,
+        deduplication: Deduplication,
+    ) -> CreatedJob | AlreadyExistsError:
+        """Creates as create_each does, unless the tenant's ``deduplication.key`` answers a job
+        still within its window: then nothing is made and that job is returned (created=False).
+        The key is taken in the job's own transaction (concurrent creates with one key wait for
+        each other: one makes the job); an expired key is taken over by the next create."""
+        new = self._new_job(tenant, spec, request, trace_parent)
+        params = {
+            "tenant": tenant,
+            "key": deduplication.key,
+            "job_id": new.columns["id"],
+            "window_s": deduplication.window.total_seconds(),
+        }
+        holder: uuid.UUID | None = None
+        outcome: uuid.UUID | AlreadyExistsError | None = None
+        async with self._engine.connect() as conn:  # one connection each: none waits for a second
+            transaction = await conn.begin()
+            taken = await conn.scalar(_TAKE_DEDUPLICATION_KEY, params) is not None
+            if taken:
+                [outcome] = await _insert(conn, [new])
+                if outcome is None:
+                    await transaction.commit()
+                else:  # a repeated request_id: it answers, and the key stays as it was
+                    await transaction.rollback()
+            else:
+                holder = await conn.scalar(_DEDUPLICATION_HOLDER, params)
+                await transaction.rollback()
+        if taken:
+            return outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
+        if holder is None:  # the key's row went meanwhile (purged): take it again
+            return await self.create_deduplicated(tenant, spec, request, trace_parent, deduplication)
+        async with self._sessions() as session:
+            try:
+                return CreatedJob(await self._get_job(session, tenant, holder), created=False)
+            except NotFoundError:  # its job went (deleted and purged): the key is free again
+                pass
+        await self._release_deduplication_key(params)
+        return await self.create_deduplicated(tenant, spec, request, trace_parent, deduplication)
+
+    async def _release_deduplication_key(self, params: dict[str, object]) -> None:
+        async with self._autocommit.connect() as conn:
+            await conn.execute(_RELEASE_DEDUPLICATION_KEY, params)
 
     def _new_job(self, tenant: str, spec: JobSpec, request: RequestKey | None, trace_parent: str | None) -> _NewJob:
         now = datetime.now(UTC)

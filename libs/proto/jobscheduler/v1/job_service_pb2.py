@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from jobscheduler.v1 import resources_pb2 as jobscheduler_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!jobscheduler/v1/job_service.proto\x12\x0fjobscheduler.v1\x1a google/protobuf/field_mask.proto\x1a\x1fjobscheduler/v1/resources.proto\"I\n\x10\x43reateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"6\n\x11\x43reateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"M\n\x16\x42\x61tchCreateJobsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.jobscheduler.v1.CreateJobRequest\"=\n\x17\x42\x61tchCreateJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\xed\x02\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.jobscheduler.v1.JobState\x12\r\n\x05queue\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.jobscheduler.v1.ListJobsRequest.LabelsEntry\x12&\n\x04kind\x18\x06 \x01(\x0e\x32\x18.jobscheduler.v1.JobKind\x12=\n\x14last_execution_state\x18\x07 \x01(\x0e\x32\x1f.jobscheduler.v1.ExecutionState\x12&\n\x04view\x18\x08 \x01(\x0e\x32\x18.jobscheduler.v1.JobView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jobscheduler.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x10UpdateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"6\n\x11UpdateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1d\n\x0fPauseJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x10PauseJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1e\n\x10ResumeJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11ResumeJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rRunJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Q\n\x0eRunJobResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x10\n\x08\x62uffered\x18\x02 \x01(\x08\"\x1e\n\x10\x44\x65leteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11\x44\x65leteJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"N\n\x15ListExecutionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x16ListExecutionsResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x43\x61ncelExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"$\n\x16ReplayExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17ReplayExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"d\n\x10WatchJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12-\n\texecution\x18\x02 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution*J\n\x07JobView\x12\x18\n\x14JOB_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_VIEW_BASIC\x10\x01\x12\x11\n\rJOB_VIEW_FULL\x10\x02\x32\xd9\t\n\nJobService\x12R\n\tCreateJob\x12!.jobscheduler.v1.CreateJobRequest\x1a\".jobscheduler.v1.CreateJobResponse\x12\x64\n\x0f\x42\x61tchCreateJobs\x12\'.jobscheduler.v1.BatchCreateJobsRequest\x1a(.jobscheduler.v1.BatchCreateJobsResponse\x12I\n\x06GetJob\x12\x1e.jobscheduler.v1.GetJobRequest\x1a\x1f.jobscheduler.v1.GetJobResponse\x12O\n\x08ListJobs\x12 .jobscheduler.v1.ListJobsRequest\x1a!.jobscheduler.v1.ListJobsResponse\x12R\n\tUpdateJob\x12!.jobscheduler.v1.UpdateJobRequest\x1a\".jobscheduler.v1.UpdateJobResponse\x12O\n\x08PauseJob\x12 .jobscheduler.v1.PauseJobRequest\x1a!.jobscheduler.v1.PauseJobResponse\x12R\n\tResumeJob\x12!.jobscheduler.v1.ResumeJobRequest\x1a\".jobscheduler.v1.ResumeJobResponse\x12I\n\x06RunJob\x12\x1e.jobscheduler.v1.RunJobRequest\x1a\x1f.jobscheduler.v1.RunJobResponse\x12R\n\tDeleteJob\x12!.jobscheduler.v1.DeleteJobRequest\x1a\".jobscheduler.v1.DeleteJobResponse\x12[\n\x0cGetExecution\x12$.jobscheduler.v1.GetExecutionRequest\x1a%.jobscheduler.v1.GetExecutionResponse\x12\x61\n\x0eListExecutions\x12&.jobscheduler.v1.ListExecutionsRequest\x1a\'.jobscheduler.v1.ListExecutionsResponse\x12\x64\n\x0f\x43\x61ncelExecution\x12\'.jobscheduler.v1.CancelExecutionRequest\x1a(.jobscheduler.v1.CancelExecutionResponse\x12\x64\n\x0fReplayExecution\x12\'.jobscheduler.v1.ReplayExecutionRequest\x1a(.jobscheduler.v1.ReplayExecutionResponse\x12Q\n\x08WatchJob\x12 .jobscheduler.v1.WatchJobRequest\x1a!.jobscheduler.v1.WatchJobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!jobscheduler/v1/job_service.proto\x12\x0fjobscheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fjobscheduler/v1/resources.proto\"\x80\x01\n\x10\x43reateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x35\n\rdeduplication\x18\x03 \x01(\x0b\x32\x1e.jobscheduler.v1.Deduplication\"y\n\rDeduplication\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x04mode\x18\x03 \x01(\x0e\x32\".jobscheduler.v1.DeduplicationMode\"6\n\x11\x43reateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"M\n\x16\x42\x61tchCreateJobsRequest\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.jobscheduler.v1.CreateJobRequest\"=\n\x17\x42\x61tchCreateJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\xed\x02\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.jobscheduler.v1.JobState\x12\r\n\x05queue\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.jobscheduler.v1.ListJobsRequest.LabelsEntry\x12&\n\x04kind\x18\x06 \x01(\x0e\x32\x18.jobscheduler.v1.JobKind\x12=\n\x14last_execution_state\x18\x07 \x01(\x0e\x32\x1f.jobscheduler.v1.ExecutionState\x12&\n\x04view\x18\x08 \x01(\x0e\x32\x18.jobscheduler.v1.JobView\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.jobscheduler.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x10UpdateJobRequest\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"6\n\x11UpdateJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1d\n\x0fPauseJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x10PauseJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1e\n\x10ResumeJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11ResumeJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"\x1b\n\rRunJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"Q\n\x0eRunJobResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x10\n\x08\x62uffered\x18\x02 \x01(\x08\"\x1e\n\x10\x44\x65leteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x11\x44\x65leteJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\"!\n\x13GetExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x14GetExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"N\n\x15ListExecutionsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x16ListExecutionsResponse\x12.\n\nexecutions\x18\x01 \x03(\x0b\x32\x1a.jobscheduler.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x16\x43\x61ncelExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17\x43\x61ncelExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"$\n\x16ReplayExecutionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"H\n\x17ReplayExecutionResponse\x12-\n\texecution\x18\x01 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"d\n\x10WatchJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.jobscheduler.v1.Job\x12-\n\texecution\x18\x02 \x01(\x0b\x32\x1a.jobscheduler.v1.Execution*T\n\x11\x44\x65\x64uplicationMode\x12\"\n\x1e\x44\x45\x44UPLICATION_MODE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x44UPLICATION_MODE_DROP\x10\x01*J\n\x07JobView\x12\x18\n\x14JOB_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_VIEW_BASIC\x10\x01\x12\x11\n\rJOB_VIEW_FULL\x10\x02\x32\xd9\t\n\nJobService\x12R\n\tCreateJob\x12!.jobscheduler.v1.CreateJobRequest\x1a\".jobscheduler.v1.CreateJobResponse\x12\x64\n\x0f\x42\x61tchCreateJobs\x12\'.jobscheduler.v1.BatchCreateJobsRequest\x1a(.jobscheduler.v1.BatchCreateJobsResponse\x12I\n\x06GetJob\x12\x1e.jobscheduler.v1.GetJobRequest\x1a\x1f.jobscheduler.v1.GetJobResponse\x12O\n\x08ListJobs\x12 .jobscheduler.v1.ListJobsRequest\x1a!.jobscheduler.v1.ListJobsResponse\x12R\n\tUpdateJob\x12!.jobscheduler.v1.UpdateJobRequest\x1a\".jobscheduler.v1.UpdateJobResponse\x12O\n\x08PauseJob\x12 .jobscheduler.v1.PauseJobRequest\x1a!.jobscheduler.v1.PauseJobResponse\x12R\n\tResumeJob\x12!.jobscheduler.v1.ResumeJobRequest\x1a\".jobscheduler.v1.ResumeJobResponse\x12I\n\x06RunJob\x12\x1e.jobscheduler.v1.RunJobRequest\x1a\x1f.jobscheduler.v1.RunJobResponse\x12R\n\tDeleteJob\x12!.jobscheduler.v1.DeleteJobRequest\x1a\".jobscheduler.v1.DeleteJobResponse\x12[\n\x0cGetExecution\x12$.jobscheduler.v1.GetExecutionRequest\x1a%.jobscheduler.v1.GetExecutionResponse\x12\x61\n\x0eListExecutions\x12&.jobscheduler.v1.ListExecutionsRequest\x1a\'.jobscheduler.v1.ListExecutionsResponse\x12\x64\n\x0f\x43\x61ncelExecution\x12\'.jobscheduler.v1.CancelExecutionRequest\x1a(.jobscheduler.v1.CancelExecutionResponse\x12\x64\n\x0fReplayExecution\x12\'.jobscheduler.v1.ReplayExecutionRequest\x1a(.jobscheduler.v1.ReplayExecutionResponse\x12Q\n\x08WatchJob\x12 .jobscheduler.v1.WatchJobRequest\x1a!.jobscheduler.v1.WatchJobResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,66 +36,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBVIEW']._serialized_start=2101
-  _globals['_JOBVIEW']._serialized_end=2175
-  _globals['_CREATEJOBREQUEST']._serialized_start=121
-  _globals['_CREATEJOBREQUEST']._serialized_end=194
-  _globals['_CREATEJOBRESPONSE']._serialized_start=196
-  _globals['_CREATEJOBRESPONSE']._serialized_end=250
-  _globals['_BATCHCREATEJOBSREQUEST']._serialized_start=252
-  _globals['_BATCHCREATEJOBSREQUEST']._serialized_end=329
-  _globals['_BATCHCREATEJOBSRESPONSE']._serialized_start=331
-  _globals['_BATCHCREATEJOBSRESPONSE']._serialized_end=392
-  _globals['_GETJOBREQUEST']._serialized_start=394
-  _globals['_GETJOBREQUEST']._serialized_end=421
-  _globals['_GETJOBRESPONSE']._serialized_start=423
-  _globals['_GETJOBRESPONSE']._serialized_end=474
-  _globals['_LISTJOBSREQUEST']._serialized_start=477
-  _globals['_LISTJOBSREQUEST']._serialized_end=842
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=797
-  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=842
-  _globals['_LISTJOBSRESPONSE']._serialized_start=844
-  _globals['_LISTJOBSRESPONSE']._serialized_end=923
-  _globals['_UPDATEJOBREQUEST']._serialized_start=925
-  _globals['_UPDATEJOBREQUEST']._serialized_end=1027
-  _globals['_UPDATEJOBRESPONSE']._serialized_start=1029
-  _globals['_UPDATEJOBRESPONSE']._serialized_end=1083
-  _globals['_PAUSEJOBREQUEST']._serialized_start=1085
-  _globals['_PAUSEJOBREQUEST']._serialized_end=1114
-  _globals['_PAUSEJOBRESPONSE']._serialized_start=1116
-  _globals['_PAUSEJOBRESPONSE']._serialized_end=1169
-  _globals['_RESUMEJOBREQUEST']._serialized_start=1171
-  _globals['_RESUMEJOBREQUEST']._serialized_end=1201
-  _globals['_RESUMEJOBRESPONSE']._serialized_start=1203
-  _globals['_RESUMEJOBRESPONSE']._serialized_end=1257
-  _globals['_RUNJOBREQUEST']._serialized_start=1259
-  _globals['_RUNJOBREQUEST']._serialized_end=1286
-  _globals['_RUNJOBRESPONSE']._serialized_start=1288
-  _globals['_RUNJOBRESPONSE']._serialized_end=1369
-  _globals['_DELETEJOBREQUEST']._serialized_start=1371
-  _globals['_DELETEJOBREQUEST']._serialized_end=1401
-  _globals['_DELETEJOBRESPONSE']._serialized_start=1403
-  _globals['_DELETEJOBRESPONSE']._serialized_end=1457
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1459
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1492
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1494
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1563
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1565
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1643
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1645
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1742
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1744
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1780
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1782
-  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=1854
-  _globals['_REPLAYEXECUTIONREQUEST']._serialized_start=1856
-  _globals['_REPLAYEXECUTIONREQUEST']._serialized_end=1892
-  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_start=1894
-  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_end=1966
-  _globals['_WATCHJOBREQUEST']._serialized_start=1968
-  _globals['_WATCHJOBREQUEST']._serialized_end=1997
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1999
-  _globals['_WATCHJOBRESPONSE']._serialized_end=2099
-  _globals['_JOBSERVICE']._serialized_start=2178
-  _globals['_JOBSERVICE']._serialized_end=3419
+  _globals['_DEDUPLICATIONMODE']._serialized_start=2312
+  _globals['_DEDUPLICATIONMODE']._serialized_end=2396
+  _globals['_JOBVIEW']._serialized_start=2398
+  _globals['_JOBVIEW']._serialized_end=2472
+  _globals['_CREATEJOBREQUEST']._serialized_start=154
+  _globals['_CREATEJOBREQUEST']._serialized_end=282
+  _globals['_DEDUPLICATION']._serialized_start=284
+  _globals['_DEDUPLICATION']._serialized_end=405
+  _globals['_CREATEJOBRESPONSE']._serialized_start=407
+  _globals['_CREATEJOBRESPONSE']._serialized_end=461
+  _globals['_BATCHCREATEJOBSREQUEST']._serialized_start=463
+  _globals['_BATCHCREATEJOBSREQUEST']._serialized_end=540
+  _globals['_BATCHCREATEJOBSRESPONSE']._serialized_start=542
+  _globals['_BATCHCREATEJOBSRESPONSE']._serialized_end=603
+  _globals['_GETJOBREQUEST']._serialized_start=605
+  _globals['_GETJOBREQUEST']._serialized_end=632
+  _globals['_GETJOBRESPONSE']._serialized_start=634
+  _globals['_GETJOBRESPONSE']._serialized_end=685
+  _globals['_LISTJOBSREQUEST']._serialized_start=688
+  _globals['_LISTJOBSREQUEST']._serialized_end=1053
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=1008
+  _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=1053
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1055
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1134
+  _globals['_UPDATEJOBREQUEST']._serialized_start=1136
+  _globals['_UPDATEJOBREQUEST']._serialized_end=1238
+  _globals['_UPDATEJOBRESPONSE']._serialized_start=1240
+  _globals['_UPDATEJOBRESPONSE']._serialized_end=1294
+  _globals['_PAUSEJOBREQUEST']._serialized_start=1296
+  _globals['_PAUSEJOBREQUEST']._serialized_end=1325
+  _globals['_PAUSEJOBRESPONSE']._serialized_start=1327
+  _globals['_PAUSEJOBRESPONSE']._serialized_end=1380
+  _globals['_RESUMEJOBREQUEST']._serialized_start=1382
+  _globals['_RESUMEJOBREQUEST']._serialized_end=1412
+  _globals['_RESUMEJOBRESPONSE']._serialized_start=1414
+  _globals['_RESUMEJOBRESPONSE']._serialized_end=1468
+  _globals['_RUNJOBREQUEST']._serialized_start=1470
+  _globals['_RUNJOBREQUEST']._serialized_end=1497
+  _globals['_RUNJOBRESPONSE']._serialized_start=1499
+  _globals['_RUNJOBRESPONSE']._serialized_end=1580
+  _globals['_DELETEJOBREQUEST']._serialized_start=1582
+  _globals['_DELETEJOBREQUEST']._serialized_end=1612
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1614
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1668
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1670
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1703
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=1705
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=1774
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1776
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1854
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1856
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1953
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1955
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1991
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_start=1993
+  _globals['_CANCELEXECUTIONRESPONSE']._serialized_end=2065
+  _globals['_REPLAYEXECUTIONREQUEST']._serialized_start=2067
+  _globals['_REPLAYEXECUTIONREQUEST']._serialized_end=2103
+  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_start=2105
+  _globals['_REPLAYEXECUTIONRESPONSE']._serialized_end=2177
+  _globals['_WATCHJOBREQUEST']._serialized_start=2179
+  _globals['_WATCHJOBREQUEST']._serialized_end=2208
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2210
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2310
+  _globals['_JOBSERVICE']._serialized_start=2475
+  _globals['_JOBSERVICE']._serialized_end=3716
 # @@protoc_insertion_point(module_scope)

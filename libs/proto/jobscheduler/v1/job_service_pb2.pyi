@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -20,6 +21,23 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DeduplicationMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeduplicationModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeduplicationMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEDUPLICATION_MODE_UNSPECIFIED: _DeduplicationMode.ValueType  # 0
+    DEDUPLICATION_MODE_DROP: _DeduplicationMode.ValueType  # 1
+    """A create with a key seen within the window makes nothing and returns the existing job."""
+
+class DeduplicationMode(_DeduplicationMode, metaclass=_DeduplicationModeEnumTypeWrapper): ...
+
+DEDUPLICATION_MODE_UNSPECIFIED: DeduplicationMode.ValueType  # 0
+DEDUPLICATION_MODE_DROP: DeduplicationMode.ValueType  # 1
+"""A create with a key seen within the window makes nothing and returns the existing job."""
+Global___DeduplicationMode: _TypeAlias = DeduplicationMode  # noqa: Y015
 
 class _JobView:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -55,6 +73,7 @@ class CreateJobRequest(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DEDUPLICATION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional. A UUID that makes the call idempotent: the same request_id with the same job returns
     the job the first call made. The same request_id with a different job is refused with
@@ -64,19 +83,61 @@ class CreateJobRequest(_message.Message):
     def job(self) -> _resources_pb2.Job:
         """Required. The job to create; output-only fields are ignored."""
 
+    @_builtins.property
+    def deduplication(self) -> Global___Deduplication:
+        """Optional. CreateJob only (BatchCreateJobs refuses it): a create with a key seen within the
+        window returns the job of the first, and makes nothing.
+        """
+
     def __init__(
         self,
         *,
         job: _resources_pb2.Job | None = ...,
         request_id: _builtins.str = ...,
+        deduplication: Global___Deduplication | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deduplication", b"deduplication", "job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deduplication", b"deduplication", "job", b"job", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateJobRequest: _TypeAlias = CreateJobRequest  # noqa: Y015
+
+@_typing.final
+class Deduplication(_message.Message):
+    """De-duplication of creates in a time window (as asynq's Unique and River's UniqueOpts), per
+    tenant: unlike request_id, the key is the client's own name for the work ("invoice-42"), the
+    requests need not be the same, and once the window has passed the key makes a new job.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """Required. 1 to 256 characters, no NUL."""
+    mode: Global___DeduplicationMode.ValueType
+    """Optional. DROP (the default): a create within the window returns the existing job."""
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration:
+        """Required. How long after the first create the key keeps answering its job: 1 s to 7 days."""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        window: _duration_pb2.Duration | None = ...,
+        mode: Global___DeduplicationMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "mode", b"mode", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Deduplication: _TypeAlias = Deduplication  # noqa: Y015
 
 @_typing.final
 class CreateJobResponse(_message.Message):
@@ -85,7 +146,7 @@ class CreateJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def job(self) -> _resources_pb2.Job:
-        """The created (or, for a repeated request_id, the existing) job."""
+        """The created (or, for a repeated request_id or a de-duplicated create, the existing) job."""
 
     def __init__(
         self,
