@@ -46,7 +46,7 @@ def _examples() -> tuple[dict[str, str], list[str]]:
 def test_every_grpcurl_example_is_run_by_a_test():
     tagged, untagged = _examples()
     assert untagged == [], "a block calls grpcurl but no test runs it: tag it <!-- example:NAME -->"
-    assert set(tagged) == {"calls", "tokens", "tls", "mtls", "scaler"}
+    assert set(tagged) == {"calls", "tokens", "tls", "mtls", "scaler", "limits", "priority", "dedup"}
 
 
 async def _run(name: str, env: dict[str, str], cwd: Path = ROOT, epilogue: str = "") -> str:
@@ -99,6 +99,29 @@ async def test_more_calls_run_as_written(settings, target, key, tmp_path: Path):
     assert '"url": "' + target.url(path) + '?v=2"' in out
     assert '"purged": "0"' in out  # -emit-defaults shows the zero (an int64: a JSON string)
     assert {r.headers["Idempotency-Key"] for r in target.received(path)}, "no call reached the target"
+
+
+async def test_the_flow_control_examples_run_as_written(settings, key):
+    """Rate limits, a priority and a de-duplicated create, on a database of their own (the
+    blocks name the queue "emails" and the key "invoice-42", which a second run would find)."""
+    database = await services.create_database()
+    redis_db = await services.claim_redis_db(f"readme-flow-{key}")
+    own = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}", "redis_db": redis_db}
+    )
+    try:
+        async with running_api(own) as running:
+            env = {"API": f"127.0.0.1:{running.port}"}
+            limits, priority, dedup = [await _run(name, env) for name in ("limits", "priority", "dedup")]
+    finally:
+        await services.release_redis_db(redis_db)
+        await services.drop_database(database)
+    assert '"max_concurrent_dispatches": 10' in limits, limits
+    assert '"max_dispatches_per_second": 20' in limits, limits
+    assert '"waiting_for_concurrency": "0"' in limits, limits
+    assert priority.strip() == "9"
+    first, second = dedup.split()
+    assert first == second
 
 
 @pytest.mark.usefixtures("api")  # the session's database, migrated

@@ -5,7 +5,6 @@ are purged. Bad keys, windows and modes are INVALID_ARGUMENT, and BatchCreateJob
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -17,7 +16,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from jobs_common.store import HistoryPurge
 from jobscheduler.v1 import job_service_pb2 as api
-from tests.support.grpcurl import grpcurl
 from tests.support.jobs import eventually, field_violations, http_job, jobs_on_queue, seconds
 
 pytestmark = pytest.mark.usefixtures("api")
@@ -128,20 +126,3 @@ async def test_batch_create_refuses_deduplication(stub):
         await stub.BatchCreateJobs(api.BatchCreateJobsRequest(requests=[item]))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "BatchCreateJobs refuses it" in field_violations(bad.value)["requests[0].deduplication"]
-
-
-async def test_the_docs_grpcurl_example(api, key):
-    body = json.dumps(
-        {
-            "job": {"http_request": {"url": f"https://hooks.example.com/invoices/{key}"}, "queue": f"dedup-{key}"},
-            "deduplication": {"key": f"invoice-{key}", "window": "300s"},
-        }
-    )
-    ids = set()
-    for _ in range(2):
-        code, out = await grpcurl(
-            "-plaintext", "-d", body, f"127.0.0.1:{api.port}", "jobscheduler.v1.JobService/CreateJob"
-        )
-        assert code == 0, out
-        ids.add(json.loads(out)["job"]["id"])
-    assert len(ids) == 1

@@ -6,7 +6,6 @@ never more started than the token bucket allows."""
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +20,6 @@ from jobs_common.settings import Settings
 from jobscheduler.v1 import queue_service_pb2 as qapi
 from jobscheduler.v1 import queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.grpcurl import grpcurl
 from tests.support.jobs import create, eventually, field_violations, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
 from tests.support.target import TargetServer
@@ -175,35 +173,3 @@ async def test_calls_start_no_faster_than_the_bucket_refills(
     for i, first in enumerate(arrivals):
         for j in range(i, len(arrivals)):
             assert j - i + 1 <= burst + rate * (arrivals[j] - first) + 1, (i, j, arrivals)
-
-
-async def test_the_docs_grpcurl_examples(api):
-    # docs/api.md's requests, through the real grpcurl, on a queue of this test's.
-    name = f"emails-{uuid.uuid4().hex[:8]}"
-    address = f"127.0.0.1:{api.port}"
-    # The docs' bodies, word for word but for the queue's name.
-    both = json.dumps(
-        {
-            "queue": {
-                "name": name,
-                "rate_limits": {"max_dispatches_per_second": 20, "max_burst_size": 5, "max_concurrent_dispatches": 3},
-            }
-        }
-    )
-    one = json.dumps(
-        {
-            "queue": {"name": name, "rate_limits": {"max_concurrent_dispatches": 10}},
-            "update_mask": {"paths": ["rate_limits.max_concurrent_dispatches"]},
-        }
-    )
-    for body in (both, one):
-        code, out = await grpcurl("-plaintext", "-d", body, address, "jobscheduler.v1.QueueService/UpdateQueue")
-        assert code == 0, out
-    get = json.dumps({"name": name})
-    code, out = await grpcurl("-plaintext", "-d", get, address, "jobscheduler.v1.QueueService/GetQueue")
-    assert code == 0, out
-    assert json.loads(out)["queue"]["rate_limits"] == {
-        "max_dispatches_per_second": 20,
-        "max_burst_size": 5,
-        "max_concurrent_dispatches": 10,
-    }
