@@ -17,6 +17,7 @@ from jobs_common.domain import (
     ErrorKind,
     Execution,
     ExecutionState,
+    FlowControl,
     Job,
     JobDraft,
     JobKind,
@@ -106,10 +107,18 @@ def job_draft(job: pb.Job, prefix: str = "job") -> JobDraft:
         labels=dict(job.labels),
         schedule=recurring,
         priority=job.priority,
+        flow_control=_flow_control_draft(job),
     )
     if violations:
         raise InvalidArgumentError(violations)
     return draft
+
+
+def _flow_control_draft(job: pb.Job) -> FlowControl | None:
+    if not job.HasField("flow_control"):
+        return None
+    flow = job.flow_control
+    return FlowControl(flow.key, flow.max_concurrent, flow.max_dispatches_per_second)
 
 
 def request_body(request: pb.HttpRequest, field_path: str) -> bytes:
@@ -237,6 +246,15 @@ def job_to_proto(job: Job, upcoming: list[datetime] | None = None, *, shown_secr
         priority=spec.priority,
         upcoming_run_times=[timestamp_proto(t) for t in upcoming or ()],
     )
+    if spec.flow_control is not None:
+        flow = spec.flow_control
+        message.flow_control.CopyFrom(
+            pb.FlowControl(
+                key=flow.key,
+                max_concurrent=flow.max_concurrent,
+                max_dispatches_per_second=flow.max_dispatches_per_second,
+            )
+        )
     if spec.run_at is not None:
         message.schedule.run_at.CopyFrom(timestamp_proto(spec.run_at))
     if spec.schedule is not None:

@@ -30,7 +30,7 @@ from jobs_api.validation import (
     validate_request_id,
 )
 from jobs_api.watch import watch_job
-from jobs_common.arq_extension import Dispatcher
+from jobs_common.arq_extension import Dispatch, Dispatcher, dispatch_of
 from jobs_common.domain import (
     Deduplication,
     Execution,
@@ -65,7 +65,6 @@ MAX_BATCH_CREATE = 1000
 CREATE_BATCH_MAX = 100
 CREATE_BATCHES_IN_FLIGHT = 4
 _CreateRequest: TypeAlias = tuple[str, JobSpec, RequestKey | None, str | None]  # with tenant, traceparent
-_Dispatch: TypeAlias = tuple[object, str, datetime | None, int]  # execution id, queue, run_at, priority
 _WAITING = (ExecutionState.QUEUED, ExecutionState.SCHEDULED)
 
 
@@ -92,7 +91,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         # Commits that outlive the call that asked for them (its client gave up meanwhile).
         self._unattended: set[asyncio.Task[Any]] = set()
         # Dispatches that arrive while others are being sent share the next pipeline.
-        self._dispatches: GroupCommit[_Dispatch, None] = GroupCommit(
+        self._dispatches: GroupCommit[Dispatch, None] = GroupCommit(
             self._dispatch_together, max_batch=CREATE_BATCH_MAX, max_in_flight=CREATE_BATCHES_IN_FLIGHT
         )
         # CreateJobs that arrive while others are being written share the next statement.
@@ -345,21 +344,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         try:
             if len(executions) == 1:  # with the other calls' dispatches of the moment
                 [(execution, queue)] = executions
-                await self._dispatches.submit((execution.id, queue, _run_at(execution), execution.priority))
+                await self._dispatches.submit(dispatch_of(execution, queue, _run_at(execution)))
             else:
-                await self._dispatcher.dispatch_at(
-                    [(e.id, queue, _run_at(e)) for e, queue in executions], [e.priority for e, _ in executions]
-                )
+                await self._dispatcher.dispatch([dispatch_of(e, queue, _run_at(e)) for e, queue in executions])
         except REDIS_ERRORS as exc:
             shown = ", ".join(execution.id for execution, _ in executions[:3])
             more = f" and {len(executions) - 3} more" if len(executions) > 3 else ""
             logger.warning("execution %s%s committed but not enqueued: %s", shown, more, exc)
 
-    async def _dispatch_together(self, executions: list[_Dispatch]) -> list[None]:
-        await self._dispatcher.dispatch_at(
-            [(e, queue, run_at) for e, queue, run_at, _ in executions], [p for *_, p in executions]
-        )
-        return [None] * len(executions)
+    async def _dispatch_together(self, dispatches: list[Dispatch]) -> list[None]:
+        await self._dispatcher.dispatch(dispatches)
+        return [None] * len(dispatches)
 
     async def _abort(self, execution_id: object) -> None:
         try:

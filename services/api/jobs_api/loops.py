@@ -26,7 +26,7 @@ from jobs_api.metrics import (
     QUEUE_PAUSED,
     WORKERS,
 )
-from jobs_common.arq_extension import Dispatcher, LimitsState
+from jobs_common.arq_extension import Dispatch, Dispatcher, Flow, LimitsState, dispatch_of
 from jobs_common.domain import TERMINAL_EXECUTION_STATES, ExecutionState, Retention
 from jobs_common.errors import DEPENDENCY_ERRORS, REDIS_ERRORS
 from jobs_common.store import (
@@ -117,10 +117,7 @@ class SchedulerLoop(BackgroundLoop):
         fired = await self._ticks.fire_due(now or datetime.now(UTC), self._batch_size)
         if fired.queued or fired.skipped or fired.buffered or fired.cancelled:
             try:
-                await self._dispatcher.dispatch_many(
-                    [(execution_id, queue) for execution_id, queue, _ in fired.queued],
-                    [priority for *_, priority in fired.queued],
-                )
+                await self._dispatcher.dispatch([dispatch_of(execution, queue) for execution, queue in fired.queued])
                 await self._dispatcher.abort_many(fired.cancelled)
             except REDIS_ERRORS as exc:
                 logger.warning("scheduler: %d executions committed but not enqueued: %s", len(fired.queued), exc)
@@ -171,7 +168,7 @@ class ReconcilerLoop(BackgroundLoop):
                 return None
             lost = await self._reconciliation.find(self._grace, self._batch)
             answers = await self._dispatcher.redispatch(
-                [(e.id, e.queue, e.schedule_time) for e in lost], [e.priority for e in lost]
+                [Dispatch(e.id, e.queue, e.schedule_time, e.priority, Flow.of(e.flow, e.flow_since)) for e in lost]
             )
             # Paused queues stay paused after Redis lost its data, and a resume Redis missed lands;
             # so do the rate limits.

@@ -32,7 +32,7 @@ from jobs_api.validation import (
     validate_queue_name,
     validate_queue_update,
 )
-from jobs_common.arq_extension import Dispatcher, LimitsState
+from jobs_common.arq_extension import Dispatch, Dispatcher, LimitsState, dispatch_of
 from jobs_common.domain import (
     DeadLetterFilter,
     ExecutionState,
@@ -253,8 +253,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         else:
             ids = await self._dead_letters.ids(tenant, _dead_letter_filter(request.filter), limit)
         response = api.ReplayDeadLettersResponse()
-        queued: list[tuple[object, str]] = []
-        priorities: list[int] = []
+        queued: list[Dispatch] = []
         trace_parent = current_traceparent()
         for execution_id in ids:
             try:
@@ -264,11 +263,10 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             except (NotFoundError, FailedPreconditionError):
                 response.skipped_ids.append(str(execution_id))
                 continue
-            queued.append((replayed.execution.id, replayed.queue))
-            priorities.append(replayed.execution.priority)
+            queued.append(dispatch_of(replayed.execution, replayed.queue))
             response.executions.append(execution_to_proto(replayed.execution))
         try:
-            await self._dispatcher.dispatch_many(queued, priorities)
+            await self._dispatcher.dispatch(queued)
         except REDIS_ERRORS as exc:  # committed: the reconciler dispatches them
             logger.warning("%d replayed executions committed but not enqueued: %s", len(queued), exc)
         return response

@@ -9,7 +9,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from jobs_common.arq_extension import Dispatcher, DueJobClaimer, arq_job_id
+from jobs_common.arq_extension import Dispatch, Dispatcher, DueJobClaimer, arq_job_id
 from jobs_common.arq_extension._keys import PRIORITY_BAND_MS, due_and_priority, priority_score
 
 LEASE_MS = 4000
@@ -28,11 +28,15 @@ async def test_higher_priorities_first_and_fifo_within_one(arq_redis):
     dispatcher = Dispatcher(arq_redis)
     low = [f"{queue}-low-{i}" for i in range(3)]
     for execution_id in low:
-        await dispatcher.dispatch_at([(execution_id, queue, None)], [0])
+        await dispatcher.dispatch([Dispatch(execution_id, queue)])
         await asyncio.sleep(0.002)  # distinct due times, in order
     later = datetime.now(UTC) + timedelta(seconds=60)
-    await dispatcher.dispatch_at(
-        [(f"{queue}-top", queue, None), (f"{queue}-mid", queue, None), (f"{queue}-top-later", queue, later)], [9, 3, 9]
+    await dispatcher.dispatch(
+        [
+            Dispatch(f"{queue}-top", queue, None, 9),
+            Dispatch(f"{queue}-mid", queue, None, 3),
+            Dispatch(f"{queue}-top-later", queue, later, 9),
+        ]
     )
     claimer = DueJobClaimer(arq_redis, queue, f"w#{queue}")
     order = []

@@ -16,6 +16,7 @@ from jobs_common.arq_extension._claimer import Claimed
 from jobs_common.arq_extension._keys import (
     BELL_LENGTH,
     aborts_key,
+    flow_prefix,
     held_key,
     queue_bell_key,
     worker_bell_key,
@@ -148,13 +149,15 @@ async def test_hand_back_returns_named_or_all_held_jobs(arq_redis):
     hand_back = arq_redis.register_script(HAND_BACK_SCRIPT)
     keys = [ready, held_key("w#1"), worker_leases_key(queue), queue_bell_key(queue)]
 
-    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", BELL_LENGTH, "b"]) == 1
+    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", BELL_LENGTH, flow_prefix(queue), "b"]) == 1
     assert await arq_redis.zrange(ready, 0, -1, withscores=True) == [(b"b", now - 2)]
     assert await arq_redis.llen(queue_bell_key(queue)) == 1  # a waiting worker wakes for it
     assert not await arq_redis.exists(in_progress_key_prefix + "b")
     assert await arq_redis.zscore(worker_leases_key(queue), "w#1") is not None
 
-    assert await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", BELL_LENGTH]) == 2  # all, and leave
+    assert (
+        await hand_back(keys=keys, args=[in_progress_key_prefix, "w#1", BELL_LENGTH, flow_prefix(queue)]) == 2
+    )  # all, and leave
     assert [job for job, _ in await arq_redis.zrange(ready, 0, -1, withscores=True)] == [b"a", b"b", b"c"]
     assert not await arq_redis.exists(held_key("w#1"))
     assert await arq_redis.zscore(worker_leases_key(queue), "w#1") is None

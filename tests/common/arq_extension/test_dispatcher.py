@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job_raw
 
-from jobs_common.arq_extension import RUN_EXECUTION, Dispatcher, arq_job_id, arq_queue_name, paused_key
+from jobs_common.arq_extension import RUN_EXECUTION, Dispatch, Dispatcher, arq_job_id, arq_queue_name, paused_key
 from jobs_common.arq_extension._keys import BELL_LENGTH, MAX_IDLE_WAIT_MS, queue_bell_key
 
 
@@ -72,9 +72,9 @@ async def test_a_redispatch_that_puts_a_job_back_rings_and_one_that_leaves_it_do
     bell = queue_bell_key(queue)
     dispatcher = Dispatcher(arq_redis)
     execution_id, now = uuid.uuid4(), datetime.now(UTC)
-    assert await dispatcher.redispatch([(execution_id, queue, now)]) == [1]  # arq had lost it
+    assert await dispatcher.redispatch([Dispatch(execution_id, queue, now)]) == [1]  # arq had lost it
     assert await arq_redis.llen(bell) == 1
-    assert await dispatcher.redispatch([(execution_id, queue, now)]) == [0]  # queued already
+    assert await dispatcher.redispatch([Dispatch(execution_id, queue, now)]) == [0]  # queued already
     assert await arq_redis.llen(bell) == 1
 
 

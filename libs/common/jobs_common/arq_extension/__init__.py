@@ -9,7 +9,8 @@ The contract with arq:
   no-op: the api, a retried CreateJob and the scheduler dispatch freely, and the reconciler
   re-dispatches under the same id.
 * A job's ``queue`` is arq's queue sorted set :func:`arq_queue_name`; :func:`paused_key` exists
-  while the queue is paused.
+  while the queue is paused. A job with a flow key (Job.flow_control) waits in its key's own
+  ready set instead (``_keys.flow_prefix``), and the claim takes the keys in turns.
 * :class:`Dispatcher` writes exactly what arq's ``enqueue_job`` writes (job key with expiry,
   queue entry) in one script; the reconciler's re-dispatch and the aborts use arq's own keys.
 * :class:`ClaimingWorker` is arq's ``Worker`` with our claim path (:class:`DueJobClaimer`, one
@@ -29,6 +30,7 @@ from jobs_common.arq_extension._connection import (
     redis_settings,
     warn_if_redis_can_evict,
 )
+from jobs_common.arq_extension._dispatch import Dispatch, Flow, dispatch_of
 from jobs_common.arq_extension._dispatcher import Dispatcher
 from jobs_common.arq_extension._job_lines import quiet_arq_job_lines
 from jobs_common.arq_extension._keys import ARQ_MAX_TRIES, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
@@ -39,8 +41,10 @@ __all__ = [
     "ARQ_MAX_TRIES",
     "RUN_EXECUTION",
     "ClaimingWorker",
+    "Dispatch",
     "Dispatcher",
     "DueJobClaimer",
+    "Flow",
     "HeldBack",
     "JobsRedisSettings",
     "LimitsState",
@@ -48,6 +52,7 @@ __all__ = [
     "arq_queue_name",
     "connect",
     "create_redis_pool",
+    "dispatch_of",
     "paused_key",
     "quiet_arq_job_lines",
     "redis_settings",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
@@ -15,6 +15,7 @@ from jobs_common.arq_extension._keys import (
     PRIORITY_BAND_MS,
     aborts_key,
     arq_queue_name,
+    flow_prefix,
     held_key,
     limits_key,
     paused_key,
@@ -33,12 +34,14 @@ class Claimed:
     priority's band, ``_keys.due_and_priority``), the ids of
     jobs this worker holds that were asked to abort since its last claim, and how long (ms) the
     worker may wait for its bells before anything unrung becomes claimable (None: no limit known:
-    no later job, no other worker); and whether the queue limits its concurrent calls."""
+    no later job, no other worker); whether the queue (or a flow key of a job it took) limits its
+    concurrent calls; and the flow key of each job taken that has one."""
 
     jobs: list[tuple[str, int]]
     aborts: list[str]
     wait_ms: int | None = None
     concurrency_limited: bool = False
+    flow_keys: dict[str, str] = field(default_factory=dict)
 
 
 class DueJobClaimer:
@@ -58,6 +61,7 @@ class DueJobClaimer:
             tokens_key(queue),
         ]
         self._holder = holder
+        self._flow_prefix = flow_prefix(queue)
 
     async def claim(self, now_ms: int, read_limit: int, wanted: int, in_progress_ms: int, lease_ms: int) -> Claimed:
         """Puts a lapsed worker's calls back, renews this worker's lease for ``lease_ms`` (on
@@ -78,8 +82,15 @@ class DueJobClaimer:
                 ABORTS_KEY_PREFIX,
                 BELL_LENGTH,
                 PRIORITY_BAND_MS,
+                self._flow_prefix,
             ],
         )
-        jobs = [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+        jobs: list[tuple[str, int]] = []
+        flow_keys: dict[str, str] = {}
+        for i in range(0, len(flat), 2):
+            job_id, (score, bar, key) = flat[i].decode(), flat[i + 1].decode().partition("|")
+            jobs.append((job_id, int(float(score))))
+            if bar:
+                flow_keys[job_id] = key
         aborting = [job_id.decode() for job_id in aborts]
-        return Claimed(jobs, aborting, None if wait_ms < 0 else int(wait_ms), bool(limited))
+        return Claimed(jobs, aborting, None if wait_ms < 0 else int(wait_ms), bool(limited), flow_keys)

@@ -20,6 +20,7 @@ from arq.constants import (
 )
 from arq.jobs import serialize_job
 
+from jobs_common.arq_extension._dispatch import Dispatch
 from jobs_common.arq_extension._keys import (
     ABORTS_KEY_PREFIX,
     BELL_LENGTH,
@@ -28,6 +29,7 @@ from jobs_common.arq_extension._keys import (
     WORKER_BELL_KEY_PREFIX,
     arq_job_id,
     arq_queue_name,
+    flow_prefix,
     limits_key,
     paused_key,
     priority_score,
@@ -53,49 +55,47 @@ class Dispatcher:
         self._abort = redis.register_script(ABORT_SCRIPT)
         self._resume = redis.register_script(RESUME_SCRIPT)
 
-    async def dispatch_many(
-        self, executions: Sequence[tuple[object, str]], priorities: Sequence[int] | None = None
-    ) -> int:
-        """Enqueues due executions (id, queue) in one pipelined round trip, each at its priority
-        (``priorities``, in the same order; None: all 0); returns how many were new to arq."""
-        return await self.dispatch_at([(execution_id, queue, None) for execution_id, queue in executions], priorities)
-
-    async def dispatch_at(
-        self, executions: Sequence[tuple[object, str, datetime | None]], priorities: Sequence[int] | None = None
-    ) -> int:
-        """Enqueues executions (id, queue, run_at or None for now) in one pipelined round trip,
-        each at its priority (as dispatch_many); returns how many were new to arq."""
-        if not executions:
+    async def dispatch(self, dispatches: Sequence[Dispatch]) -> int:
+        """Enqueues executions in one pipelined round trip, each due at its run_at, at its
+        priority and under its flow key; returns how many were new to arq."""
+        if not dispatches:
             return 0
-        levels = _priorities(executions, priorities)
-        if len(executions) == 1:
+        if len(dispatches) == 1:
             # One EVALSHA. A pipeline that runs scripts first asks SCRIPT EXISTS (redis-py's
             # load_scripts): a second round trip, for every CreateJob.
-            keys, args = _enqueue_arguments(*executions[0], levels[0])
+            keys, args = _enqueue_arguments(dispatches[0])
             return 1 if await self._enqueue(keys=keys, args=args) else 0
         async with self._redis.pipeline(transaction=False) as pipe:
-            for (execution_id, queue, run_at), priority in zip(executions, levels, strict=True):
-                keys, args = _enqueue_arguments(execution_id, queue, run_at, priority)
+            for dispatch in dispatches:
+                keys, args = _enqueue_arguments(dispatch)
                 await self._enqueue(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(1 for added in results if added)
 
-    async def redispatch(
-        self, executions: Sequence[tuple[object, str, datetime]], priorities: Sequence[int] | None = None
-    ) -> list[int]:
-        """Makes arq hold each (id, queue, schedule time) again, at its priority (as
-        dispatch_many); one pipelined round trip. Returns the script's answer per execution (see
-        ``REDISPATCH_SCRIPT``).
+    async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
+        """Enqueues due executions (id, queue) at priority 0 without a flow key (as dispatch)."""
+        return await self.dispatch([Dispatch(execution_id, queue) for execution_id, queue in executions])
+
+    async def dispatch_at(self, executions: Sequence[tuple[object, str, datetime | None]]) -> int:
+        """Enqueues executions (id, queue, run_at or None for now) at priority 0 without a flow
+        key (as dispatch)."""
+        return await self.dispatch(
+            [Dispatch(execution_id, queue, run_at) for execution_id, queue, run_at in executions]
+        )
+
+    async def redispatch(self, dispatches: Sequence[Dispatch]) -> list[int]:
+        """Makes arq hold each execution again (its run_at: its schedule time), at its priority
+        and under its flow key; one pipelined round trip. Returns the script's answer per
+        execution (see ``REDISPATCH_SCRIPT``).
 
         An execution that arq still holds is left alone. One it lost is enqueued afresh, after
         its result and retry keys are removed (arq refuses an id with a result)."""
-        if not executions:
+        if not dispatches:
             return []
-        levels = _priorities(executions, priorities)
         async with self._redis.pipeline(transaction=False) as pipe:
-            for (execution_id, queue, schedule_time), priority in zip(executions, levels, strict=True):
-                keys, args = _enqueue_arguments(execution_id, queue, schedule_time, priority)
-                job_id = arq_job_id(execution_id)
+            for dispatch in dispatches:
+                keys, args = _enqueue_arguments(dispatch)
+                job_id = arq_job_id(dispatch.execution_id)
                 await self._redispatch(
                     keys=[
                         keys[0],
@@ -178,20 +178,11 @@ class Dispatcher:
 ScriptArg: TypeAlias = bytes | str | int | float
 
 
-def _priorities(executions: Sequence[object], priorities: Sequence[int] | None) -> Sequence[int]:
-    if priorities is None:
-        return [0] * len(executions)
-    if len(priorities) != len(executions):
-        raise ValueError(f"{len(priorities)} priorities for {len(executions)} executions")
-    return priorities
-
-
-def _enqueue_arguments(
-    execution_id: object, queue: str, run_at: datetime | None, priority: int = 0
-) -> tuple[list[str], list[ScriptArg]]:
+def _enqueue_arguments(dispatch: Dispatch) -> tuple[list[str], list[ScriptArg]]:
     """KEYS and ARGV of ``ENQUEUE_SCRIPT``: job key, result key, queue, queue bell; TTL, payload,
-    score (in the priority's band: ``_keys.PRIORITY_BAND_MS``), id, ring-by score, bell length. A
-    ``run_at`` in the past means now."""
+    score (in the priority's band: ``_keys.PRIORITY_BAND_MS``), id, ring-by score, bell length,
+    and a flow key's prefix, key, limits and since. A ``run_at`` in the past means now."""
+    execution_id, queue, run_at, priority, flow = dispatch
     job_id = arq_job_id(execution_id)
     now_ms = int(time.time() * 1000)
     due = max(int(run_at.timestamp() * 1000), now_ms) if run_at is not None else now_ms
@@ -199,4 +190,7 @@ def _enqueue_arguments(
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue), queue_bell_key(queue)]
     ring_by = now_ms + MAX_IDLE_WAIT_MS  # a later job is seen by a waiting worker's next look
     score, ring_by_score = priority_score(due, priority), priority_score(ring_by, priority)
-    return keys, [due - now_ms + expires_extra_ms, payload, score, job_id, ring_by_score, BELL_LENGTH]
+    args: list[ScriptArg] = [due - now_ms + expires_extra_ms, payload, score, job_id, ring_by_score, BELL_LENGTH]
+    if flow is not None:
+        args += [flow_prefix(queue), flow.key, flow.max_concurrent, repr(flow.max_dispatches_per_second), flow.since_ms]
+    return keys, args

@@ -6,6 +6,7 @@ __all__ = [
     "ABORTS_KEY_PREFIX",
     "ARQ_MAX_TRIES",
     "BELL_LENGTH",
+    "FLOW_BLOCKED",
     "HELD_KEY_PREFIX",
     "MAX_IDLE_WAIT_MS",
     "RUN_EXECUTION",
@@ -13,6 +14,7 @@ __all__ = [
     "aborts_key",
     "arq_job_id",
     "arq_queue_name",
+    "flow_prefix",
     "held_key",
     "paused_key",
     "queue_bell_key",
@@ -52,6 +54,33 @@ def due_and_priority(score: int) -> tuple[int, int]:
     """The due time (ms) and priority a ready-set score stands for."""
     priority = -(score // PRIORITY_BAND_MS)
     return score + priority * PRIORITY_BAND_MS, priority
+
+
+def flow_prefix(queue: str) -> str:
+    """What the keys of a queue's flow-control keys (Job.flow_control) start with; the scripts add:
+
+    * ``ready:<key>`` — the key's ready jobs, scored as the queue's ready set (a job with a flow
+      key waits here, not there);
+    * ``keys`` — sorted set of the keys with ready jobs, scored by when the claim should look at
+      each next: its earliest due job, or later once it was served (its turn passes to the
+      others), or when its next token comes, or ``FLOW_BLOCKED`` while its calls are all open
+      (a call's end puts it back);
+    * ``limits`` — hash key → ``"<max concurrent> <dispatches a second> <since ms>"``, the limits
+      of the latest job created with the key (0: none); forgotten with the key's last job;
+    * ``open:<key>`` — hash of the key's calls open now: job id → its worker (a lapsed worker's
+      go when its calls are put back);
+    * ``tokens:<key>`` — the key's token bucket, as the queue's;
+    * ``turn`` — when the queue's jobs without a key were last served (their turn among the keys');
+    * ``clock`` — the last turn handed out: turns only grow, by thousandths of a ms within one.
+
+    ``turn`` and ``clock`` expire an hour after the last claim that served a key.
+    """
+    return f"jobs:flow:{queue}:"
+
+
+# A flow key's score in ``keys`` while all of its max_concurrent calls are open: beyond any due
+# time, below 2^53.
+FLOW_BLOCKED = 2**52
 
 
 def paused_key(queue: str) -> str:

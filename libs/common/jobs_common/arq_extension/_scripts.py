@@ -28,10 +28,13 @@ The keys they share, all arq's own except the paused flag:
 
 from __future__ import annotations
 
+from jobs_common.arq_extension._keys import FLOW_BLOCKED, PRIORITY_BAND_MS
+
 __all__ = [
     "ABORT_SCRIPT",
     "CLAIM_SCRIPT",
     "ENQUEUE_SCRIPT",
+    "FLOW_FINISH_SCRIPT",
     "HAND_BACK_SCRIPT",
     "LIMITS_STATE_SCRIPT",
     "REDISPATCH_SCRIPT",
@@ -39,47 +42,158 @@ __all__ = [
     "RESUME_SCRIPT",
 ]
 
+
+# The Lua functions of flow keys (Job.flow_control, ``_keys.flow_prefix`` names their keys),
+# put before the scripts that use them. ``flow`` is the queue's flow prefix. Scores pass to Redis
+# as formatted strings: Lua's own conversion keeps 14 digits.
+FLOW_FUNCTIONS = f"""
+local FLOW_BAND = {PRIORITY_BAND_MS}
+local FLOW_BLOCKED = {FLOW_BLOCKED}
+local function flow_due(score)
+    local priority = -math.floor(tonumber(score) / FLOW_BAND)
+    return tonumber(score) + priority * FLOW_BAND
+end
+-- A held hash value: the score the job was claimed at (as a string), and its key (nil: none).
+local function flow_held(value)
+    local score, key = string.match(value, '^([^|]*)|(.*)$')
+    if score then return score, key end
+    return value, nil
+end
+-- A keyed job into its key's ready set (unless there: then 0), and the key looked at no later
+-- than the job is due, unless it waits for a slot (the next end of one of its calls looks).
+local function flow_ready(flow, key, id, score)
+    local added = redis.call('ZADD', flow .. 'ready:' .. key, 'NX', score, id)
+    if added == 1 then
+        local look = redis.call('ZSCORE', flow .. 'keys', key)
+        if not look or tonumber(look) < FLOW_BLOCKED then
+            redis.call('ZADD', flow .. 'keys', 'LT', string.format('%.0f', flow_due(score)), key)
+        end
+    end
+    return added
+end
+-- The key's limits, unless a later job's are set. Returns whether they changed.
+local function flow_set_limits(flow, key, concurrent, rate, since)
+    local set = redis.call('HGET', flow .. 'limits', key)
+    if set and tonumber(string.match(set, '(%S+)$')) > tonumber(since) then return false end
+    local limits = concurrent .. ' ' .. rate .. ' ' .. since
+    redis.call('HSET', flow .. 'limits', key, limits)
+    return set == false or string.match(set, '^%S+ %S+') ~= concurrent .. ' ' .. rate
+end
+-- The key's max concurrent calls and dispatches a second (0: none).
+local function flow_limits(flow, key)
+    local set = redis.call('HGET', flow .. 'limits', key)
+    if not set then return 0, 0 end
+    local concurrent, rate = string.match(set, '^(%S+) (%S+)')
+    return tonumber(concurrent), tonumber(rate)
+end
+-- When the claim looks at the key next: its earliest due ready job (any priority), no sooner
+-- than ``not_before``. A key without ready jobs leaves the keys set, and forgets its limits
+-- once none of its calls is open either. Returns whether the key has ready jobs.
+local function flow_rescore(flow, key, not_before)
+    local ready = flow .. 'ready:' .. key
+    local first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+    if #first == 0 then
+        redis.call('ZREM', flow .. 'keys', key)
+        if redis.call('EXISTS', flow .. 'open:' .. key) == 0 then redis.call('HDEL', flow .. 'limits', key) end
+        return false
+    end
+    local earliest = nil
+    for priority = -math.floor(tonumber(first[2]) / FLOW_BAND), 0, -1 do
+        local base = -priority * FLOW_BAND
+        local head = redis.call('ZRANGEBYSCORE', ready, string.format('%.0f', base),
+            string.format('%.0f', base + FLOW_BAND - 1), 'WITHSCORES', 'LIMIT', 0, 1)
+        if #head > 0 and (earliest == nil or tonumber(head[2]) - base < earliest) then
+            earliest = tonumber(head[2]) - base
+        end
+    end
+    redis.call('ZADD', flow .. 'keys', string.format('%.3f', math.max(earliest, not_before)), key)
+    return true
+end
+-- A keyed job's call ended or went back (a finish, a hand-back, a lapse): its slot frees if
+-- ``holder`` held it, and a key that waited for a slot is looked at again. Returns whether a
+-- key with ready jobs was (a waiting worker should look).
+local function flow_release(flow, key, id, holder)
+    local open = flow .. 'open:' .. key
+    if redis.call('HGET', open, id) == holder then redis.call('HDEL', open, id) end
+    local score = redis.call('ZSCORE', flow .. 'keys', key)
+    if score and tonumber(score) < FLOW_BLOCKED then return false end
+    return flow_rescore(flow, key, 0)
+end
+-- The key's whole tokens now, refilled at ``rate`` on Redis's clock up to its bucket's size (a
+-- second's tokens, at least 1; a new bucket starts full), and that size.
+local function flow_tokens(flow, key, rate, server_ms)
+    local burst = math.max(1, math.ceil(rate))
+    local bucket = redis.call('HMGET', flow .. 'tokens:' .. key, 'tokens', 'at')
+    local at = tonumber(bucket[2]) or server_ms
+    return math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, server_ms - at) * rate / 1000), burst
+end
+local function flow_keep_tokens(flow, key, tokens, rate, burst, server_ms)
+    redis.call('HSET', flow .. 'tokens:' .. key, 'tokens', tostring(tokens), 'at', server_ms)
+    redis.call('PEXPIRE', flow .. 'tokens:' .. key, math.ceil(burst / rate * 1000) + 60000)
+end
+"""
+
 # arq's enqueue_job in one round trip instead of three (WATCH, EXISTS, MULTI/EXEC): the same
 # check (no job and no result under this id) and the same writes (job key with expiry, queue
 # entry), and a ring of the queue's bell when the job is due by ARGV[5] (now plus the longest
 # an idle worker waits). KEYS: job, result, queue, queue bell. ARGV: job key TTL (ms), payload,
-# score, job id, ring-by score, bell length. Returns 1 when it enqueued, 0 when arq already
-# holds the id.
-ENQUEUE_SCRIPT = """
+# score, job id, ring-by score, bell length, and for a job with a flow key: the queue's flow
+# prefix, the key, its max concurrent calls, its dispatches a second and since when (ms) they
+# are set (the job then waits in its key's ready set). Returns 1 when it enqueued, 0 when arq
+# already holds the id.
+ENQUEUE_SCRIPT = (
+    FLOW_FUNCTIONS
+    + """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+if ARGV[7] then
+    local changed = flow_set_limits(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+    flow_ready(ARGV[7], ARGV[8], ARGV[4], ARGV[3])
+    local look = redis.call('ZSCORE', ARGV[7] .. 'keys', ARGV[8])
+    if changed and look and tonumber(look) >= FLOW_BLOCKED then flow_rescore(ARGV[7], ARGV[8], 0) end
+else
+    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+end
 if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
     redis.call('LPUSH', KEYS[4], '1')
     redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
 end
 return 1
 """
+)
 
 # The reconciler's re-dispatch of an execution PostgreSQL says is unfinished. KEYS: job, result,
 # retry, in-progress keys, queue, queue bell. ARGV: job key TTL, payload, score, job id, ring-by
-# score, bell length (as ENQUEUE_SCRIPT). Returns 1 when it enqueued the job again, 2 when it put
+# score, bell length, and a flow key's five (as ENQUEUE_SCRIPT). Returns 1 when it enqueued the job again, 2 when it put
 # a held job back in the queue, 0 when arq holds the job as it should. A job whose in-progress
 # key exists is left alone: a worker holds it, and if that worker's lease lapses the next claim
 # on the queue puts it back (CLAIM_SCRIPT).
-REDISPATCH_SCRIPT = """
+REDISPATCH_SCRIPT = (
+    FLOW_FUNCTIONS
+    + """
+local function ready(score, id)
+    if ARGV[7] then return flow_ready(ARGV[7], ARGV[8], id, score) end
+    return redis.call('ZADD', KEYS[5], 'NX', score, id)
+end
 local answer = 1
 if redis.call('EXISTS', KEYS[1]) == 1 then
-    if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[4]) == 0 then
+    if redis.call('EXISTS', KEYS[4]) == 1 or ready(ARGV[3], ARGV[4]) == 0 then
         return 0
     end
     answer = 2
 else
     redis.call('DEL', KEYS[2], KEYS[3])
     redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-    redis.call('ZADD', KEYS[5], ARGV[3], ARGV[4])
+    ready(ARGV[3], ARGV[4])
 end
+if ARGV[7] then flow_set_limits(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]) end
 if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
     redis.call('LPUSH', KEYS[6], '1')
     redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[6]) - 1)
 end
 return answer
 """
+)
 
 # A worker's poll. arq 0.28's start_jobs spends three round trips (WATCH, EXISTS, ZSCORE, then
 # MULTI/EXEC) on *every* id in its read window, and running jobs stay in that window, so each
@@ -111,17 +225,29 @@ return answer
 # to 0, each up to now and at most the read window, so due jobs of a higher priority are taken
 # first and, within one, by due time. A queue with no job above priority 0 reads one band, as
 # before, and one ZRANGE more.
+# Flow keys (Job.flow_control): once the queue has any, the claim takes jobs by lanes, one
+# for the jobs without a key and one for each key due to be looked at (``_keys.flow_prefix``),
+# and takes from each no more than the room its key's limits leave: the next job taken is the
+# next of the lane whose next job has the highest priority, and among equals of the lane served
+# longest ago, so a key with 10,000 jobs waiting takes turns with a key with one. A key with no
+# room is not read again until its next token (rate), or until one of its calls ends (its
+# calls all open: ``FLOW_BLOCKED``); a keyed job held by a worker carries its key in the held
+# hash (``<score>|<key>``), so a lapse or a hand-back puts it back in its key's ready set and
+# frees its slot. A queue without flow keys pays one EXISTS.
 # KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set,
 # the queue's bell, its limits, its token bucket.
 # ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
 # worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix, bell length,
-# the priority band (ms).
-# Returns {{id, score, id, score...} (scores in their band), {ids to abort...}, ms to wait at
-# most (or -1), 1 when the queue limits its concurrent calls (the worker then rings the bell as
-# its calls end)}.
-CLAIM_SCRIPT = """
+# the priority band (ms), the queue's flow prefix.
+# Returns {{id, held, id, held...} (held: the score in its band, and '|<flow key>' for a keyed
+# job), {ids to abort...}, ms to wait at most (or -1), 1 when the queue or one of its keys limits
+# concurrent calls (the worker then rings the bell as its calls end)}.
+CLAIM_SCRIPT = (
+    FLOW_FUNCTIONS
+    + """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
+local flow = ARGV[12]
 local time = redis.call('TIME')
 local server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', server_ms, 'LIMIT', 0, 2)
@@ -132,7 +258,13 @@ for _, holder in ipairs(lapsed) do
         for i = 1, #held, 2 do
             local in_progress = ARGV[5] .. held[i]
             if redis.call('GET', in_progress) == holder then redis.call('DEL', in_progress) end
-            redis.call('ZADD', KEYS[1], 'NX', held[i + 1], held[i])
+            local score, key = flow_held(held[i + 1])
+            if key then
+                flow_ready(flow, key, held[i], score)
+                flow_release(flow, key, held[i], holder)
+            else
+                redis.call('ZADD', KEYS[1], 'NX', score, held[i])
+            end
         end
         if #held > 0 then
             redis.call('LPUSH', KEYS[6], '1')
@@ -191,29 +323,136 @@ if wanted <= 0 then
     return {{}, aborts, wait, limited}
 end
 local band = tonumber(ARGV[11])
-local highest = 0
-local lowest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #lowest > 0 and tonumber(lowest[2]) < 0 then highest = -math.floor(tonumber(lowest[2]) / band) end
+local function highest_band(ready)
+    local lowest = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+    if #lowest > 0 and tonumber(lowest[2]) < 0 then return -math.floor(tonumber(lowest[2]) / band) end
+    return 0
+end
+-- Up to ``limit`` due jobs {id, score} of a ready set: the highest priority first, by due time
+-- within one.
+local function due_jobs(ready, limit)
+    local jobs = {}
+    for priority = highest_band(ready), 0, -1 do
+        if #jobs >= limit then break end
+        local base = -priority * band
+        local due = redis.call('ZRANGEBYSCORE', ready, string.format('%.0f', base), string.format('%.0f', base + now),
+            'WITHSCORES', 'LIMIT', 0, limit - #jobs)
+        for i = 1, #due, 2 do jobs[#jobs + 1] = {due[i], due[i + 1]} end
+    end
+    return jobs
+end
 local claimed = {}
-for priority = highest, 0, -1 do
-    if #claimed >= 2 * wanted then break end
-    local base = -priority * band
-    local due = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%.0f', base), string.format('%.0f', base + now),
-        'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
-    for i = 1, #due, 2 do
+-- Starts a job unless a worker of an earlier version still runs it; ``held`` is what the held
+-- hash keeps of it (its score, and its flow key).
+local function take(ready, id, held)
+    local in_progress = ARGV[5] .. id
+    if redis.call('EXISTS', in_progress) == 1 then return false end
+    redis.call('ZREM', ready, id)
+    redis.call('PSETEX', in_progress, ARGV[4], ARGV[6])
+    redis.call('HSET', KEYS[4], id, held)
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = held
+    return true
+end
+local unkeyed = due_jobs(KEYS[1], tonumber(ARGV[2]))
+local flowing = redis.call('EXISTS', flow .. 'keys') == 1
+if not flowing then
+    for _, job in ipairs(unkeyed) do
         if #claimed >= 2 * wanted then break end
-        local in_progress = ARGV[5] .. due[i]
-        if redis.call('EXISTS', in_progress) == 0 then
-            redis.call('ZREM', KEYS[1], due[i])
-            redis.call('PSETEX', in_progress, ARGV[4], ARGV[6])
-            redis.call('HSET', KEYS[4], due[i], due[i + 1])
-            claimed[#claimed + 1] = due[i]
-            claimed[#claimed + 1] = due[i + 1]
+        take(KEYS[1], job[1], job[2])
+    end
+else
+    -- Lanes: the jobs without a key, and each key due to be looked at that has room under its
+    -- limits. Each job taken is the next of the lane whose next job has the highest priority,
+    -- and among equals of the lane served longest ago; a lane served goes to the back.
+    local lanes = {}
+    if #unkeyed > 0 then
+        lanes[1] = {ready = KEYS[1], jobs = unkeyed, next = 1, taken = 0,
+            turn = tonumber(redis.call('GET', flow .. 'turn')) or 0}
+    end
+    local keys = redis.call('ZRANGEBYSCORE', flow .. 'keys', '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+    for i = 1, #keys, 2 do
+        local key = keys[i]
+        local key_concurrent, key_rate = flow_limits(flow, key)
+        local room = wanted
+        local look_again = nil
+        local key_tokens, key_burst = 0, 0
+        local slots = nil
+        if key_concurrent > 0 then
+            limited = 1
+            slots = key_concurrent - redis.call('HLEN', flow .. 'open:' .. key)
+            room = math.min(room, slots)
+            if room <= 0 then look_again = FLOW_BLOCKED end
         end
+        if not look_again and key_rate > 0 then
+            key_tokens, key_burst = flow_tokens(flow, key, key_rate, server_ms)
+            room = math.min(room, math.floor(key_tokens))
+            if room <= 0 then look_again = now + math.ceil((1 - key_tokens) / key_rate * 1000) end
+        end
+        if look_again then
+            redis.call('ZADD', flow .. 'keys', string.format('%.0f', look_again), key)
+        else
+            local ready = flow .. 'ready:' .. key
+            local jobs = due_jobs(ready, room)
+            if #jobs == 0 then
+                flow_rescore(flow, key, 0)
+            else
+                lanes[#lanes + 1] = {key = key, ready = ready, jobs = jobs, next = 1, taken = 0, slots = slots,
+                    turn = tonumber(keys[i + 1]), rate = key_rate, tokens = key_tokens, burst = key_burst}
+            end
+        end
+    end
+    -- Turns handed out only grow (the queue's turn clock): within one ms, by thousandths.
+    local clock = math.max(now - 1, tonumber(redis.call('GET', flow .. 'clock')) or 0)
+    while #claimed < 2 * wanted do
+        local best, best_priority = nil, nil
+        for _, lane in ipairs(lanes) do
+            local job = lane.jobs[lane.next]
+            if job then
+                local priority = -math.floor(tonumber(job[2]) / band)
+                if best == nil or priority > best_priority or (priority == best_priority and lane.turn < best.turn) then
+                    best, best_priority = lane, priority
+                end
+            end
+        end
+        if best == nil then break end
+        local job = best.jobs[best.next]
+        best.next = best.next + 1
+        local held = job[2]
+        if best.key then held = job[2] .. '|' .. best.key end
+        if take(best.ready, job[1], held) then
+            if best.key then redis.call('HSET', flow .. 'open:' .. best.key, job[1], ARGV[6]) end
+            best.taken = best.taken + 1
+            clock = clock + 0.001
+            best.turn = clock  -- to the back, and still due
+        end
+    end
+    redis.call('SET', flow .. 'clock', string.format('%.3f', clock), 'PX', 3600000)
+    for _, lane in ipairs(lanes) do
+        if lane.taken > 0 then
+            if not lane.key then
+                redis.call('SET', flow .. 'turn', string.format('%.3f', lane.turn), 'PX', 3600000)
+            else
+                if lane.rate > 0 then
+                    flow_keep_tokens(flow, lane.key, lane.tokens - lane.taken, lane.rate, lane.burst, server_ms)
+                end
+                if lane.slots and lane.taken >= lane.slots then
+                    redis.call('ZADD', flow .. 'keys', string.format('%.0f', FLOW_BLOCKED), lane.key)
+                else
+                    flow_rescore(flow, lane.key, lane.turn)
+                end
+            end
+        end
+    end
+    local next_key = redis.call('ZRANGEBYSCORE', flow .. 'keys', string.format('(%.0f', now),
+        string.format('(%.0f', FLOW_BLOCKED), 'WITHSCORES', 'LIMIT', 0, 1)
+    if #next_key > 0 then
+        local due_in = math.ceil(tonumber(next_key[2]) - now)
+        if wait < 0 or due_in < wait then wait = due_in end
     end
 end
 take_tokens(#claimed / 2)
-for priority = highest, 0, -1 do
+for priority = highest_band(KEYS[1]), 0, -1 do
     local base = -priority * band
     local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', base + now),
         string.format('%.0f', base + band - 1), 'WITHSCORES', 'LIMIT', 0, 1)
@@ -224,6 +463,7 @@ for priority = highest, 0, -1 do
 end
 return {claimed, aborts, wait, limited}
 """
+)
 
 # What a queue's rate limits hold back now, read as CLAIM_SCRIPT reckons (nothing written): the
 # calls its live workers hold, its due ready jobs (every priority band), its concurrency limit,
@@ -288,22 +528,31 @@ return 1
 # and leave the worker's held hash; their in-progress keys go if this worker set them. With no
 # id named, the worker also leaves the queue's leases (a clean stop). What it put back rings
 # the queue's bell.
+# A job with a flow key returns to its key's ready set, and its slot frees.
 # KEYS: queue, this worker's held hash, the queue's worker leases, the queue's bell.
-# ARGV: in-progress key prefix, this worker's name, bell length, ids...
-HAND_BACK_SCRIPT = """
+# ARGV: in-progress key prefix, this worker's name, bell length, the queue's flow prefix, ids...
+HAND_BACK_SCRIPT = (
+    FLOW_FUNCTIONS
+    + """
 local ids = {}
 local returned = 0
-if #ARGV > 3 then
-    for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ARGV > 4 then
+    for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
     ids = redis.call('HKEYS', KEYS[2])
     redis.call('ZREM', KEYS[3], ARGV[2])
 end
 for _, id in ipairs(ids) do
-    local score = redis.call('HGET', KEYS[2], id)
-    if score then
-        returned = returned + redis.call('ZADD', KEYS[1], 'NX', score, id)
+    local held = redis.call('HGET', KEYS[2], id)
+    if held then
+        local score, key = flow_held(held)
         redis.call('HDEL', KEYS[2], id)
+        if key then
+            returned = returned + flow_ready(ARGV[4], key, id, score)
+            flow_release(ARGV[4], key, id, ARGV[2])
+        else
+            returned = returned + redis.call('ZADD', KEYS[1], 'NX', score, id)
+        end
     end
     local in_progress = ARGV[1] .. id
     if redis.call('GET', in_progress) == ARGV[2] then redis.call('DEL', in_progress) end
@@ -314,6 +563,25 @@ if returned > 0 then
 end
 return #ids
 """
+)
+
+# The end of a keyed job's call, in the worker's transaction of job ends (run with EVAL: a
+# script in a transaction makes redis-py ask SCRIPT EXISTS first): a job to run again returns to
+# its key's ready set, its slot frees, and the queue's bell rings when a key that waited for a
+# slot has jobs ready. No KEYS (the flow keys are named from the prefix).
+# ARGV: the queue's flow prefix, the key, job id, the worker's name, the score to run again at
+# ('' when it finished), the queue's bell, bell length.
+FLOW_FINISH_SCRIPT = (
+    FLOW_FUNCTIONS
+    + """
+if ARGV[5] ~= '' then flow_ready(ARGV[1], ARGV[2], ARGV[3], ARGV[5]) end
+if flow_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then
+    redis.call('LPUSH', ARGV[6], '1')
+    redis.call('LTRIM', ARGV[6], 0, tonumber(ARGV[7]) - 1)
+end
+return 1
+"""
+)
 
 # A worker's heartbeat: its lease pushed on to TTL from now, on Redis's clock (as CLAIM_SCRIPT
 # renews it at every poll). KEYS: the queue's worker leases. ARGV: lease TTL (ms), worker name.

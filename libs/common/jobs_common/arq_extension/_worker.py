@@ -33,12 +33,13 @@ from jobs_common.arq_extension._keys import (
     MAX_IDLE_WAIT_MS,
     arq_queue_name,
     due_and_priority,
+    flow_prefix,
     held_key,
     queue_bell_key,
     worker_bell_key,
     worker_leases_key,
 )
-from jobs_common.arq_extension._scripts import HAND_BACK_SCRIPT, RENEW_LEASE_SCRIPT
+from jobs_common.arq_extension._scripts import FLOW_FINISH_SCRIPT, HAND_BACK_SCRIPT, RENEW_LEASE_SCRIPT
 from jobs_common.backoff import Backoff
 from jobs_common.errors import REDIS_ERRORS
 from jobs_common.group_commit import GroupCommit
@@ -88,6 +89,8 @@ class _Finish:
     result: bytes | None = None
     result_px: int | None = None
     again_at: int | None = None
+    # Its flow key (Job.flow_control), when it has one.
+    flow_key: str | None = None
 
 
 class ClaimingWorker(Worker):
@@ -140,6 +143,8 @@ class ClaimingWorker(Worker):
         self._renew_lease_script: Any = None
         # The score each running job was claimed at, to put it back where arq would.
         self._claimed_scores: dict[str, int] = {}
+        self._claimed_flow_keys: dict[str, str] = {}
+        self._flow_prefix = flow_prefix(queue)
         # Runs that ended since the last poll checked how. The task, not only the job id: a job
         # retried at once can be claimed again (a new task under the same id) first.
         self._finished: collections.deque[tuple[str, asyncio.Task[None]]] = collections.deque()
@@ -211,7 +216,7 @@ class ClaimingWorker(Worker):
             self._hand_back_script = self.control.register_script(HAND_BACK_SCRIPT)
         answer = await self._hand_back_script(
             keys=[self.queue_name, self._held_key, self._leases_key, self._queue_bell],
-            args=[in_progress_key_prefix, self.holder, BELL_LENGTH, *(job_ids or [])],
+            args=[in_progress_key_prefix, self.holder, BELL_LENGTH, self._flow_prefix, *(job_ids or [])],
         )
         return int(answer)
 
@@ -303,6 +308,7 @@ class ClaimingWorker(Worker):
         if isinstance(exc, REDIS_ERRORS):
             logger.warning("job %s: arq could not update Redis (%s); it will be redelivered and settled", job_id, exc)
             self._claimed_scores.pop(job_id, None)
+            self._claimed_flow_keys.pop(job_id, None)
             self._to_hand_back.add(job_id)
         elif exc is not None:
             raise exc
@@ -332,6 +338,8 @@ class ClaimingWorker(Worker):
             # Kept in its priority's band, to go back there; arq's run_job reckons with the due
             # time (its "delayed" log, a retry's increment: due + increment stays in the band).
             self._claimed_scores[job_id] = score
+            if job_id in claimed.flow_keys:
+                self._claimed_flow_keys[job_id] = claimed.flow_keys[job_id]
             due, _ = due_and_priority(score)
             task = self.loop.create_task(self.run_job(job_id, due))
             task.add_done_callback(functools.partial(self._job_done, job_id))
@@ -373,19 +381,21 @@ class ClaimingWorker(Worker):
         goes back to the queue at its claimed score plus arq's increment. Either way it leaves
         this worker's held hash, in the same transaction (:meth:`_write_finishes`)."""
         score = self._claimed_scores.pop(job_id, int(time.time() * 1000))
+        flow_key = self._claimed_flow_keys.pop(job_id, None)
         if finish:
             expire = None if keep_result_forever else result_timeout_s
-            ending = _Finish(job_id, result_data or None, to_ms(expire))
+            ending = _Finish(job_id, result_data or None, to_ms(expire), flow_key=flow_key)
         else:
-            ending = _Finish(job_id, again_at=score + (incr_score or 0))
+            ending = _Finish(job_id, again_at=score + (incr_score or 0), flow_key=flow_key)
         await self._finishes.submit(ending)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         self._claimed_scores.pop(job_id, None)
+        flow_key = self._claimed_flow_keys.pop(job_id, None)
         # As arq: result_data would only be None if serializing the result failed.
         keep = result_data is not None and (self.keep_result_forever or self.keep_result_s > 0)
         expire = 0 if self.keep_result_forever else self.keep_result_s
-        await self._finishes.submit(_Finish(job_id, result_data if keep else None, to_ms(expire)))
+        await self._finishes.submit(_Finish(job_id, result_data if keep else None, to_ms(expire), flow_key=flow_key))
 
     async def _write_finishes(self, endings: list[_Finish]) -> list[None]:
         """The ends of jobs that finished together, in one transaction (group commit: one round
@@ -403,10 +413,15 @@ class ClaimingWorker(Worker):
                     tr.zrem(abort_jobs_ss, job_id)
                     tr.zrem(self.queue_name, job_id)
                 else:
-                    tr.zadd(self.queue_name, {job_id: ending.again_at})
+                    if ending.flow_key is None:
+                        tr.zadd(self.queue_name, {job_id: ending.again_at})
                     # see _keys.MAX_IDLE_WAIT_MS
                     due, _ = due_and_priority(ending.again_at)
                     ring = ring or due <= time.time() * 1000 + MAX_IDLE_WAIT_MS
+                if ending.flow_key is not None:
+                    again_at = "" if ending.again_at is None else str(ending.again_at)
+                    args = (self._flow_prefix, ending.flow_key, job_id, self.holder, again_at, self._queue_bell)
+                    tr.eval(FLOW_FINISH_SCRIPT, 0, *args, str(BELL_LENGTH))
                 tr.hdel(self._held_key, job_id)
                 tr.delete(*delete_keys)
             if ring or self._concurrency_limited:

@@ -103,6 +103,12 @@ class CallDefinition:
     sealed_secrets: Mapped[str | None] = mapped_column(Text)
     # 0-9, higher claimed first among a queue's due executions.
     priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    # Job.flow_control: the key (NULL: none), its limits (0: none), and when the job that set them
+    # was created (an execution keeps its job's; the latest job of a key sets the key's limits).
+    flow_key: Mapped[str | None] = mapped_column(Text)
+    flow_max_concurrent: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    flow_rate: Mapped[float] = mapped_column(Double, server_default=text("0"))
+    flow_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 CALL_COLUMNS = tuple(CallDefinition.__annotations__)

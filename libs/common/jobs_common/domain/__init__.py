@@ -13,6 +13,7 @@ translates protobuf to these types at its edge, and the store and the worker spe
 
 from jobs_common.domain._drafts import JobDraft, ScheduleDraft
 from jobs_common.domain._executions import TERMINAL_EXECUTION_STATES, Attempt, ErrorKind, Execution, ExecutionState
+from jobs_common.domain._flow import MAX_FLOW_CONCURRENT, MAX_FLOW_KEY_LENGTH, MAX_FLOW_RATE, FlowControl
 from jobs_common.domain._jobs import (
     DEFAULT_SECRET_HEADERS,
     MAX_PRIORITY,
@@ -76,6 +77,9 @@ __all__ = [
     "JITTER_FRACTION",
     "KEEP_FOREVER",
     "LONGEST_RETRY_AFTER",
+    "MAX_FLOW_CONCURRENT",
+    "MAX_FLOW_KEY_LENGTH",
+    "MAX_FLOW_RATE",
     "MAX_PRIORITY",
     "MIN_INTERVAL",
     "RATE_LIMIT_FIELDS",
@@ -92,6 +96,7 @@ __all__ = [
     "ErrorKind",
     "Execution",
     "ExecutionState",
+    "FlowControl",
     "HttpMethod",
     "HttpOutcome",
     "HttpRequestSpec",

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from jobs_common.domain._flow import FlowControl
+
 __all__ = ["JobDraft", "ScheduleDraft"]
 
 
@@ -34,6 +36,8 @@ class JobDraft:
     labels: dict[str, str] = field(default_factory=dict)
     schedule: ScheduleDraft = field(default_factory=lambda: ScheduleDraft())
     priority: int = 0
+    # As the client sent it, unchecked.
+    flow_control: FlowControl | None = None
 
 
 @dataclass(slots=True)

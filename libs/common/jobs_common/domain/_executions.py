@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from jobs_common.domain._flow import FlowControl
+
 __all__ = [
     "TERMINAL_EXECUTION_STATES",
     "Attempt",
@@ -74,3 +76,7 @@ class Execution:
     tick_time: datetime | None = None
     # Its job's priority when it was created (what its dispatches are claimed by).
     priority: int = 0
+    # Its job's flow control, and when that job was created (the latest job of a key sets the
+    # key's limits).
+    flow: FlowControl | None = None
+    flow_since: datetime | None = None

@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Generic, TypeVar
 
 from jobs_common.domain._executions import Execution
+from jobs_common.domain._flow import FlowControl
 from jobs_common.domain._schedules import RecurringSchedule, fire_times
 
 __all__ = [
@@ -112,6 +113,8 @@ class JobSpec:
     schedule: RecurringSchedule | None = None
     # 0-9: higher is claimed first among a queue's due executions (MAX_PRIORITY).
     priority: int = 0
+    # Limits shared with the queue's other jobs of the same key (None: only the queue's).
+    flow_control: FlowControl | None = None
 
     @property
     def kind(self) -> JobKind:

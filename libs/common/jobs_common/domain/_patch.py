@@ -171,6 +171,7 @@ def draft_of(spec: JobSpec) -> JobDraft:
         labels=dict(spec.labels),
         schedule=recurring,
         priority=spec.priority,
+        flow_control=spec.flow_control,
     )
 
 

@@ -304,6 +304,7 @@ class JobStore:
             "run_count": 0,
             "schedule_error": None,
             **job_spec_columns(spec, self._box, job_id),
+            "flow_since": now if spec.flow_control is not None else None,
         }
         execution: Execution | None = None
         if spec.schedule is not None:
@@ -338,6 +339,8 @@ class JobStore:
                 replay_of=None,
                 create_time=now,
                 priority=spec.priority,
+                flow=spec.flow_control,
+                flow_since=columns["flow_since"],  # type: ignore[arg-type]
             )
         job = Job(
             str(job_id),

@@ -24,8 +24,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs_common.domain import FlowControl
 from jobs_common.store._leases import LEASE_LAPSED
 from jobs_common.store._queues import QUEUE_OF_EXECUTION
+from jobs_common.store._rows import flow_from
 
 __all__ = ["LostExecution", "Reconciliation"]
 
@@ -36,7 +38,8 @@ RECONCILER_LOCK_KEY = 0x6A6F62732D726563
 # the whole jobs table, which grows with the history.
 _OVERDUE_WAITING = text(
     f"""
-SELECT e.id, e.state, e.schedule_time, e.priority, {QUEUE_OF_EXECUTION} AS queue
+SELECT e.id, e.state, e.schedule_time, e.priority, e.flow_key, e.flow_max_concurrent, e.flow_rate, e.flow_since,
+       {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
 WHERE e.state IN ('QUEUED', 'SCHEDULED', 'RETRY_SCHEDULED')
   AND e.schedule_time <= now() - make_interval(secs => CAST(:grace_s AS double precision))
@@ -48,7 +51,8 @@ LIMIT :limit
 
 _LEASE_EXPIRED = text(
     f"""
-SELECT e.id, e.state, e.schedule_time, e.priority, {QUEUE_OF_EXECUTION} AS queue
+SELECT e.id, e.state, e.schedule_time, e.priority, e.flow_key, e.flow_max_concurrent, e.flow_rate, e.flow_since,
+       {QUEUE_OF_EXECUTION} AS queue
 FROM executions e
 WHERE e.state = 'RUNNING' AND {LEASE_LAPSED}
 ORDER BY e.update_time
@@ -65,6 +69,8 @@ class LostExecution:
     queue: str
     schedule_time: datetime
     priority: int = 0
+    flow: FlowControl | None = None
+    flow_since: datetime | None = None
 
 
 class Reconciliation:
@@ -93,4 +99,7 @@ class Reconciliation:
             ).all()
             expired = (await conn.execute(_LEASE_EXPIRED, {"limit": limit})).all()
         self._cursor = (waiting[-1].schedule_time, waiting[-1].id) if len(waiting) == limit else _EPOCH_CURSOR
-        return [LostExecution(r.id, r.queue, r.schedule_time, r.priority) for r in [*waiting, *expired]]
+        return [
+            LostExecution(r.id, r.queue, r.schedule_time, r.priority, flow_from(r), r.flow_since)
+            for r in [*waiting, *expired]
+        ]

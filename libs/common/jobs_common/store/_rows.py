@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.orm import defer
@@ -19,6 +19,7 @@ from jobs_common.domain import (
     ErrorKind,
     Execution,
     ExecutionState,
+    FlowControl,
     HttpMethod,
     HttpRequestSpec,
     Job,
@@ -36,6 +37,7 @@ __all__ = [
     "basic_http_request_from",
     "call_columns",
     "execution_from_row",
+    "flow_from",
     "http_request_from",
     "job_from_row",
     "job_spec_columns",
@@ -79,7 +81,32 @@ def call_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, 
         "retry_status_codes": list(policy.retry_status_codes),
         "follow_redirects": request.follow_redirects,
         "priority": spec.priority,
+        **flow_columns(spec.flow_control),
     }
+
+
+def flow_columns(flow: FlowControl | None) -> dict[str, object]:
+    """Job.flow_control's columns, but ``flow_since``: the job's creation writes it, and its
+    executions copy it."""
+    if flow is None:
+        return {"flow_key": None, "flow_max_concurrent": 0, "flow_rate": 0.0}
+    return {
+        "flow_key": flow.key,
+        "flow_max_concurrent": flow.max_concurrent,
+        "flow_rate": flow.max_dispatches_per_second,
+    }
+
+
+class FlowColumns(Protocol):
+    flow_key: str | None
+    flow_max_concurrent: int
+    flow_rate: float
+
+
+def flow_from(row: FlowColumns) -> FlowControl | None:
+    if row.flow_key is None:
+        return None
+    return FlowControl(row.flow_key, row.flow_max_concurrent, row.flow_rate)
 
 
 def schedule_columns(schedule: RecurringSchedule | None) -> dict[str, object]:
@@ -142,6 +169,10 @@ class CallColumns(Protocol):
     follow_redirects: bool
     sealed_secrets: str | None
     priority: int
+    flow_key: str | None
+    flow_max_concurrent: int
+    flow_rate: float
+    flow_since: datetime | None
 
 
 def http_request_from(
@@ -212,6 +243,7 @@ def job_from_row(
         labels={str(k): str(v) for k, v in row.labels.items()},
         schedule=schedule_from_row(row),
         priority=row.priority,
+        flow_control=flow_from(row),
     )
     return Job(
         id=str(row.id),
@@ -248,6 +280,8 @@ def execution_from_row(row: ExecutionRow, attempts: list[AttemptRow] | None = No
         attempts=tuple(attempt_from_row(a) for a in attempts or ()),
         tick_time=row.tick_time,
         priority=row.priority,
+        flow=flow_from(row),
+        flow_since=row.flow_since,
     )
 
 

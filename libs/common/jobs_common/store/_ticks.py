@@ -45,8 +45,8 @@ class FiredTicks:
 
     # Jobs that had a due tick (a full batch means more may be due).
     jobs: int = 0
-    # (execution id, queue, priority) of new QUEUED executions, to enqueue.
-    queued: list[tuple[uuid.UUID, str, int]] = field(default_factory=list)
+    # New QUEUED executions and their queue, to enqueue.
+    queued: list[tuple[Execution, str]] = field(default_factory=list)
     skipped: int = 0
     buffered: int = 0
     missed: int = 0
@@ -267,7 +267,7 @@ class _JobFiring:
         runs = 0
         for row in self.created:
             if row.state == ExecutionState.QUEUED.value:
-                fired.queued.append((row.id, self.job.queue, row.priority))
+                fired.queued.append((execution_from_row(row), self.job.queue))
                 runs += 1
             else:
                 fired.skipped += 1

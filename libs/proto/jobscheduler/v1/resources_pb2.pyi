@@ -603,6 +603,7 @@ class Job(_message.Message):
     RUN_COUNT_FIELD_NUMBER: _builtins.int
     SCHEDULE_ERROR_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    FLOW_CONTROL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-assigned id (a UUID)."""
     queue: _builtins.str
@@ -663,6 +664,14 @@ class Job(_message.Message):
     def upcoming_run_times(self) -> _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]:
         """Output only. Recurring jobs, GetJob only: the next few fire times (at most 5)."""
 
+    @_builtins.property
+    def flow_control(self) -> Global___FlowControl:
+        """Optional. Limits this job shares with every job of its queue with the same key (a tenant, a
+        customer, a target host), across the fleet: calls of the key open at once and started per
+        second. The latest job created with a key sets the key's limits. Keys take turns: a key
+        with many jobs waiting does not delay another key's jobs by more than one claim.
+        """
+
     def __init__(
         self,
         *,
@@ -683,14 +692,49 @@ class Job(_message.Message):
         run_count: _builtins.int = ...,
         schedule_error: _builtins.str = ...,
         priority: _builtins.int = ...,
+        flow_control: Global___FlowControl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "retry_policy", b"retry_policy", "schedule", b"schedule", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "flow_control", b"flow_control", "http_request", b"http_request", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "retry_policy", b"retry_policy", "schedule", b"schedule", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "priority", b"priority", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "schedule_error", b"schedule_error", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "flow_control", b"flow_control", "http_request", b"http_request", "id", b"id", "kind", b"kind", "labels", b"labels", "last_execution", b"last_execution", "next_run_time", b"next_run_time", "priority", b"priority", "queue", b"queue", "retry_policy", b"retry_policy", "run_count", b"run_count", "schedule", b"schedule", "schedule_error", b"schedule_error", "state", b"state", "timeout", b"timeout", "upcoming_run_times", b"upcoming_run_times", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class FlowControl(_message.Message):
+    """Per-key flow control (as QStash's Flow Control and Hatchet's concurrency keys): the jobs of a
+    queue with one key share these limits, besides the queue's own RateLimits.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENT_FIELD_NUMBER: _builtins.int
+    MAX_DISPATCHES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """Required when flow_control is set. 1 to 256 characters, no NUL."""
+    max_concurrent: _builtins.int
+    """Calls of the key open at once, at most. 0: no limit. At most 100,000."""
+    max_dispatches_per_second: _builtins.float
+    """Calls of the key started per second, at most (a token bucket holding one second's tokens,
+    at least 1). 0: no limit. At most 10,000.
+    """
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        max_concurrent: _builtins.int = ...,
+        max_dispatches_per_second: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "max_concurrent", b"max_concurrent", "max_dispatches_per_second", b"max_dispatches_per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowControl: _TypeAlias = FlowControl  # noqa: Y015
 
 @_typing.final
 class Execution(_message.Message):

@@ -19,11 +19,15 @@ from jobs_api.validation._urls import check_url
 from jobs_common.domain import (
     DEFAULT_QUEUE,
     DEFAULT_SECRET_HEADERS,
+    MAX_FLOW_CONCURRENT,
+    MAX_FLOW_KEY_LENGTH,
+    MAX_FLOW_RATE,
     MAX_PRIORITY,
     MIN_INTERVAL,
     REDACTED,
     CatchUpPolicy,
     CronSpec,
+    FlowControl,
     HttpMethod,
     HttpRequestSpec,
     JobDraft,
@@ -117,6 +121,8 @@ def validate_job(draft: JobDraft, limits: JobLimits, prefix: str = "job") -> Job
     _check_labels(draft.labels, limits.max_labels, bad)
     if not 0 <= draft.priority <= MAX_PRIORITY:
         bad("priority", f"must be between 0 (the default) and {MAX_PRIORITY}")
+    if draft.flow_control is not None:
+        _check_flow_control(draft.flow_control, bad)
 
     if violations:
         raise InvalidArgumentError(violations)
@@ -137,7 +143,18 @@ def validate_job(draft: JobDraft, limits: JobLimits, prefix: str = "job") -> Job
         labels=dict(draft.labels),
         schedule=schedule,
         priority=draft.priority,
+        flow_control=draft.flow_control,
     )
+
+
+def _check_flow_control(flow: FlowControl, bad: _Bad) -> None:
+    if not 1 <= len(flow.key) <= MAX_FLOW_KEY_LENGTH or "\0" in flow.key:
+        bad("flow_control.key", f"must be 1 to {MAX_FLOW_KEY_LENGTH} characters, without NUL")
+    if not 0 <= flow.max_concurrent <= MAX_FLOW_CONCURRENT:
+        bad("flow_control.max_concurrent", f"must be between 0 (no limit) and {MAX_FLOW_CONCURRENT:,}")
+    rate = flow.max_dispatches_per_second
+    if not (math.isfinite(rate) and 0 <= rate <= MAX_FLOW_RATE):
+        bad("flow_control.max_dispatches_per_second", f"must be between 0 (no limit) and {MAX_FLOW_RATE:,.0f}")
 
 
 def _check_method(method: str | None, bad: _Bad) -> HttpMethod | None:
