@@ -13,9 +13,16 @@ bench's own database and Redis DB index (removed at the end).
    the others (at least once). Printed: the most calls open at once, the calls made (the jobs plus
    the killed worker's, made twice), the calls open right after the kill, and how long until the
    target saw every slot in use again.
-3. **Cost.** CreateJob-to-SUCCEEDED of ``--cost-jobs`` jobs, 64 CreateJobs in flight, on a queue
-   without limits and on one with limits that never bind (10,000 a second, 100,000 open): the
-   workers' CPU per job and the end-to-end rate, each twice, alternating.
+3. **Per key.** On a queue of its own, ``--key-b-jobs`` jobs of flow key B (``--key-parallelism``
+   at once) alone, then ``--key-a-jobs`` jobs of key A (as many at once) created first and B's
+   again right after: how long from B's creates until the target saw B's last call, both times,
+   and the most of A's calls the target ever saw open at once. Calls last ``--key-call-s``.
+4. **Priority.** ``--prio-jobs`` priority-0 jobs on a queue of one call at a time, then, once they
+   run, one priority-9 job: how many priority-0 calls started between its create and its call.
+5. **Cost.** CreateJob-to-SUCCEEDED of ``--cost-jobs`` jobs, 64 CreateJobs in flight, on a queue
+   without limits, on one with limits that never bind (10,000 a second, 100,000 open), and with
+   each job under one of 16 flow keys whose limits never bind: the workers' CPU per job, the
+   end-to-end rate and the dispatch latency (create to first attempt), each twice, alternating.
 
 Figures, not pass/fail.
 """
@@ -36,7 +43,8 @@ from typing import Any, cast
 import grpc
 import httpx
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.__main__ import Cpu, _wait_succeeded, bench_settings, stop_and_drop
 from jobs_common.migrate import migrate
@@ -70,8 +78,16 @@ async def _workers(settings: Settings, logs: Path, queue: str, count: int) -> li
     return workers
 
 
-async def _create_all(stub: job_service_pb2_grpc.JobServiceAsyncStub, url: str, queue: str, count: int) -> None:
-    requests = [api.CreateJobRequest(job=pb.Job(http_request=pb.HttpRequest(url=url), queue=queue))] * count
+async def _create_all(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    url: str,
+    queue: str,
+    count: int,
+    flow: pb.FlowControl | None = None,
+    priority: int = 0,
+) -> None:
+    job = pb.Job(http_request=pb.HttpRequest(url=url), queue=queue, flow_control=flow, priority=priority)
+    requests = [api.CreateJobRequest(job=job)] * count
     for start in range(0, count, 1000):
         await stub.BatchCreateJobs(api.BatchCreateJobsRequest(requests=requests[start : start + 1000]))
 
@@ -194,6 +210,106 @@ async def _held_by(settings: Settings, worker: ChildProcess) -> int:
         await redis.aclose()
 
 
+async def _arrivals_of(http: httpx.AsyncClient, target_url: str, tag: str) -> list[float]:
+    return sorted((await http.get(f"{target_url}/arrivals", params={"tag": tag})).json())
+
+
+async def _until_arrived(http: httpx.AsyncClient, target_url: str, tag: str, count: int, timeout: float) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while len(arrived := await _arrivals_of(http, target_url, tag)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(arrived)}/{count} calls tagged {tag} within {timeout}s")
+        await asyncio.sleep(0.02)
+    return arrived
+
+
+async def measure_keys(
+    channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    queue = "bench-keys"
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    workers = await _workers(settings, logs, queue, args.workers)
+    url = f"{target_url}/hit?delay={args.key_call_s}"
+    a_flow = pb.FlowControl(key="A", max_concurrent=args.key_parallelism)
+    b_flow = pb.FlowControl(key="B", max_concurrent=args.key_parallelism)
+    try:
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{target_url}/reset")
+            started = time.time()
+            await _create_all(stub, f"{url}&tag=B-alone", queue, args.key_b_jobs, b_flow)
+            alone = await _until_arrived(http, target_url, "B-alone", args.key_b_jobs, 60)
+            b_alone_s = alone[-1] - started
+            await _create_all(stub, f"{url}&tag=A", queue, args.key_a_jobs, a_flow)
+            started = time.time()
+            await _create_all(stub, f"{url}&tag=B", queue, args.key_b_jobs, b_flow)
+            beside = await _until_arrived(http, target_url, "B", args.key_b_jobs, 60)
+            b_beside_s = beside[-1] - started
+            await asyncio.sleep(args.key_call_s * 10)  # A goes on: its open calls are watched a while longer
+            stats = (await http.get(f"{target_url}/stats")).json()
+            a_started = len(await _arrivals_of(http, target_url, "A"))
+    finally:
+        for worker in workers:
+            worker.process.send_signal(signal.SIGKILL)  # A's backlog is not drained
+            await worker.wait()
+    return {
+        "workers": args.workers,
+        "parallelism_per_key": args.key_parallelism,
+        "call_s": args.key_call_s,
+        "key_a_jobs_waiting": args.key_a_jobs,
+        "key_b_jobs": args.key_b_jobs,
+        "b_last_call_after_s_alone": round(b_alone_s, 3),
+        "b_last_call_after_s_beside_a": round(b_beside_s, 3),
+        "b_most_open_at_once": max(stats["tags"]["B"]["open_max"], stats["tags"]["B-alone"]["open_max"]),
+        "a_most_open_at_once": stats["tags"]["A"]["open_max"],
+        "a_calls_started_meanwhile": a_started,
+    }
+
+
+async def measure_priority(
+    channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    queue = "bench-priority"
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    await _set_limits(channel, queue, qapi.RateLimits(max_concurrent_dispatches=1))
+    workers = await _workers(settings, logs, queue, args.workers)
+    url = f"{target_url}/hit?delay={args.prio_call_s}"
+    try:
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{target_url}/reset")
+            await _create_all(stub, f"{url}&tag=low", queue, args.prio_jobs)
+            await _until_arrived(http, target_url, "low", 3, 60)  # they run, one at a time
+            created = time.time()
+            await _create_all(stub, f"{url}&tag=high", queue, 1, priority=9)
+            [high] = await _until_arrived(http, target_url, "high", 1, 60)
+            low = await _arrivals_of(http, target_url, "low")
+    finally:
+        for worker in workers:
+            worker.process.send_signal(signal.SIGKILL)
+            await worker.wait()
+    return {
+        "max_concurrent_dispatches": 1,
+        "priority_0_jobs": args.prio_jobs,
+        "call_s": args.prio_call_s,
+        "priority_0_calls_started_between_create_and_call": sum(1 for t in low if created < t < high),
+        "priority_9_call_after_s": round(high - created, 3),
+        "priority_0_calls_before_it": sum(1 for t in low if t < high),
+    }
+
+
+async def _dispatch_latency_ms(engine: AsyncEngine, label: str) -> dict[str, float]:
+    """p50 and p99 of create → first attempt's start of the labelled jobs' executions."""
+    query = text(
+        "SELECT percentile_cont(ARRAY[0.5, 0.99])"
+        " WITHIN GROUP (ORDER BY extract(epoch FROM a.start_time - e.create_time))"
+        " FROM executions e JOIN jobs j ON j.id = e.job_id"
+        " JOIN attempts a ON a.execution_id = e.id AND a.number = 1"
+        " WHERE j.labels @> CAST(:labels AS jsonb)"
+    )
+    async with engine.connect() as conn:
+        p50, p99 = (await conn.execute(query, {"labels": json.dumps({"bench": label})})).scalar_one()
+    return {"dispatch_p50_ms": round(p50 * 1000, 1), "dispatch_p99_ms": round(p99 * 1000, 1)}
+
+
 async def measure_cost(
     channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -202,11 +318,16 @@ async def measure_cost(
     never_binding = qapi.RateLimits(
         max_dispatches_per_second=10_000, max_burst_size=100_000, max_concurrent_dispatches=100_000
     )
-    runs: dict[str, list[dict[str, float]]] = {"without limits": [], "with limits that never bind": []}
+    variants: list[tuple[str, qapi.RateLimits | None, int]] = [
+        ("without limits", None, 0),
+        ("with limits that never bind", never_binding, 0),
+        ("with 16 flow keys whose limits never bind", None, 16),
+    ]
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in variants}
     try:
         for round_ in range(2):
-            for label, limits in (("without limits", None), ("with limits that never bind", never_binding)):
-                queue = f"bench-cost-{round_}-{'limited' if limits else 'free'}"
+            for index, (label, limits, keys) in enumerate(variants):
+                queue = f"bench-cost-{round_}-{index}"
                 if limits is not None:
                     await _set_limits(channel, queue, limits)
                 [worker] = await _workers(settings, logs, queue, 1)
@@ -214,7 +335,7 @@ async def measure_cost(
                     cpu = Cpu(worker.pid, ())
                     mark = f"{queue}"
                     started, cpu_before = time.time(), cpu.seconds()
-                    await _create_many_on(stubs, args.cost_jobs, f"{target_url}/hit", queue, mark)
+                    await _create_many_on(stubs, args.cost_jobs, f"{target_url}/hit", queue, mark, keys)
                     last_end = await _wait_succeeded(engine, mark, args.cost_jobs, timeout=300)
                     worker_cpu = cpu.seconds() - cpu_before
                 finally:
@@ -224,6 +345,7 @@ async def measure_cost(
                         "end_to_end_jobs_per_second": round(args.cost_jobs / (last_end - started), 1),
                         "worker_cpu_ms_per_job": round(worker_cpu * 1000 / args.cost_jobs, 3),
                     }
+                    | await _dispatch_latency_ms(engine, mark)
                 )
     finally:
         await engine.dispose()
@@ -231,13 +353,17 @@ async def measure_cost(
 
 
 async def _create_many_on(
-    stubs: list[job_service_pb2_grpc.JobServiceAsyncStub], count: int, url: str, queue: str, label: str
+    stubs: list[job_service_pb2_grpc.JobServiceAsyncStub], count: int, url: str, queue: str, label: str, keys: int = 0
 ) -> None:
     pending = iter(range(count))
 
     async def client(stub: job_service_pb2_grpc.JobServiceAsyncStub) -> None:
-        for _ in pending:
+        for i in pending:
             job = pb.Job(http_request=pb.HttpRequest(url=url), queue=queue, labels={"bench": label})
+            if keys:
+                job.flow_control.CopyFrom(
+                    pb.FlowControl(key=f"k{i % keys}", max_concurrent=100_000, max_dispatches_per_second=10_000)
+                )
             await stub.CreateJob(api.CreateJobRequest(job=job))
 
     await asyncio.gather(*(client(stubs[0]) for _ in range(64)))
@@ -264,6 +390,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["rate"] = await measure_rate(channel, settings, logs, target_url, args)
             if not args.skip_slots:
                 result["concurrency"] = await measure_slots(channel, settings, logs, target_url, args)
+            if not args.skip_keys:
+                result["per_key"] = await measure_keys(channel, settings, logs, target_url, args)
+            if not args.skip_priority:
+                result["priority"] = await measure_priority(channel, settings, logs, target_url, args)
             if not args.skip_cost:
                 result["cost"] = await measure_cost(channel, settings, logs, target_url, args)
     finally:
@@ -281,9 +411,17 @@ def main() -> None:
     parser.add_argument("--slot-jobs", type=int, default=30)
     parser.add_argument("--call-s", type=float, default=2.0)
     parser.add_argument("--kill-at", type=float, default=5.0, help="seconds into the concurrency phase")
+    parser.add_argument("--key-a-jobs", type=int, default=5000)
+    parser.add_argument("--key-b-jobs", type=int, default=10)
+    parser.add_argument("--key-parallelism", type=int, default=2)
+    parser.add_argument("--key-call-s", type=float, default=0.2)
+    parser.add_argument("--prio-jobs", type=int, default=2000)
+    parser.add_argument("--prio-call-s", type=float, default=0.05)
     parser.add_argument("--cost-jobs", type=int, default=3000)
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--skip-slots", action="store_true")
+    parser.add_argument("--skip-keys", action="store_true")
+    parser.add_argument("--skip-priority", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))

@@ -2,8 +2,8 @@
 
 ``POST /hit`` records (Idempotency-Key → arrival time) and answers (after ``?delay=`` seconds, if
 given); ``GET /receipts`` returns and clears them; ``GET /stats`` says how many hits are open now
-and at most since the last ``POST /reset``; ``GET /arrivals``, every hit's arrival time since then
-(repeats too);
+and at most since the last ``POST /reset``, in all and per ``?tag=`` of the hits; ``GET
+/arrivals``, every hit's arrival time since then (repeats too; ``?tag=``: that tag's);
 ``POST /hold`` answers at the next ``POST /release`` (the long calls held in flight).
 """
 
@@ -20,6 +20,10 @@ arrivals: list[float] = []
 held_open = 0
 hits_open = 0
 hits_open_max = 0
+# Per ?tag= of the hits: open now, most open at once, arrival times.
+tag_open: dict[str, int] = {}
+tag_open_max: dict[str, int] = {}
+tag_arrivals: dict[str, list[float]] = {}
 released = asyncio.Event()
 
 
@@ -28,14 +32,19 @@ async def hit(request: web.Request) -> web.Response:
     now = time.time()
     receipts.setdefault(request.headers.get("Idempotency-Key", ""), now)
     arrivals.append(now)
+    tag = request.query.get("tag", "")
+    tag_arrivals.setdefault(tag, []).append(now)
     hits_open += 1
     hits_open_max = max(hits_open_max, hits_open)
+    tag_open[tag] = tag_open.get(tag, 0) + 1
+    tag_open_max[tag] = max(tag_open_max.get(tag, 0), tag_open[tag])
     try:
         delay = float(request.query.get("delay", 0))
         if delay:
             await asyncio.sleep(delay)
     finally:
         hits_open -= 1
+        tag_open[tag] -= 1
     return web.Response(text="ok")
 
 
@@ -43,6 +52,9 @@ async def reset(request: web.Request) -> web.Response:
     global hits_open_max
     hits_open_max = hits_open
     arrivals.clear()
+    tag_arrivals.clear()
+    tag_open_max.clear()
+    tag_open_max.update(tag_open)
     return web.Response(text="ok")
 
 
@@ -66,10 +78,15 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response({"held_open": held_open, "hits_open": hits_open, "hits_open_max": hits_open_max})
+    tags = {tag: {"open": tag_open.get(tag, 0), "open_max": most} for tag, most in tag_open_max.items()}
+    return web.json_response(
+        {"held_open": held_open, "hits_open": hits_open, "hits_open_max": hits_open_max, "tags": tags}
+    )
 
 
 async def take_arrivals(request: web.Request) -> web.Response:
+    if "tag" in request.query:
+        return web.json_response(tag_arrivals.get(request.query["tag"], []))
     return web.json_response(arrivals)
 
 
