@@ -16,6 +16,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
+from jobscheduler.v1 import queue_service_pb2 as qapi
+from jobscheduler.v1 import queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, field_violations, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
@@ -106,3 +108,15 @@ async def test_a_keys_calls_stay_under_its_limit_and_another_key_is_not_held_bac
         assert third - first >= call_s * 0.95, arrivals
     # The few key's jobs did not wait for the crowd's backlog (6 rounds of call_s at 2 at once).
     assert few_done < arrivals[-1]
+
+
+async def test_queue_stats_show_the_busiest_flow_keys(channel, stub, target, key):
+    queue = f"flow-{key}"  # no worker serves it: the jobs stay ready
+    for name, count in (("big", 3), ("small", 1)):
+        flow = pb.FlowControl(key=f"{name}-{key}", max_concurrent=1)
+        for _ in range(count):
+            await create(stub, http_job(target.url(f"/ok/{key}"), queue=queue, flow_control=flow))
+    stats = await queue_service_pb2_grpc.QueueServiceStub(channel).GetQueueStats(qapi.GetQueueStatsRequest(name=queue))
+    assert stats.flow_keys == 2
+    assert [(k.key, k.ready, k.open) for k in stats.busiest_flow_keys] == [(f"big-{key}", 3, 0), (f"small-{key}", 1, 0)]
+    assert stats.queued == 4

@@ -74,6 +74,27 @@ async def test_the_backlog_counts_no_more_than_may_run_at_once(channel, stub, sc
     assert recommendation.backlog == 2
 
 
+async def test_the_backlog_counts_each_flow_key_at_most_its_max_concurrent(channel, stub, scaler, target):
+    queue = f"scale-{uuid.uuid4().hex[:8]}"
+    later = Timestamp()
+    later.FromDatetime(datetime.now(UTC) + timedelta(seconds=20))  # due within 30 s: backlog, not run yet
+    # The latest job of key "a" says 3 at once (its earlier jobs said 1); "b" has no limit.
+    for limit in (1, 1, 1, 1, 3):
+        flow = pb.FlowControl(key="a", max_concurrent=limit)
+        await create(
+            stub, http_job(target.url("/ok/scale"), queue=queue, flow_control=flow, schedule=pb.Schedule(run_at=later))
+        )
+    for _ in range(2):
+        flow = pb.FlowControl(key="b")
+        await create(
+            stub, http_job(target.url("/ok/scale"), queue=queue, flow_control=flow, schedule=pb.Schedule(run_at=later))
+        )
+    await create(stub, http_job(target.url("/ok/scale"), queue=queue, schedule=pb.Schedule(run_at=later)))
+    request = keda.GetMetricsRequest(scaledObjectRef=_ref(queue=queue), metricName=f"jobscheduler-{queue}-backlog")
+    [value] = (await scaler.GetMetrics(request)).metricValues
+    assert value.metricValue == 3 + 2 + 1
+
+
 @pytest.mark.parametrize(
     "metadata",
     [

@@ -18,6 +18,9 @@ from prometheus_client import Gauge
 from jobs_api.metrics import (
     DEAD_LETTERS,
     EXECUTIONS,
+    FLOW_KEY_OPEN,
+    FLOW_KEY_READY,
+    FLOW_KEYS,
     HISTORY_PURGED,
     LOOP_LAST_PASS,
     OLDEST_READY_AGE,
@@ -308,24 +311,28 @@ class QueueGaugesLoop(BackgroundLoop):
         self._export(QUEUE_PAUSED, {(n,): 1 if n in paused else 0 for n in names})
         if live is not None:
             self._export(WORKERS, {(n,): live[n] for n in names})
-        limited = sorted(q.name for q in known if not q.rate_limits.unlimited)
+        limited = {q.name for q in known if not q.rate_limits.unlimited}
         try:
-            held = {name: await self._limits.read(name) for name in limited}
+            held = {q.name: await self._limits.read(q.name) for q in sorted(known, key=lambda q: q.name)}
         except REDIS_ERRORS as exc:
             logger.warning("queue-gauges: Redis did not answer (%s); rate limits not read", exc)
         else:
+            reasons: dict[tuple[str, ...], float] = {}
+            for name, state in held.items():
+                if name in limited:
+                    reasons[(name, "concurrency")] = state.waiting_for_concurrency
+                    reasons[(name, "rate")] = state.waiting_for_rate
+                reasons[(name, "key_concurrency")] = state.waiting_for_key_concurrency
+                reasons[(name, "key_rate")] = state.waiting_for_key_rate
+            self._export(QUEUE_HELD_BACK, reasons)
             self._export(
-                QUEUE_HELD_BACK,
-                {
-                    (name, reason): count
-                    for name, state in held.items()
-                    for reason, count in (
-                        ("concurrency", state.waiting_for_concurrency),
-                        ("rate", state.waiting_for_rate),
-                    )
-                },
+                QUEUE_OPEN_DISPATCHES,
+                {(name,): state.open_dispatches for name, state in held.items() if name in limited},
             )
-            self._export(QUEUE_OPEN_DISPATCHES, {(name,): state.open_dispatches for name, state in held.items()})
+            self._export(FLOW_KEYS, {(name,): state.flow_keys for name, state in held.items()})
+            busiest = [(name, key) for name, state in held.items() for key in state.busiest_keys]
+            self._export(FLOW_KEY_READY, {(name, key.key): key.due for name, key in busiest})
+            self._export(FLOW_KEY_OPEN, {(name, key.key): key.open for name, key in busiest})
         self.passed()
         return self.interval
 

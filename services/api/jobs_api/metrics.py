@@ -17,6 +17,9 @@ __all__ = [
     "DEAD_LETTERS",
     "DEPENDENCY_UP",
     "EXECUTIONS",
+    "FLOW_KEYS",
+    "FLOW_KEY_OPEN",
+    "FLOW_KEY_READY",
     "HISTORY_PURGED",
     "JOBS_CREATED",
     "LOOP_LAST_PASS",
@@ -43,8 +46,21 @@ QUEUE_PAUSED = Gauge("jobscheduler_queue_paused", "1 while the queue is paused (
 QUEUE_HELD_BACK = Gauge(
     "jobscheduler_queue_held_back",
     "Due executions a queue's rate limits hold back now, by reason (concurrency: its"
-    " max_concurrent_dispatches calls are open; rate: its token bucket is empty). Queues with limits only.",
+    " max_concurrent_dispatches calls are open; rate: its token bucket is empty; queues with limits only),"
+    " and those their flow key holds back (key_concurrency, key_rate; every queue).",
     ["queue", "reason"],
+)
+FLOW_KEYS = Gauge("jobscheduler_flow_keys", "Flow keys (Job.flow_control) of a queue with jobs ready.", ["queue"])
+# Bounded cardinality: only the 10 keys of each queue with the most due jobs have series.
+FLOW_KEY_READY = Gauge(
+    "jobscheduler_flow_key_ready",
+    "Due executions ready to start of a flow key, for the 10 keys of each queue with the most.",
+    ["queue", "key"],
+)
+FLOW_KEY_OPEN = Gauge(
+    "jobscheduler_flow_key_open_dispatches",
+    "Calls of a flow key open now across the queue's live workers, for the 10 keys of each queue with the most due.",
+    ["queue", "key"],
 )
 QUEUE_OPEN_DISPATCHES = Gauge(
     "jobscheduler_queue_open_dispatches",

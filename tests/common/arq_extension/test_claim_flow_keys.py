@@ -14,7 +14,16 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-from jobs_common.arq_extension import Dispatch, Dispatcher, DueJobClaimer, Flow, arq_job_id, arq_queue_name
+from jobs_common.arq_extension import (
+    Dispatch,
+    Dispatcher,
+    DueJobClaimer,
+    Flow,
+    FlowKeyState,
+    LimitsState,
+    arq_job_id,
+    arq_queue_name,
+)
 from jobs_common.arq_extension._keys import (
     BELL_LENGTH,
     FLOW_BLOCKED,
@@ -214,3 +223,19 @@ async def test_a_redispatch_puts_a_lost_keyed_job_in_its_keys_ready_set(arq_redi
     assert await arq_redis.zrange(flow_prefix(queue) + "ready:A", 0, -1) == [job.encode()]
     claimer = DueJobClaimer(arq_redis, queue, f"w#{queue}")
     assert await _claim(claimer) == [job]
+
+
+async def test_what_the_keys_hold_back_is_read_as_the_claim_reckons(arq_redis):
+    queue = _queue()
+    await _enqueue(arq_redis, queue, "A", 5, max_concurrent=1)
+    await _enqueue(arq_redis, queue, "B", 3, max_dispatches_per_second=1.0)
+    await _enqueue(arq_redis, queue, "C", 2)
+    claimer = DueJobClaimer(arq_redis, queue, f"w#{queue}")
+    assert len(await _claim(claimer)) == 1 + 1 + 2
+    await arq_redis.zadd(arq_queue_name(queue), {"unkeyed": int(time.time() * 1000)})
+
+    held = await LimitsState(arq_redis).read(queue)
+    assert held.flow_keys == 2  # C has nothing ready left
+    assert (held.waiting_for_key_concurrency, held.waiting_for_key_rate) == (4, 2)
+    assert held.busiest_keys == (FlowKeyState("A", 4, 1), FlowKeyState("B", 2, 1))
+    assert held.open_dispatches == 4

@@ -34,7 +34,7 @@ from jobs_common.arq_extension._dispatch import Dispatch, Flow, dispatch_of
 from jobs_common.arq_extension._dispatcher import Dispatcher
 from jobs_common.arq_extension._job_lines import quiet_arq_job_lines
 from jobs_common.arq_extension._keys import ARQ_MAX_TRIES, RUN_EXECUTION, arq_job_id, arq_queue_name, paused_key
-from jobs_common.arq_extension._limits_state import HeldBack, LimitsState
+from jobs_common.arq_extension._limits_state import FlowKeyState, HeldBack, LimitsState
 from jobs_common.arq_extension._worker import ClaimingWorker
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Dispatcher",
     "DueJobClaimer",
     "Flow",
+    "FlowKeyState",
     "HeldBack",
     "JobsRedisSettings",
     "LimitsState",

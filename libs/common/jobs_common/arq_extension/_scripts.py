@@ -465,13 +465,18 @@ return {claimed, aborts, wait, limited}
 """
 )
 
-# What a queue's rate limits hold back now, read as CLAIM_SCRIPT reckons (nothing written): the
-# calls its live workers hold, its due ready jobs (every priority band), its concurrency limit,
-# and the whole tokens its bucket would have now (-1 without a rate).
+# What a queue's rate limits and its flow keys' hold back now, read as CLAIM_SCRIPT reckons
+# (nothing written): the calls its live workers hold, its due ready jobs (every priority band,
+# keyed ones too), its concurrency limit, and the whole tokens its bucket would have now (-1
+# without a rate); its flow keys with ready jobs, the due jobs of the keys (of the first ARGV[5]
+# read) waiting for a slot or a token of their own, and the ARGV[6] of them with the most due.
 # KEYS: queue, the queue's worker leases, its limits, its token bucket. ARGV: now (ms), held-hash
-# key prefix, the priority band (ms).
-# Returns {open calls, due ready jobs, max concurrent (0: none), whole tokens (-1: no rate)}.
-LIMITS_STATE_SCRIPT = """
+# key prefix, the priority band (ms), the queue's flow prefix, keys read at most, busiest shown.
+# Returns {open calls, due ready jobs, max concurrent (0: none), whole tokens (-1: no rate), flow
+# keys, due waiting for a key's slot, due waiting for a key's token, {key, due, open, ...}}.
+LIMITS_STATE_SCRIPT = (
+    FLOW_FUNCTIONS
+    + """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
 local time = redis.call('TIME')
@@ -481,14 +486,18 @@ for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. server_ms, '
     open = open + redis.call('HLEN', ARGV[2] .. holder)
 end
 local band = tonumber(ARGV[3])
-local highest = 0
-local lowest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #lowest > 0 and tonumber(lowest[2]) < 0 then highest = -math.floor(tonumber(lowest[2]) / band) end
-local due = 0
-for priority = highest, 0, -1 do
-    local base = -priority * band
-    due = due + redis.call('ZCOUNT', KEYS[1], string.format('%.0f', base), string.format('%.0f', base + now))
+local function due_in(ready)
+    local highest = 0
+    local lowest = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+    if #lowest > 0 and tonumber(lowest[2]) < 0 then highest = -math.floor(tonumber(lowest[2]) / band) end
+    local due = 0
+    for priority = highest, 0, -1 do
+        local base = -priority * band
+        due = due + redis.call('ZCOUNT', ready, string.format('%.0f', base), string.format('%.0f', base + now))
+    end
+    return due
 end
+local due = due_in(KEYS[1])
 local limits = redis.call('HMGET', KEYS[3], 'rate', 'burst', 'concurrent')
 local rate = tonumber(limits[1]) or 0
 local tokens = -1
@@ -498,8 +507,32 @@ if rate > 0 then
     local at = tonumber(bucket[2]) or server_ms
     tokens = math.floor(math.min(burst, (tonumber(bucket[1]) or burst) + math.max(0, server_ms - at) * rate / 1000))
 end
-return {open, due, tonumber(limits[3]) or 0, tokens}
+local flow = ARGV[4]
+local key_count = redis.call('ZCARD', flow .. 'keys')
+local for_slot, for_token = 0, 0
+local keyed = {}
+for _, key in ipairs(redis.call('ZRANGE', flow .. 'keys', 0, tonumber(ARGV[5]) - 1)) do
+    local key_due = due_in(flow .. 'ready:' .. key)
+    local key_open = redis.call('HLEN', flow .. 'open:' .. key)
+    local key_concurrent, key_rate = flow_limits(flow, key)
+    if key_concurrent > 0 and key_open >= key_concurrent then
+        for_slot = for_slot + key_due
+    elseif key_rate > 0 and flow_tokens(flow, key, key_rate, server_ms) < 1 then
+        for_token = for_token + key_due
+    end
+    due = due + key_due
+    keyed[#keyed + 1] = {key, key_due, key_open}
+end
+table.sort(keyed, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+local busiest = {}
+for i = 1, math.min(#keyed, tonumber(ARGV[6])) do
+    busiest[#busiest + 1] = keyed[i][1]
+    busiest[#busiest + 1] = keyed[i][2]
+    busiest[#busiest + 1] = keyed[i][3]
+end
+return {open, due, tonumber(limits[3]) or 0, tokens, key_count, for_slot, for_token, busiest}
 """
+)
 
 # Asking for a job's abort: arq's abort set, as arq's Job.abort writes it (arq aborts a job
 # found there before it starts), and, when a worker holds the job (its in-progress key names

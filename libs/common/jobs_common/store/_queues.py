@@ -133,17 +133,27 @@ _SETTINGS = text(
 
 # Capped at the queue's max_concurrent_dispatches: no more of its calls may be open at once, so
 # no more workers' worth of them is work a new worker could take.
+# Each flow key counts at most its max_concurrent (the latest job's, as in Redis).
 _BACKLOG = text(
     """
+WITH per_key AS (
+    SELECT CASE WHEN e.flow_key IS NULL THEN count(*)
+                ELSE least(
+                    count(*),
+                    nullif((array_agg(e.flow_max_concurrent ORDER BY e.flow_since DESC NULLS LAST))[1], 0)
+                )
+           END AS n
+    FROM executions e
+    WHERE (e.state = 'RUNNING'
+           OR (e.state IN ('SCHEDULED', 'QUEUED', 'RETRY_SCHEDULED')
+               AND e.schedule_time <= now() + make_interval(secs => CAST(:due_within_s AS double precision))))
+      AND e.queue = :queue
+    GROUP BY e.flow_key
+)
 SELECT least(
-    count(*),
+    (SELECT sum(n) FROM per_key),
     (SELECT nullif(s.max_concurrent_dispatches, 0) FROM queue_settings s WHERE s.name = :queue)
 )
-FROM executions e
-WHERE (e.state = 'RUNNING'
-       OR (e.state IN ('SCHEDULED', 'QUEUED', 'RETRY_SCHEDULED')
-           AND e.schedule_time <= now() + make_interval(secs => CAST(:due_within_s AS double precision))))
-  AND e.queue = :queue
 """
 )
 
@@ -155,7 +165,8 @@ class QueueStore:
     async def backlog(self, queue: str, due_within: timedelta) -> int:
         """Executions of ``queue`` running, or waiting and due within ``due_within``: the work a
         worker fleet has in hand or soon will (what KEDA scales on), at most the queue's
-        max_concurrent_dispatches (what may run at once)."""
+        max_concurrent_dispatches and, for each flow key, its max_concurrent (what may run at
+        once)."""
         async with self._engine.connect() as conn:
             count = await conn.scalar(_BACKLOG, {"queue": queue, "due_within_s": due_within.total_seconds()})
         return int(count or 0)

@@ -248,6 +248,10 @@ class GetQueueStatsResponse(_message.Message):
     OPEN_DISPATCHES_FIELD_NUMBER: _builtins.int
     WAITING_FOR_CONCURRENCY_FIELD_NUMBER: _builtins.int
     WAITING_FOR_RATE_FIELD_NUMBER: _builtins.int
+    FLOW_KEYS_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_KEY_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_KEY_RATE_FIELD_NUMBER: _builtins.int
+    BUSIEST_FLOW_KEYS_FIELD_NUMBER: _builtins.int
     scheduled: _builtins.int
     """Executions waiting for a future time (a `run_at` or a recurring tick not yet due)."""
     queued: _builtins.int
@@ -276,6 +280,13 @@ class GetQueueStatsResponse(_message.Message):
     """Due executions ready to start that wait for a token of the queue's
     max_dispatches_per_second.
     """
+    flow_keys: _builtins.int
+    """Flow keys (Job.flow_control) of the queue with executions ready in Redis."""
+    waiting_for_key_concurrency: _builtins.int
+    """Due executions ready to start that wait because their flow key's max_concurrent calls are
+    open, or for a token of its max_dispatches_per_second (of the first 1,000 keys).
+    """
+    waiting_for_key_rate: _builtins.int
     @_builtins.property
     def queue(self) -> Global___Queue:
         """The queue."""
@@ -292,6 +303,10 @@ class GetQueueStatsResponse(_message.Message):
 
     @_builtins.property
     def attempt_duration_p95(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def busiest_flow_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlowKeyStats]:
+        """The 10 flow keys with the most due executions ready."""
+
     def __init__(
         self,
         *,
@@ -313,14 +328,47 @@ class GetQueueStatsResponse(_message.Message):
         open_dispatches: _builtins.int = ...,
         waiting_for_concurrency: _builtins.int = ...,
         waiting_for_rate: _builtins.int = ...,
+        flow_keys: _builtins.int = ...,
+        waiting_for_key_concurrency: _builtins.int = ...,
+        waiting_for_key_rate: _builtins.int = ...,
+        busiest_flow_keys: _abc.Iterable[Global___FlowKeyStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "oldest_ready_age", b"oldest_ready_age", "queue", b"queue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "attempt_duration_sample", b"attempt_duration_sample", "failed_last_hour", b"failed_last_hour", "failed_last_minute", b"failed_last_minute", "oldest_ready_age", b"oldest_ready_age", "open_dispatches", b"open_dispatches", "queue", b"queue", "queued", b"queued", "retry_scheduled", b"retry_scheduled", "running", b"running", "scheduled", b"scheduled", "started_last_hour", b"started_last_hour", "started_last_minute", b"started_last_minute", "succeeded_last_hour", b"succeeded_last_hour", "succeeded_last_minute", b"succeeded_last_minute", "waiting_for_concurrency", b"waiting_for_concurrency", "waiting_for_rate", b"waiting_for_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_duration_p50", b"attempt_duration_p50", "attempt_duration_p95", b"attempt_duration_p95", "attempt_duration_sample", b"attempt_duration_sample", "busiest_flow_keys", b"busiest_flow_keys", "failed_last_hour", b"failed_last_hour", "failed_last_minute", b"failed_last_minute", "flow_keys", b"flow_keys", "oldest_ready_age", b"oldest_ready_age", "open_dispatches", b"open_dispatches", "queue", b"queue", "queued", b"queued", "retry_scheduled", b"retry_scheduled", "running", b"running", "scheduled", b"scheduled", "started_last_hour", b"started_last_hour", "started_last_minute", b"started_last_minute", "succeeded_last_hour", b"succeeded_last_hour", "succeeded_last_minute", b"succeeded_last_minute", "waiting_for_concurrency", b"waiting_for_concurrency", "waiting_for_key_concurrency", b"waiting_for_key_concurrency", "waiting_for_key_rate", b"waiting_for_key_rate", "waiting_for_rate", b"waiting_for_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetQueueStatsResponse: _TypeAlias = GetQueueStatsResponse  # noqa: Y015
+
+@_typing.final
+class FlowKeyStats(_message.Message):
+    """One flow key of a queue, now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    ready: _builtins.int
+    """Due executions ready to start."""
+    open: _builtins.int
+    """Calls open across the queue's live workers."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        ready: _builtins.int = ...,
+        open: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "open", b"open", "ready", b"ready"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlowKeyStats: _TypeAlias = FlowKeyStats  # noqa: Y015
 
 @_typing.final
 class PauseQueueRequest(_message.Message):
