@@ -12,14 +12,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from arq.constants import job_key_prefix
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from jobs_common.arq_extension import arq_job_id
+from jobs_common.arq_extension._keys import flow_prefix
 from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import queue_service_pb2 as qapi
 from jobscheduler.v1 import queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
-from tests.support.jobs import create, field_violations, http_job, wait_terminal
+from tests.support.jobs import create, eventually, field_violations, http_job, wait_terminal
 from tests.support.processes import ChildProcess, settings_env
 from tests.support.target import TargetServer
 
@@ -120,3 +123,19 @@ async def test_queue_stats_show_the_busiest_flow_keys(channel, stub, target, key
     assert stats.flow_keys == 2
     assert [(k.key, k.ready, k.open) for k in stats.busiest_flow_keys] == [(f"big-{key}", 3, 0), (f"small-{key}", 1, 0)]
     assert stats.queued == 4
+
+
+async def test_a_keys_jobs_and_limits_come_back_after_redis_lost_them(stub, target, arq_redis, key):
+    queue = f"flow-{key}"  # no worker serves it
+    flow = pb.FlowControl(key="tenant", max_concurrent=4, max_dispatches_per_second=1.5)
+    jobs = [await create(stub, http_job(target.url(f"/ok/{key}"), queue=queue, flow_control=flow)) for _ in range(2)]
+    prefix = flow_prefix(queue)
+    # As a FLUSHALL would, for this queue alone: the key's state and the jobs arq held.
+    await arq_redis.delete(*[k async for k in arq_redis.scan_iter(match=prefix + "*")])
+    await arq_redis.delete(*(job_key_prefix + arq_job_id(job.last_execution.id) for job in jobs))
+
+    async def restored() -> bool:
+        ready = await arq_redis.zrange(prefix + "ready:tenant", 0, -1)
+        return len(ready) == 2 and (await arq_redis.hget(prefix + "limits", "tenant") or b"").startswith(b"4 1.5 ")
+
+    await eventually(restored, timeout=30)  # the session's api reconciles every second
