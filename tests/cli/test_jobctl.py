@@ -99,10 +99,15 @@ async def test_recurring_jobs_are_updated_paused_run_and_deleted(address: str):
     made = await jobctl(
         address, "-o", "json", "jobs", "create", "--url", "https://hooks.example.com/cli", "--queue", IDLE,
         "--cron", "0 9 * * MON-FRI", "--tz", "Europe/Paris", "--max-runs", "10", "--priority", "4",
+        "--flow-key", "tenant-7", "--flow-concurrency", "2", "--flow-rate", "0.5",
     )  # fmt: skip
     assert made.code == 0, made.err
     job = made.json()
     assert job["priority"] == 4
+    assert job["flowControl"] == {"key": "tenant-7", "maxConcurrent": 2, "maxDispatchesPerSecond": 0.5}
+    unkeyed = await jobctl(address, "jobs", "create", "--url", "https://hooks.example.com/cli", "--flow-rate", "1")
+    assert unkeyed.code == 2
+    assert "limit a --flow-key" in unkeyed.err
     key = f"cli-{uuid.uuid4().hex}"
     once = [
         await jobctl(address, "-o", "json", "jobs", "create", "--url", "https://hooks.example.com/once",

@@ -41,10 +41,15 @@ def http_job(
     schedule: pb.Schedule | None = None,
     follow_redirects: bool = False,
     priority: int = 0,
+    flow_key: str = "",
+    flow_max_concurrent: int = 0,
+    flow_max_per_second: float = 0.0,
 ) -> pb.Job:
     """A job calling ``url``. ``method`` is an HTTP method name; a ``str`` body is sent as its
     UTF-8 bytes. Unset fields take the API's defaults (POST, 90 s, the default queue and retry
-    policy, run now, priority 0: 9 is claimed first)."""
+    policy, run now, priority 0: 9 is claimed first). ``flow_key``: the queue's jobs with this
+    key share ``flow_max_concurrent`` calls open at once and ``flow_max_per_second`` started a
+    second (0: no limit), and take turns with its other keys."""
     try:
         http_method = pb.HttpMethod.Value(f"HTTP_METHOD_{method.upper()}")
     except ValueError:
@@ -64,6 +69,14 @@ def http_job(
         job.retry_policy.CopyFrom(retry)
     if schedule is not None:
         job.schedule.CopyFrom(schedule)
+    if flow_key:
+        job.flow_control.CopyFrom(
+            pb.FlowControl(
+                key=flow_key, max_concurrent=flow_max_concurrent, max_dispatches_per_second=flow_max_per_second
+            )
+        )
+    elif flow_max_concurrent or flow_max_per_second:
+        raise ValueError("flow limits need a flow_key")
     return job
 
 

@@ -160,6 +160,13 @@ def _retry(
 @_request_options
 @click.option("--queue", "-q", default="", help="Queue [default].")
 @click.option("--priority", type=click.IntRange(0, 9), default=0, help="0-9: higher starts first on its queue [0].")
+@click.option(
+    "--flow-key", default="", help="The queue's jobs with this key share the --flow-* limits, and take turns."
+)
+@click.option(
+    "--flow-concurrency", type=click.IntRange(0), default=0, help="Calls of the --flow-key open at once [0: any]."
+)
+@click.option("--flow-rate", type=click.FloatRange(0), default=0.0, help="Calls of the --flow-key a second [0: any].")
 @click.option("--request-id", help="A UUID that makes the create idempotent (made for you when not given).")
 @click.option("--dedup-key", default="", help="Creates with this key within --dedup-window make one job.")
 @click.option("--dedup-window", type=DURATION, help="How long the --dedup-key answers its job (1s to 7d).")
@@ -184,12 +191,17 @@ def create_job(
     labels: tuple[tuple[str, str], ...],
     queue: str,
     priority: int,
+    flow_key: str,
+    flow_concurrency: int,
+    flow_rate: float,
     request_id: str | None,
     dedup_key: str,
     dedup_window: timedelta | None,
     wait: bool,
 ) -> int | None:
     """Create a job that calls URL: now, at --run-at, or on a --cron / --interval schedule."""
+    if (flow_concurrency or flow_rate) and not flow_key:
+        raise click.UsageError("--flow-concurrency and --flow-rate limit a --flow-key: give one")
     schedule = _schedule(run_at_time, cron_expression, time_zone, interval, max_runs, overlap)
     job = http_job(
         url,
@@ -203,6 +215,9 @@ def create_job(
         retry=_retry(max_attempts, min_backoff, max_backoff),
         schedule=schedule,
         priority=priority,
+        flow_key=flow_key,
+        flow_max_concurrent=flow_concurrency,
+        flow_max_per_second=flow_rate,
     )
     current = session()
     made = current.client.create_job(
