@@ -100,20 +100,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         )
 
     async def CreateJob(self, request: api.CreateJobRequest, context: Context) -> api.CreateJobResponse:
-        deduplication = None
-        try:
-            checked = self._checked(request)
-        except InvalidArgumentError as error:
-            violations = error.violations
-        else:
-            violations = []
-        if request.HasField("deduplication"):
-            try:
-                deduplication = validate_deduplication(request.deduplication)
-            except InvalidArgumentError as error:
-                violations += error.violations
-        if violations:
-            raise InvalidArgumentError(violations)
+        checked, deduplication = self._checked_with_deduplication(request)
         [job] = await self._create([checked], deduplication)
         shown = generated_secrets(job.spec.http_request, request.job.http_request.signing.secrets)
         return api.CreateJobResponse(job=convert.job_to_proto(job, shown_secrets=shown))
@@ -147,6 +134,34 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 for job, item in zip(jobs, request.requests, strict=True)
             ]
         )
+
+    def _checked_with_deduplication(
+        self, request: api.CreateJobRequest
+    ) -> tuple[tuple[JobSpec, RequestKey | None], Deduplication | None]:
+        """As _checked, and the request's de-duplication; every violation is raised at once."""
+        violations: list[FieldViolation] = []
+        checked = deduplication = None
+        try:
+            checked = self._checked(request)
+        except InvalidArgumentError as error:
+            violations += error.violations
+        if request.HasField("deduplication"):
+            try:
+                deduplication = validate_deduplication(request.deduplication)
+            except InvalidArgumentError as error:
+                violations += error.violations
+            job = request.job
+            if deduplication is not None and deduplication.debounce and job.HasField("schedule"):
+                violations.append(
+                    FieldViolation(
+                        "deduplication.mode",
+                        "DEBOUNCE runs a one-off job at the window's end: leave job.schedule unset",
+                    )
+                )
+        if violations:
+            raise InvalidArgumentError(violations)
+        assert checked is not None
+        return checked, deduplication
 
     def _checked(self, request: api.CreateJobRequest, prefix: str = "") -> tuple[JobSpec, RequestKey | None]:
         """The request's job, validated, and its request_id with the digest of the job it came
@@ -183,7 +198,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         async def commit_and_dispatch() -> list[Job]:
             if deduplication is not None:
                 [(spec, key)] = requests
-                one = await self._store.create_deduplicated(tenant, spec, key, traceparent, deduplication)
+                create = self._store.create_debounced if deduplication.debounce else self._store.create_deduplicated
+                one = await create(tenant, spec, key, traceparent, deduplication)
                 if isinstance(one, AlreadyExistsError):
                     raise one
                 created = [one]
@@ -202,7 +218,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 self._wake_scheduler()
             # Also for a repeated request_id: if the first dispatch was lost, this one makes up
             # for it (the arq job id is the execution's, so a second enqueue is a no-op).
-            await self._dispatch_waiting(*(new.job for new in created))
+            await self._dispatch_waiting(*(new.job for new in created if new.moved_from is None))
+            for new in created:
+                if new.moved_from is not None:
+                    await self._move(new.job, *new.moved_from)
             return [new.job for new in created]
 
         return await self._unattended_until_done(commit_and_dispatch())
@@ -326,6 +345,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not task.cancelled() and (error := task.exception()) is not None:
             # Raised to the caller too, unless it left: then this is the only record.
             logger.debug("CreateJob's commit failed: %s", error)
+
+    async def _move(self, job: Job, queue: str, flow_key: str | None) -> None:
+        """Moves a debounced job's pending execution in Redis from where it waited. A failure
+        loses nothing: a worker that takes it early finds it not due in PostgreSQL and defers it,
+        and the reconciler puts back one Redis lost."""
+        execution = job.last_execution
+        assert execution is not None
+        try:
+            await self._dispatcher.move(dispatch_of(execution, job.spec.queue, _run_at(execution)), queue, flow_key)
+        except REDIS_ERRORS as exc:
+            logger.warning("execution %s moved in PostgreSQL but not in Redis: %s", execution.id, exc)
 
     async def _dispatch_waiting(self, *jobs: Job) -> None:
         await self._dispatch(

@@ -35,7 +35,13 @@ from jobs_common.arq_extension._keys import (
     priority_score,
     queue_bell_key,
 )
-from jobs_common.arq_extension._scripts import ABORT_SCRIPT, ENQUEUE_SCRIPT, REDISPATCH_SCRIPT, RESUME_SCRIPT
+from jobs_common.arq_extension._scripts import (
+    ABORT_SCRIPT,
+    ENQUEUE_SCRIPT,
+    REDISPATCH_SCRIPT,
+    RESUME_SCRIPT,
+    UNQUEUE_SCRIPT,
+)
 from jobs_common.domain import RateLimits
 
 __all__ = ["Dispatcher"]
@@ -54,6 +60,7 @@ class Dispatcher:
         self._redispatch = redis.register_script(REDISPATCH_SCRIPT)
         self._abort = redis.register_script(ABORT_SCRIPT)
         self._resume = redis.register_script(RESUME_SCRIPT)
+        self._unqueue = redis.register_script(UNQUEUE_SCRIPT)
 
     async def dispatch(self, dispatches: Sequence[Dispatch]) -> int:
         """Enqueues executions in one pipelined round trip, each due at its run_at, at its
@@ -109,6 +116,22 @@ class Dispatcher:
                     client=pipe,
                 )
             return [int(answer) for answer in await pipe.execute()]
+
+    async def move(self, dispatch: Dispatch, queue: str, flow_key: str | None) -> bool:
+        """Takes an execution out of where it waited (``queue``, under ``flow_key``) and enqueues
+        it as ``dispatch`` says (a DEBOUNCE create moved its run and maybe its queue); one round
+        trip. An execution a worker holds is left to it (its claim defers it to its new due time);
+        returns whether it was moved."""
+        job_id = arq_job_id(dispatch.execution_id)
+        ready = arq_queue_name(queue) if flow_key is None else flow_prefix(queue) + "ready:" + flow_key
+        keys, args = _enqueue_arguments(dispatch)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await self._unqueue(
+                keys=[job_key_prefix + job_id, in_progress_key_prefix + job_id, ready], args=[job_id], client=pipe
+            )
+            await self._enqueue(keys=keys, args=args, client=pipe)
+            taken, _ = await pipe.execute()
+        return bool(taken)
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         await self.sync_paused({queue: paused})

@@ -40,6 +40,7 @@ __all__ = [
     "REDISPATCH_SCRIPT",
     "RENEW_LEASE_SCRIPT",
     "RESUME_SCRIPT",
+    "UNQUEUE_SCRIPT",
 ]
 
 
@@ -615,6 +616,17 @@ end
 return 1
 """
 )
+
+# A job taken out of where it waits, to be enqueued afresh (a DEBOUNCE create moved it): out of
+# its ready set (the queue's, or its flow key's), and its job key deleted, unless a worker holds
+# it (the worker's claim in PostgreSQL then finds it not due, and defers it to when it is).
+# KEYS: job key, in-progress key, the ready set it waits in. ARGV: job id. Returns 1 when taken.
+UNQUEUE_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
 
 # A worker's heartbeat: its lease pushed on to TTL from now, on Redis's clock (as CLAIM_SCRIPT
 # renews it at every poll). KEYS: the queue's worker leases. ARGV: lease TTL (ms), worker name.

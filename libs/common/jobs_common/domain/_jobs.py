@@ -124,10 +124,12 @@ class JobSpec:
 @dataclass(frozen=True, slots=True)
 class Deduplication:
     """CreateJobRequest.deduplication: the creates of a tenant with ``key`` within ``window`` of
-    the first make one job (DROP: the later ones return it)."""
+    the first make one job (DROP: the later ones return it; DEBOUNCE, ``debounce``: the job runs
+    ``window`` after the last of them, with the last one's definition)."""
 
     key: str
     window: timedelta
+    debounce: bool = False
 
 
 @dataclass(frozen=True, slots=True)

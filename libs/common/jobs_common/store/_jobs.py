@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -81,6 +81,9 @@ class CreatedJob:
     job: Job
     # False when the request_id was seen before and ``job`` is the existing one.
     created: bool
+    # A DEBOUNCE create that moved the existing job's pending execution: where it waited (its
+    # queue, its flow key), to be moved in Redis too.
+    moved_from: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,14 @@ RETURNING job_id
 """
 )
 _DEDUPLICATION_HOLDER = text("SELECT job_id FROM deduplications WHERE tenant = :tenant AND key = :key")
+_LOCK_DEDUPLICATION_HOLDER = text("SELECT job_id FROM deduplications WHERE tenant = :tenant AND key = :key FOR UPDATE")
+_EXTEND_DEDUPLICATION_KEY = text(
+    "UPDATE deduplications SET job_id = :job_id, expire_time = :expire_time WHERE tenant = :tenant AND key = :key"
+)
+# A DEBOUNCE create's pending execution: the holder's SCHEDULED one, locked, with where it waits.
+_PENDING_EXECUTION = text(
+    "SELECT id, queue, flow_key FROM executions WHERE job_id = :job_id AND state = 'SCHEDULED' FOR UPDATE"
+)
 _RELEASE_DEDUPLICATION_KEY = text(
     "DELETE FROM deduplications WHERE tenant = :tenant AND key = :key AND job_id <> :job_id"
 )
@@ -283,6 +294,71 @@ class JobStore:
                 pass
         await self._release_deduplication_key(params)
         return await self.create_deduplicated(tenant, spec, request, trace_parent, deduplication)
+
+    async def create_debounced(
+        self,
+        tenant: str,
+        spec: JobSpec,
+        request: RequestKey | None,
+        trace_parent: str | None,
+        deduplication: Deduplication,
+    ) -> CreatedJob | AlreadyExistsError:
+        """DEBOUNCE: a one-off job that runs ``deduplication.window`` after the last create of
+        the tenant with its key, with that create's definition. The first create makes it,
+        scheduled at the window's end; each later one within the window moves its pending
+        execution to a window from now and gives it (and the job) the new definition, and
+        answers the job (created=False, ``moved_from`` set). Once the job's execution has
+        started (or the key expired), the next create makes a new job. Creates with one key
+        wait for each other on the key's row."""
+        now = datetime.now(UTC)
+        due = now + deduplication.window
+        spec = replace(spec, run_at=due)
+        new = self._new_job(tenant, spec, request, trace_parent)
+        params = {
+            "tenant": tenant,
+            "key": deduplication.key,
+            "job_id": new.columns["id"],
+            "window_s": deduplication.window.total_seconds(),
+            "expire_time": due,
+        }
+        async with self._engine.connect() as conn:
+            transaction = await conn.begin()
+            taken = await conn.scalar(_TAKE_DEDUPLICATION_KEY, params) is not None
+            holder = None if taken else await conn.scalar(_LOCK_DEDUPLICATION_HOLDER, params)
+            if holder is None and not taken:  # its row went meanwhile (purged): take it again
+                await transaction.rollback()
+                return await self.create_debounced(tenant, spec, request, trace_parent, deduplication)
+            pending = None if holder is None else (await conn.execute(_PENDING_EXECUTION, {"job_id": holder})).first()
+            if pending is None:  # a new job: the key was free, or its job's run has started
+                if not taken:
+                    await conn.execute(_EXTEND_DEDUPLICATION_KEY, params)
+                [outcome] = await _insert(conn, [new])
+                if outcome is None:
+                    await transaction.commit()
+                else:
+                    await transaction.rollback()
+                return outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
+            assert holder is not None
+            flow_since = now if spec.flow_control is not None else None
+            columns = {**job_spec_columns(spec, self._box, holder), "flow_since": flow_since, "update_time": now}
+            await conn.execute(update(_JOBS).where(_JOBS.c.id == holder).values(columns))
+            await conn.execute(
+                update(_EXECUTIONS)
+                .where(_EXECUTIONS.c.id == pending.id)
+                .values(
+                    {
+                        **{name: columns[name] for name in CALL_COLUMNS},
+                        "queue": spec.queue,
+                        "schedule_time": due,
+                        "update_time": now,
+                    }
+                )
+            )
+            await conn.execute(_EXTEND_DEDUPLICATION_KEY, {**params, "job_id": holder})
+            await transaction.commit()
+        async with self._sessions() as session:
+            job = await self._get_job(session, tenant, holder)
+        return CreatedJob(job, created=False, moved_from=(pending.queue, pending.flow_key))
 
     async def _release_deduplication_key(self, params: dict[str, object]) -> None:
         async with self._autocommit.connect() as conn:

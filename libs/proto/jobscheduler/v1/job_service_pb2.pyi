@@ -31,12 +31,24 @@ class _DeduplicationModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ded
     DEDUPLICATION_MODE_UNSPECIFIED: _DeduplicationMode.ValueType  # 0
     DEDUPLICATION_MODE_DROP: _DeduplicationMode.ValueType  # 1
     """A create with a key seen within the window makes nothing and returns the existing job."""
+    DEDUPLICATION_MODE_DEBOUNCE: _DeduplicationMode.ValueType  # 2
+    """A one-off job that runs `window` after the last create with its key, with that create's
+    definition: the first create makes it, scheduled at the window's end (job.schedule must be
+    unset); each later one within the window moves its pending run to a window from now, gives
+    it the new definition and returns it. Once its run has started, a create makes a new job.
+    """
 
 class DeduplicationMode(_DeduplicationMode, metaclass=_DeduplicationModeEnumTypeWrapper): ...
 
 DEDUPLICATION_MODE_UNSPECIFIED: DeduplicationMode.ValueType  # 0
 DEDUPLICATION_MODE_DROP: DeduplicationMode.ValueType  # 1
 """A create with a key seen within the window makes nothing and returns the existing job."""
+DEDUPLICATION_MODE_DEBOUNCE: DeduplicationMode.ValueType  # 2
+"""A one-off job that runs `window` after the last create with its key, with that create's
+definition: the first create makes it, scheduled at the window's end (job.schedule must be
+unset); each later one within the window moves its pending run to a window from now, gives
+it the new definition and returns it. Once its run has started, a create makes a new job.
+"""
 Global___DeduplicationMode: _TypeAlias = DeduplicationMode  # noqa: Y015
 
 class _JobView:
@@ -86,7 +98,7 @@ class CreateJobRequest(_message.Message):
     @_builtins.property
     def deduplication(self) -> Global___Deduplication:
         """Optional. CreateJob only (BatchCreateJobs refuses it): a create with a key seen within the
-        window returns the job of the first, and makes nothing.
+        window returns the job of the first, and makes nothing (DROP), or moves its run (DEBOUNCE).
         """
 
     def __init__(
@@ -119,10 +131,14 @@ class Deduplication(_message.Message):
     key: _builtins.str
     """Required. 1 to 256 characters, no NUL."""
     mode: Global___DeduplicationMode.ValueType
-    """Optional. DROP (the default): a create within the window returns the existing job."""
+    """Optional. DROP (the default): a create within the window returns the existing job;
+    DEBOUNCE: it moves the job's run to the end of a new window, with its own definition.
+    """
     @_builtins.property
     def window(self) -> _duration_pb2.Duration:
-        """Required. How long after the first create the key keeps answering its job: 1 s to 7 days."""
+        """Required. How long after the first create (DEBOUNCE: the last) the key keeps answering its
+        job: 1 s to 7 days.
+        """
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ __all__ = ["MAX_DEDUPLICATION_KEY", "MAX_DEDUPLICATION_WINDOW", "MIN_DEDUPLICATI
 MAX_DEDUPLICATION_KEY = 256
 MIN_DEDUPLICATION_WINDOW = timedelta(seconds=1)
 MAX_DEDUPLICATION_WINDOW = timedelta(days=7)
-_MODES = (api.DEDUPLICATION_MODE_UNSPECIFIED, api.DEDUPLICATION_MODE_DROP)
+_MODES = (api.DEDUPLICATION_MODE_UNSPECIFIED, api.DEDUPLICATION_MODE_DROP, api.DEDUPLICATION_MODE_DEBOUNCE)
 
 
 def validate_deduplication(message: api.Deduplication, prefix: str = "deduplication") -> Deduplication:
@@ -28,7 +28,11 @@ def validate_deduplication(message: api.Deduplication, prefix: str = "deduplicat
         if not MIN_DEDUPLICATION_WINDOW <= window <= MAX_DEDUPLICATION_WINDOW:
             violations.append(FieldViolation(f"{prefix}.window", "must be from 1 s to 7 days"))
     if message.mode not in _MODES:
-        violations.append(FieldViolation(f"{prefix}.mode", "must be DEDUPLICATION_MODE_DROP (or unset)"))
+        violations.append(
+            FieldViolation(
+                f"{prefix}.mode", "must be DEDUPLICATION_MODE_DROP (or unset) or DEDUPLICATION_MODE_DEBOUNCE"
+            )
+        )
     if violations:
         raise InvalidArgumentError(violations)
-    return Deduplication(message.key, window)
+    return Deduplication(message.key, window, debounce=message.mode == api.DEDUPLICATION_MODE_DEBOUNCE)
