@@ -115,6 +115,13 @@ async def test_recurring_jobs_are_updated_paused_run_and_deleted(address: str):
         for _ in range(2)
     ]  # fmt: skip
     assert once[0].json()["id"] == once[1].json()["id"]
+    debounced = [
+        await jobctl(address, "-o", "json", "jobs", "create", "--url", f"https://hooks.example.com/debounce/{i}",
+                     "--queue", IDLE, "--dedup-key", f"{key}-d", "--dedup-window", "1m", "--debounce")
+        for i in range(2)
+    ]  # fmt: skip
+    assert debounced[0].json()["id"] == debounced[1].json()["id"]
+    assert debounced[1].json()["httpRequest"]["url"] == "https://hooks.example.com/debounce/1"
     assert job["schedule"]["cron"] == {"expression": "0 9 * * MON-FRI", "timeZone": "Europe/Paris"}
     shown = (await jobctl(address, "jobs", "get", job["id"])).out
     assert "upcoming" in shown

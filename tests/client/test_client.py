@@ -62,6 +62,17 @@ async def test_create_fills_a_request_id_and_the_same_id_answers_the_same_job(cl
         await client.create_job(job, deduplication_key=key, deduplication_window=timedelta(minutes=1)) for _ in range(3)
     ]
     assert len({j.id for j in deduplicated}) == 1  # each call its own request_id, one job
+    debounced = [
+        await client.create_job(
+            http_job(f"https://hooks.example.com/sdk/{i}", queue=job.queue),
+            deduplication_key=f"{key}-debounce",
+            deduplication_window=timedelta(minutes=1),
+            debounce=True,
+        )
+        for i in range(2)
+    ]
+    assert debounced[0].id == debounced[1].id
+    assert debounced[1].http_request.url == "https://hooks.example.com/sdk/1"  # the last create's
 
 
 async def test_errors_are_typed_with_their_reason_and_field_violations(client: AsyncJobsClient):

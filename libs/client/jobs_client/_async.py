@@ -77,14 +77,18 @@ class AsyncJobsClient:
         request_id: str | None = None,
         deduplication_key: str = "",
         deduplication_window: timedelta | None = None,
+        debounce: bool = False,
     ) -> pb.Job:
         """Creates ``job`` and answers it as stored. ``request_id`` (a UUID, made here when not
         given) makes the call idempotent: the same id answers the job it made before. With a
         ``deduplication_key``, a create with the key within ``deduplication_window`` of the first
-        makes nothing and answers the first one's job."""
+        makes nothing and answers the first one's job; with ``debounce`` too, the job runs a
+        window after the last such create, with that create's definition."""
         request = api.CreateJobRequest(job=job, request_id=request_id or str(uuid.uuid4()))
-        if deduplication_key or deduplication_window is not None:
+        if deduplication_key or deduplication_window is not None or debounce:
             request.deduplication.key = deduplication_key
+            if debounce:
+                request.deduplication.mode = api.DEDUPLICATION_MODE_DEBOUNCE
             if deduplication_window is not None:
                 request.deduplication.window.FromTimedelta(deduplication_window)
         return (await self._call(self._jobs.CreateJob, request)).job

@@ -79,6 +79,7 @@ class JobsClient:
         request_id: str | None = None,
         deduplication_key: str = "",
         deduplication_window: timedelta | None = None,
+        debounce: bool = False,
     ) -> pb.Job:
         return self._run(
             self._client.create_job(
@@ -86,6 +87,7 @@ class JobsClient:
                 request_id=request_id,
                 deduplication_key=deduplication_key,
                 deduplication_window=deduplication_window,
+                debounce=debounce,
             )
         )
 

@@ -170,6 +170,7 @@ def _retry(
 @click.option("--request-id", help="A UUID that makes the create idempotent (made for you when not given).")
 @click.option("--dedup-key", default="", help="Creates with this key within --dedup-window make one job.")
 @click.option("--dedup-window", type=DURATION, help="How long the --dedup-key answers its job (1s to 7d).")
+@click.option("--debounce", is_flag=True, help="With --dedup-key: run once, --dedup-window after the last create.")
 @click.option("--wait", is_flag=True, help="Wait for a one-off job's execution to end; exit 6 unless it succeeded.")
 @output_option
 def create_job(
@@ -197,6 +198,7 @@ def create_job(
     request_id: str | None,
     dedup_key: str,
     dedup_window: timedelta | None,
+    debounce: bool,
     wait: bool,
 ) -> int | None:
     """Create a job that calls URL: now, at --run-at, or on a --cron / --interval schedule."""
@@ -221,7 +223,11 @@ def create_job(
     )
     current = session()
     made = current.client.create_job(
-        job, request_id=request_id, deduplication_key=dedup_key, deduplication_window=dedup_window
+        job,
+        request_id=request_id,
+        deduplication_key=dedup_key,
+        deduplication_window=dedup_window,
+        debounce=debounce,
     )
     if wait and made.kind == pb.JOB_KIND_ONE_OFF:
         return _follow(made.id, current.printer, quiet=True)
