@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -46,7 +47,9 @@ def _examples() -> tuple[dict[str, str], list[str]]:
 def test_every_grpcurl_example_is_run_by_a_test():
     tagged, untagged = _examples()
     assert untagged == [], "a block calls grpcurl but no test runs it: tag it <!-- example:NAME -->"
-    assert set(tagged) == {"calls", "tokens", "tls", "mtls", "scaler", "limits", "priority", "dedup"}
+    assert set(tagged) == {
+        "calls", "tokens", "tls", "mtls", "scaler", "limits", "priority", "dedup", "flow", "debounce"
+    }  # fmt: skip
 
 
 async def _run(name: str, env: dict[str, str], cwd: Path = ROOT, epilogue: str = "") -> str:
@@ -102,8 +105,8 @@ async def test_more_calls_run_as_written(settings, target, key, tmp_path: Path):
 
 
 async def test_the_flow_control_examples_run_as_written(settings, key):
-    """Rate limits, a priority and a de-duplicated create, on a database of their own (the
-    blocks name the queue "emails" and the key "invoice-42", which a second run would find)."""
+    """Rate limits, a priority, a flow key, a de-duplicated and a debounced create, on a database
+    of their own (the blocks name the queue "emails" and keys a second run would find)."""
     database = await services.create_database()
     redis_db = await services.claim_redis_db(f"readme-flow-{key}")
     own = settings.model_copy(
@@ -112,7 +115,8 @@ async def test_the_flow_control_examples_run_as_written(settings, key):
     try:
         async with running_api(own) as running:
             env = {"API": f"127.0.0.1:{running.port}"}
-            limits, priority, dedup = [await _run(name, env) for name in ("limits", "priority", "dedup")]
+            names = ("limits", "priority", "dedup", "flow", "debounce")
+            limits, priority, dedup, flow, debounce = [await _run(name, env) for name in names]
     finally:
         await services.release_redis_db(redis_db)
         await services.drop_database(database)
@@ -122,6 +126,17 @@ async def test_the_flow_control_examples_run_as_written(settings, key):
     assert priority.strip() == "9"
     first, second = dedup.split()
     assert first == second
+    shown, stats = flow.splitlines()
+    assert json.loads(shown) == {"key": "tenant-acme", "max_concurrent": 2, "max_dispatches_per_second": 5}
+    assert json.loads(stats) == {
+        "flow_keys": "1",
+        "waiting_for_key_concurrency": "0",
+        "waiting_for_key_rate": "0",
+        "busiest_flow_keys": [{"key": "tenant-acme", "ready": "1", "open": "0"}],
+    }
+    answers = [line.split() for line in debounce.splitlines()]
+    assert len({job_id for job_id, _ in answers}) == 1  # one job
+    assert [url for _, url in answers] == [f"https://hooks.example.com/docs/7?rev={r}" for r in (1, 2, 3)]
 
 
 @pytest.mark.usefixtures("api")  # the session's database, migrated
