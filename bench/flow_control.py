@@ -19,7 +19,11 @@ bench's own database and Redis DB index (removed at the end).
    and the most of A's calls the target ever saw open at once. Calls last ``--key-call-s``.
 4. **Priority.** ``--prio-jobs`` priority-0 jobs on a queue of one call at a time, then, once they
    run, one priority-9 job: how many priority-0 calls started between its create and its call.
-5. **Cost.** CreateJob-to-SUCCEEDED of ``--cost-jobs`` jobs, 64 CreateJobs in flight, on a queue
+5. **De-duplication.** 100 concurrent creates with one key and a DROP window: the jobs made;
+   then 100 creates with one key, a DEBOUNCE window of ``--debounce-window-s``, one every 10 ms,
+   each its own URL: the jobs made, the calls the target saw, which create's URL it was, and
+   how long after the last create it came.
+6. **Cost.** CreateJob-to-SUCCEEDED of ``--cost-jobs`` jobs, 64 CreateJobs in flight, on a queue
    without limits, on one with limits that never bind (10,000 a second, 100,000 open), and with
    each job under one of 16 flow keys whose limits never bind: the workers' CPU per job, the
    end-to-end rate and the dispatch latency (create to first attempt), each twice, alternating.
@@ -37,11 +41,13 @@ import signal
 import tempfile
 import time
 from collections.abc import Awaitable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import grpc
 import httpx
+from google.protobuf.duration_pb2 import Duration
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -296,6 +302,49 @@ async def measure_priority(
     }
 
 
+async def measure_deduplication(
+    channel: grpc.aio.Channel, settings: Settings, logs: Path, target_url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    queue = "bench-dedup"
+    stub = job_service_pb2_grpc.JobServiceStub(channel)
+    [worker] = await _workers(settings, logs, queue, 1)
+    window = Duration()
+    try:
+        window.FromTimedelta(timedelta(seconds=60))
+        drop = api.Deduplication(key="drop", window=window)
+        job = pb.Job(http_request=pb.HttpRequest(url=f"{target_url}/hit?tag=drop"), queue=queue)
+        dropped = await asyncio.gather(
+            *(stub.CreateJob(api.CreateJobRequest(job=job, deduplication=drop)) for _ in range(100))
+        )
+        window = Duration()
+        window.FromTimedelta(timedelta(seconds=args.debounce_window_s))
+        debounce = api.Deduplication(key="debounce", window=window, mode=api.DEDUPLICATION_MODE_DEBOUNCE)
+        debounced = []
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{target_url}/reset")
+            for i in range(100):
+                job = pb.Job(http_request=pb.HttpRequest(url=f"{target_url}/hit?tag=debounce-{i}"), queue=queue)
+                debounced.append(await stub.CreateJob(api.CreateJobRequest(job=job, deduplication=debounce)))
+                last_create = time.time()
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(args.debounce_window_s + 3)
+            stats = (await http.get(f"{target_url}/stats")).json()
+            called = sorted(tag for tag in stats["tags"] if tag.startswith("debounce-"))
+            arrivals = [t for tag in called for t in await _arrivals_of(http, target_url, tag)]
+    finally:
+        await worker.stop()
+    return {
+        "drop_creates": 100,
+        "drop_jobs_made": len({answer.job.id for answer in dropped}),
+        "debounce_creates": 100,
+        "debounce_window_s": args.debounce_window_s,
+        "debounce_jobs_made": len({answer.job.id for answer in debounced}),
+        "debounce_calls": len(arrivals),
+        "debounce_called_definitions": called,
+        "debounce_call_after_last_create_s": round(arrivals[0] - last_create, 3) if arrivals else None,
+    }
+
+
 async def _dispatch_latency_ms(engine: AsyncEngine, label: str) -> dict[str, float]:
     """p50 and p99 of create → first attempt's start of the labelled jobs' executions."""
     query = text(
@@ -394,6 +443,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["per_key"] = await measure_keys(channel, settings, logs, target_url, args)
             if not args.skip_priority:
                 result["priority"] = await measure_priority(channel, settings, logs, target_url, args)
+            if not args.skip_dedup:
+                result["deduplication"] = await measure_deduplication(channel, settings, logs, target_url, args)
             if not args.skip_cost:
                 result["cost"] = await measure_cost(channel, settings, logs, target_url, args)
     finally:
@@ -417,11 +468,13 @@ def main() -> None:
     parser.add_argument("--key-call-s", type=float, default=0.2)
     parser.add_argument("--prio-jobs", type=int, default=2000)
     parser.add_argument("--prio-call-s", type=float, default=0.05)
+    parser.add_argument("--debounce-window-s", type=float, default=3.0)
     parser.add_argument("--cost-jobs", type=int, default=3000)
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--skip-slots", action="store_true")
     parser.add_argument("--skip-keys", action="store_true")
     parser.add_argument("--skip-priority", action="store_true")
+    parser.add_argument("--skip-dedup", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))

@@ -139,3 +139,17 @@ async def test_a_keys_jobs_and_limits_come_back_after_redis_lost_them(stub, targ
         return len(ready) == 2 and (await arq_redis.hget(prefix + "limits", "tenant") or b"").startswith(b"4 1.5 ")
 
     await eventually(restored, timeout=30)  # the session's api reconciles every second
+
+
+async def test_a_keyed_jobs_retries_wait_in_its_key_and_finish(stub, target: TargetServer, flow_worker: str, key: str):
+    flow = pb.FlowControl(key="flaky", max_concurrent=1)
+    paths = [f"/flaky/{key}-{i}" for i in range(3)]
+    jobs = [
+        await create(stub, http_job(target.url(f"{path}?fail=1"), queue=flow_worker, flow_control=flow))
+        for path in paths
+    ]
+    for job in jobs:
+        done = await wait_terminal(stub, job.last_execution.id, timeout=30)
+        assert (done.state, done.attempt_count) == (pb.EXECUTION_STATE_SUCCEEDED, 2)
+    for path in paths:
+        assert len(target.received(path)) == 2

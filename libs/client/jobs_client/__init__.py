@@ -9,6 +9,7 @@ says where it is (``JOBS_API_ADDRESS``, ``JOBS_API_TOKEN``, ``JOBS_API_TLS_*``);
 from jobs_client._async import AsyncJobsClient, dead_letter_filter
 from jobs_client._builders import cron, every, http_job, retry_policy, run_at
 from jobs_client._connection import DEFAULT_ADDRESS, RETRIED_METHODS, Connection
+from jobs_client._describe import describe_rate_limits
 from jobs_client._errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -40,6 +41,7 @@ __all__ = [
     "UnavailableError",
     "cron",
     "dead_letter_filter",
+    "describe_rate_limits",
     "every",
     "from_rpc_error",
     "http_job",

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from jobs_client import describe_rate_limits
 from jobscheduler.v1 import queue_service_pb2 as qpb
 from jobscheduler.v1 import resources_pb2 as pb
 
@@ -132,17 +133,6 @@ only this console reads.</p></form>"""
 _QUEUE_FIGURES = ("scheduled", "queued", "running", "retry_scheduled")
 
 
-def _rate_limits(queue: qpb.Queue) -> str:
-    """The queue's rate limits that are set (Cloud Tasks' RateLimits); "none" without any."""
-    limits = queue.rate_limits
-    parts = []
-    if limits.max_dispatches_per_second:
-        parts.append(f"{limits.max_dispatches_per_second:g}/s, burst {limits.max_burst_size}")
-    if limits.max_concurrent_dispatches:
-        parts.append(f"{limits.max_concurrent_dispatches} at once")
-    return esc("; ".join(parts)) if parts else "none"
-
-
 def queues_fragment(stats: Sequence[qpb.GetQueueStatsResponse]) -> str:
     rows = []
     for s in stats:
@@ -162,7 +152,7 @@ def queues_fragment(stats: Sequence[qpb.GetQueueStatsResponse]) -> str:
             f"{figures}"
             f'<td class="num">{s.started_last_minute}</td><td class="num">{s.succeeded_last_minute}</td>'
             f'<td class="num">{s.failed_last_minute}</td><td>{seconds(s.oldest_ready_age)}</td>'
-            f"<td>{_rate_limits(s.queue)}</td>"
+            f"<td>{esc(describe_rate_limits(s.queue.rate_limits))}</td>"
             f"<td>{_button(action[0], action[1], {'name': name})}</td></tr>"
         )
     head = (

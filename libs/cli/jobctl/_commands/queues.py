@@ -12,6 +12,7 @@ from rich.text import Text
 from jobctl._app import cli, output_option, session
 from jobctl._output import ago, duration, key_values, state, table, when
 from jobctl._params import DURATION
+from jobs_client import describe_rate_limits
 from jobscheduler.v1 import queue_service_pb2 as qpb
 
 __all__ = ["queues", "workers"]
@@ -35,17 +36,6 @@ def _paused(queue: qpb.Queue) -> Text:
     return state("paused") if queue.paused else state("active")
 
 
-def rate_limits_of(queue: qpb.Queue) -> str:
-    """The limits set, as ``20/s (burst 5), 3 at once``; ``none`` without any."""
-    limits = queue.rate_limits
-    parts = []
-    if limits.max_dispatches_per_second:
-        parts.append(f"{limits.max_dispatches_per_second:g}/s (burst {limits.max_burst_size})")
-    if limits.max_concurrent_dispatches:
-        parts.append(f"{limits.max_concurrent_dispatches} at once")
-    return ", ".join(parts) or "none"
-
-
 def _queues_table(found: Iterable[qpb.Queue]) -> RenderableType:
     listing = table("NAME", "STATE", "PAUSED SINCE", "HISTORY KEPT", "DEAD LETTERS KEPT", "RATE LIMITS")
     for queue in found:
@@ -55,7 +45,7 @@ def _queues_table(found: Iterable[qpb.Queue]) -> RenderableType:
             when(queue.pause_time, queue.paused),
             _retention(queue.history_retention.ToTimedelta()),
             _retention(queue.dead_letter_retention.ToTimedelta()),
-            rate_limits_of(queue),
+            describe_rate_limits(queue.rate_limits),
         )
     return listing
 
