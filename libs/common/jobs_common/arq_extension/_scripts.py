@@ -44,12 +44,27 @@ __all__ = [
 ]
 
 
-# The Lua functions of flow keys (Job.flow_control, ``_keys.flow_prefix`` names their keys),
-# put before the scripts that use them. ``flow`` is the queue's flow prefix. Scores pass to Redis
+# The Lua functions the scripts share, put before those that use them: a ready set's priority
+# bands, the queue's open calls, and flow keys (Job.flow_control, ``_keys.flow_prefix`` names
+# their keys). ``flow`` is the queue's flow prefix. Scores pass to Redis
 # as formatted strings: Lua's own conversion keeps 14 digits.
-FLOW_FUNCTIONS = f"""
+SHARED_FUNCTIONS = f"""
 local FLOW_BAND = {PRIORITY_BAND_MS}
 local FLOW_BLOCKED = {FLOW_BLOCKED}
+-- The highest priority band in use in a ready set (the lowest score says which).
+local function highest_band(ready)
+    local lowest = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+    if #lowest > 0 and tonumber(lowest[2]) < 0 then return -math.floor(tonumber(lowest[2]) / FLOW_BAND) end
+    return 0
+end
+-- The calls the queue's live workers hold (a lapsed worker's stop counting).
+local function open_calls(leases, held_prefix, server_ms)
+    local open = 0
+    for _, holder in ipairs(redis.call('ZRANGEBYSCORE', leases, '(' .. server_ms, '+inf')) do
+        open = open + redis.call('HLEN', held_prefix .. holder)
+    end
+    return open
+end
 local function flow_due(score)
     local priority = -math.floor(tonumber(score) / FLOW_BAND)
     return tonumber(score) + priority * FLOW_BAND
@@ -143,7 +158,7 @@ end
 # are set (the job then waits in its key's ready set). Returns 1 when it enqueued, 0 when arq
 # already holds the id.
 ENQUEUE_SCRIPT = (
-    FLOW_FUNCTIONS
+    SHARED_FUNCTIONS
     + """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
@@ -170,7 +185,7 @@ return 1
 # key exists is left alone: a worker holds it, and if that worker's lease lapses the next claim
 # on the queue puts it back (CLAIM_SCRIPT).
 REDISPATCH_SCRIPT = (
-    FLOW_FUNCTIONS
+    SHARED_FUNCTIONS
     + """
 local function ready(score, id)
     if ARGV[7] then return flow_ready(ARGV[7], ARGV[8], id, score) end
@@ -244,7 +259,7 @@ return answer
 # job), {ids to abort...}, ms to wait at most (or -1), 1 when the queue or one of its keys limits
 # concurrent calls (the worker then rings the bell as its calls end)}.
 CLAIM_SCRIPT = (
-    FLOW_FUNCTIONS
+    SHARED_FUNCTIONS
     + """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
@@ -294,11 +309,7 @@ local concurrent = tonumber(limits[3]) or 0
 local limited = 0
 if concurrent > 0 then
     limited = 1
-    local open = 0
-    for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. server_ms, '+inf')) do
-        open = open + redis.call('HLEN', ARGV[8] .. holder)
-    end
-    wanted = math.min(wanted, concurrent - open)
+    wanted = math.min(wanted, concurrent - open_calls(KEYS[3], ARGV[8], server_ms))
 end
 local tokens = 0
 local burst = 0
@@ -324,11 +335,6 @@ if wanted <= 0 then
     return {{}, aborts, wait, limited}
 end
 local band = tonumber(ARGV[11])
-local function highest_band(ready)
-    local lowest = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
-    if #lowest > 0 and tonumber(lowest[2]) < 0 then return -math.floor(tonumber(lowest[2]) / band) end
-    return 0
-end
 -- Up to ``limit`` due jobs {id, score} of a ready set: the highest priority first, by due time
 -- within one.
 local function due_jobs(ready, limit)
@@ -476,23 +482,17 @@ return {claimed, aborts, wait, limited}
 # Returns {open calls, due ready jobs, max concurrent (0: none), whole tokens (-1: no rate), flow
 # keys, due waiting for a key's slot, due waiting for a key's token, {key, due, open, ...}}.
 LIMITS_STATE_SCRIPT = (
-    FLOW_FUNCTIONS
+    SHARED_FUNCTIONS
     + """
 redis.replicate_commands()
 local now = tonumber(ARGV[1])
 local time = redis.call('TIME')
 local server_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local open = 0
-for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. server_ms, '+inf')) do
-    open = open + redis.call('HLEN', ARGV[2] .. holder)
-end
+local open = open_calls(KEYS[2], ARGV[2], server_ms)
 local band = tonumber(ARGV[3])
 local function due_in(ready)
-    local highest = 0
-    local lowest = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
-    if #lowest > 0 and tonumber(lowest[2]) < 0 then highest = -math.floor(tonumber(lowest[2]) / band) end
     local due = 0
-    for priority = highest, 0, -1 do
+    for priority = highest_band(ready), 0, -1 do
         local base = -priority * band
         due = due + redis.call('ZCOUNT', ready, string.format('%.0f', base), string.format('%.0f', base + now))
     end
@@ -566,7 +566,7 @@ return 1
 # KEYS: queue, this worker's held hash, the queue's worker leases, the queue's bell.
 # ARGV: in-progress key prefix, this worker's name, bell length, the queue's flow prefix, ids...
 HAND_BACK_SCRIPT = (
-    FLOW_FUNCTIONS
+    SHARED_FUNCTIONS
     + """
 local ids = {}
 local returned = 0
@@ -606,7 +606,7 @@ return #ids
 # ARGV: the queue's flow prefix, the key, job id, the worker's name, the score to run again at
 # ('' when it finished), the queue's bell, bell length.
 FLOW_FINISH_SCRIPT = (
-    FLOW_FUNCTIONS
+    SHARED_FUNCTIONS
     + """
 if ARGV[5] ~= '' then flow_ready(ARGV[1], ARGV[2], ARGV[3], ARGV[5]) end
 if flow_release(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) then
