@@ -17,7 +17,7 @@ from jobs_common.settings import Settings
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import field_violations, http_job, seconds, wait_terminal
-from tests.support.processes import ChildProcess, settings_env
+from tests.support.processes import worker_serving
 from tests.support.target import TargetServer
 
 pytestmark = pytest.mark.usefixtures("api")
@@ -27,14 +27,9 @@ WINDOW_S = 2.0
 
 @pytest.fixture
 async def queue(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
-    name = f"debounce-{uuid.uuid4().hex[:8]}"
-    env = settings_env(settings.model_copy(update={"worker_queue": name}), WORKER_HEALTH_FILE=str(tmp_path / "h"))
-    worker = ChildProcess("jobs_worker", env, tmp_path / "worker.log")
-    try:
-        await worker.wait_for_log("ready on queue")
-        yield name
-    finally:
-        await worker.stop()
+    queue = f"debounce-{uuid.uuid4().hex[:8]}"
+    async with worker_serving(settings, queue, tmp_path):
+        yield queue
 
 
 def _debounced(url: str, queue: str, key: str, **fields: object) -> api.CreateJobRequest:

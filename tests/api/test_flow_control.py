@@ -23,7 +23,7 @@ from jobscheduler.v1 import queue_service_pb2 as qapi
 from jobscheduler.v1 import queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, eventually, field_violations, http_job, wait_terminal
-from tests.support.processes import ChildProcess, settings_env
+from tests.support.processes import worker_serving
 from tests.support.target import TargetServer
 
 pytestmark = pytest.mark.usefixtures("api")
@@ -75,13 +75,8 @@ async def test_flow_control_is_kept_and_shown_and_not_updated(stub, target, key)
 @pytest.fixture
 async def flow_worker(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     queue = f"flow-{uuid.uuid4().hex[:8]}"
-    env = settings_env(settings.model_copy(update={"worker_queue": queue}), WORKER_HEALTH_FILE=str(tmp_path / "h"))
-    worker = ChildProcess("jobs_worker", env, tmp_path / "worker.log")
-    try:
-        await worker.wait_for_log("ready on queue")
+    async with worker_serving(settings, queue, tmp_path):
         yield queue
-    finally:
-        await worker.stop()
 
 
 async def test_a_keys_calls_stay_under_its_limit_and_another_key_is_not_held_back(

@@ -20,7 +20,7 @@ from jobscheduler.v1 import queue_service_pb2 as qapi
 from jobscheduler.v1 import queue_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support.jobs import create, field_violations, http_job, wait_terminal
-from tests.support.processes import ChildProcess, settings_env
+from tests.support.processes import worker_serving
 from tests.support.target import TargetServer
 
 pytestmark = pytest.mark.usefixtures("api")
@@ -55,13 +55,8 @@ async def one_call_at_a_time(settings: Settings, channel, tmp_path: Path) -> Asy
     await queue_service_pb2_grpc.QueueServiceStub(channel).UpdateQueue(
         qapi.UpdateQueueRequest(queue=qapi.Queue(name=queue, rate_limits=limits))
     )
-    env = settings_env(settings.model_copy(update={"worker_queue": queue}), WORKER_HEALTH_FILE=str(tmp_path / "h"))
-    worker = ChildProcess("jobs_worker", env, tmp_path / "worker.log")
-    try:
-        await worker.wait_for_log("ready on queue")
+    async with worker_serving(settings, queue, tmp_path):
         yield queue
-    finally:
-        await worker.stop()
 
 
 async def test_a_high_priority_job_starts_next_behind_a_backlog(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -67,3 +69,16 @@ class ChildProcess:
             self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+@contextlib.asynccontextmanager
+async def worker_serving(settings: Settings, queue: str, logs: Path) -> AsyncIterator[ChildProcess]:
+    """A worker process serving ``queue``, ready when entered, stopped on the way out; its log
+    and health file in ``logs``."""
+    env = settings_env(settings.model_copy(update={"worker_queue": queue}), WORKER_HEALTH_FILE=str(logs / "h"))
+    worker = ChildProcess("jobs_worker", env, logs / "worker.log")
+    try:
+        await worker.wait_for_log("ready on queue")
+        yield worker
+    finally:
+        await worker.stop()
