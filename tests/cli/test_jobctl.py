@@ -212,12 +212,26 @@ async def test_queues_and_workers(address: str, key: str):
         address, "queues", "update", queue, "--max-dispatches-per-second", "2.5", "--max-concurrent-dispatches", "3"
     )
     assert "2.5/s (burst 3), 3 at once" in limited.out
+    shown = (await jobctl(address, "queues", "stats", queue)).out
+    assert "2.5/s (burst 3), 3 at once; 0 open, 0 waiting for a slot, 0 for a token" in shown
     unlimited = (await jobctl(address, "-o", "json", "queues", "update", queue, "--reset", "rate_limits")).json()
     assert unlimited.get("rateLimits", {}) == {}
     workers = (await jobctl(address, "-o", "json", "workers", "list", "--queue", "default")).json()["workers"]
     assert workers
     assert all(w["queue"] == "default" for w in workers)
     assert "LOAD" in (await jobctl(address, "workers", "list")).out
+
+
+async def test_queue_stats_show_the_busiest_flow_keys(address: str, key: str):
+    queue = f"jobctl-flow-{key[:8]}"  # no worker serves it: the jobs stay ready
+    for _ in range(2):
+        made = await jobctl(address, "jobs", "create", "--url", "https://hooks.example.com/flow", "--queue", queue,
+                            "--flow-key", "tenant-x", "--flow-concurrency", "1")  # fmt: skip
+        assert made.code == 0, made.err
+    shown = (await jobctl(address, "queues", "stats", queue)).out
+    assert "1 with jobs ready; 0 waiting for their key's slot, 0 for its token" in shown
+    assert "tenant-x (2 ready, 0 open)" in shown
+    assert "rate limits" in shown
 
 
 async def test_errors_name_the_field_and_exit_meaningfully(address: str, settings: Settings):

@@ -81,6 +81,23 @@ def _stats_view(stats: qpb.GetQueueStatsResponse) -> RenderableType:
                 f"(last {stats.attempt_duration_sample})",
             )
         )
+    limits = describe_rate_limits(stats.queue.rate_limits)
+    if limits != "none":
+        limits += (
+            f"; {stats.open_dispatches} open, {stats.waiting_for_concurrency} waiting for a slot,"
+            f" {stats.waiting_for_rate} for a token"
+        )
+    rows.append(("rate limits", limits))
+    if stats.flow_keys:
+        rows.append(
+            (
+                "flow keys",
+                f"{stats.flow_keys} with jobs ready; {stats.waiting_for_key_concurrency} waiting for their key's slot,"
+                f" {stats.waiting_for_key_rate} for its token",
+            )
+        )
+        busiest = (f"{k.key} ({k.ready} ready, {k.open} open)" for k in stats.busiest_flow_keys)
+        rows.append(("busiest keys", ", ".join(busiest)))
     return key_values(rows)
 
 
