@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobs_common.arq_extension import Dispatcher, create_redis_pool
+from jobs_common.arq_extension import Dispatch, Dispatcher, create_redis_pool
 from jobs_common.migrate import migrate
 from tests.support import services
 from tests.support.jobs import eventually
@@ -115,7 +115,7 @@ async def test_failing_claims_fail_the_health_check_until_postgresql_answers_aga
             await conn.execute(
                 text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": database}
             )
-        await Dispatcher(redis).dispatch_many([(uuid.uuid4(), own.worker_queue) for _ in range(3)])
+        await Dispatcher(redis).dispatch([Dispatch(uuid.uuid4(), own.worker_queue) for _ in range(3)])
         await eventually(unhealthy, timeout=20)
         code, out = await _health(env)
         assert code == 1

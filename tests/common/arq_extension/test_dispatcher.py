@@ -19,8 +19,8 @@ async def test_dispatch_enqueues_once_in_arqs_own_format(arq_redis):
     dispatcher = Dispatcher(arq_redis)
     before_ms = int(time.time() * 1000)
 
-    assert await dispatcher.dispatch_many([(execution_id, queue)]) == 1
-    assert await dispatcher.dispatch_many([(execution_id, queue)]) == 0
+    assert await dispatcher.dispatch([Dispatch(execution_id, queue)]) == 1
+    assert await dispatcher.dispatch([Dispatch(execution_id, queue)]) == 0
 
     job_id = arq_job_id(execution_id)
     function, args, kwargs, job_try, enqueue_ms = deserialize_job_raw(await arq_redis.get(job_key_prefix + job_id))
@@ -36,7 +36,7 @@ async def test_deferred_dispatch_scores_at_run_at_and_outlives_it(arq_redis):
     execution_id = uuid.uuid4()
     queue = f"q-{execution_id.hex[:8]}"
     run_at = datetime.now(UTC) + timedelta(hours=2)
-    await Dispatcher(arq_redis).dispatch_at([(execution_id, queue, run_at)])
+    await Dispatcher(arq_redis).dispatch([Dispatch(execution_id, queue, run_at)])
     job_id = arq_job_id(execution_id)
     assert await arq_redis.zscore(arq_queue_name(queue), job_id) == int(run_at.timestamp() * 1000)
     assert await arq_redis.pttl(job_key_prefix + job_id) > 2 * 3600 * 1000 + expires_extra_ms - 60_000
@@ -45,7 +45,7 @@ async def test_deferred_dispatch_scores_at_run_at_and_outlives_it(arq_redis):
 async def test_a_kept_result_blocks_a_second_dispatch_like_arq(arq_redis):
     execution_id = uuid.uuid4()
     await arq_redis.set(result_key_prefix + arq_job_id(execution_id), b"done", px=60_000)
-    assert await Dispatcher(arq_redis).dispatch_many([(execution_id, "default")]) == 0
+    assert await Dispatcher(arq_redis).dispatch([Dispatch(execution_id, "default")]) == 0
     assert await arq_redis.exists(job_key_prefix + arq_job_id(execution_id)) == 0
 
 
@@ -56,14 +56,14 @@ async def test_what_is_due_soon_rings_the_queues_bell_and_what_is_later_does_not
     soon = datetime.now(UTC) + timedelta(milliseconds=MAX_IDLE_WAIT_MS // 2)
     later = datetime.now(UTC) + timedelta(milliseconds=MAX_IDLE_WAIT_MS * 3)
 
-    await dispatcher.dispatch_many([(uuid.uuid4(), queue)])
-    await dispatcher.dispatch_at([(uuid.uuid4(), queue, soon)])
+    await dispatcher.dispatch([Dispatch(uuid.uuid4(), queue)])
+    await dispatcher.dispatch([Dispatch(uuid.uuid4(), queue, soon)])
     assert await arq_redis.llen(bell) == 2  # one ring per job: each wakes one waiting worker
     # A waiting worker looks again within MAX_IDLE_WAIT_MS anyway, and sees this one then.
-    await dispatcher.dispatch_at([(uuid.uuid4(), queue, later)])
+    await dispatcher.dispatch([Dispatch(uuid.uuid4(), queue, later)])
     assert await arq_redis.llen(bell) == 2
     # Rings nobody took stay bounded.
-    await dispatcher.dispatch_many([(uuid.uuid4(), queue) for _ in range(BELL_LENGTH + 10)])
+    await dispatcher.dispatch([Dispatch(uuid.uuid4(), queue) for _ in range(BELL_LENGTH + 10)])
     assert await arq_redis.llen(bell) == BELL_LENGTH
 
 

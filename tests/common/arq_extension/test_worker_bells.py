@@ -15,7 +15,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.worker import func
 
-from jobs_common.arq_extension import RUN_EXECUTION, ClaimingWorker, Dispatcher, redis_settings
+from jobs_common.arq_extension import RUN_EXECUTION, ClaimingWorker, Dispatch, Dispatcher, redis_settings
 from jobs_common.arq_extension._keys import MAX_IDLE_WAIT_MS
 from jobs_common.settings import Settings
 from tests.support.jobs import eventually
@@ -75,7 +75,7 @@ async def test_an_enqueue_wakes_a_waiting_worker_at_once(worker: CountingWorker,
     worker.max_idle_wait_ms = ONLY_A_RING
     await asyncio.sleep(MAX_IDLE_WAIT_MS / 1000 + 0.2)  # waiting a minute on its bells by now
     before = worker.claims
-    await Dispatcher(arq_redis).dispatch_many([("now", worker._queue)])
+    await Dispatcher(arq_redis).dispatch([Dispatch("now", worker._queue)])
     await eventually(lambda: "now" in worker.started_at_claim)
     # The ring's claim took it: one claim, or two if a claim was already on its way.
     assert worker.started_at_claim["now"][0] - before <= 2
@@ -83,7 +83,7 @@ async def test_an_enqueue_wakes_a_waiting_worker_at_once(worker: CountingWorker,
 
 async def test_a_retry_wakes_its_worker_when_it_falls_due(worker: CountingWorker, arq_redis: ArqRedis):
     worker.max_idle_wait_ms = ONLY_A_RING
-    await Dispatcher(arq_redis).dispatch_many([("retry", worker._queue)])
+    await Dispatcher(arq_redis).dispatch([Dispatch("retry", worker._queue)])
     await eventually(lambda: len(worker.started_at_claim.get("retry", [])) == 2)
     first, second = worker.started_at_claim["retry"]
     # Due 50 ms after the first run: its ring, or the claim's wait until it is due.
@@ -93,7 +93,7 @@ async def test_a_retry_wakes_its_worker_when_it_falls_due(worker: CountingWorker
 async def test_an_abort_wakes_the_worker_that_holds_the_call(worker: CountingWorker, arq_redis: ArqRedis):
     worker.max_idle_wait_ms = ONLY_A_RING
     dispatcher = Dispatcher(arq_redis)
-    await dispatcher.dispatch_many([("long", worker._queue)])
+    await dispatcher.dispatch([Dispatch("long", worker._queue)])
     await eventually(lambda: "exec:long" in worker.job_tasks)
     await asyncio.sleep(MAX_IDLE_WAIT_MS / 1000 + 0.2)  # waiting a minute on its bells by now
     before = worker.claims
@@ -109,5 +109,5 @@ async def test_a_job_due_later_wakes_its_worker_when_it_falls_due(worker: Counti
     await asyncio.sleep(MAX_IDLE_WAIT_MS / 1000 + 0.2)  # waiting a minute on its bells by now
     soon = datetime.now(UTC) + timedelta(milliseconds=300)
     # Its ring wakes the worker before it is due; the claim then says to wait until it is.
-    await Dispatcher(arq_redis).dispatch_at([("due-later", worker._queue, soon)])
+    await Dispatcher(arq_redis).dispatch([Dispatch("due-later", worker._queue, soon)])
     await eventually(lambda: "due-later" in worker.started_at_claim)

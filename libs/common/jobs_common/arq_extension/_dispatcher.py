@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TypeAlias
 
 from arq.connections import ArqRedis
@@ -30,6 +29,7 @@ from jobs_common.arq_extension._keys import (
     arq_job_id,
     arq_queue_name,
     flow_prefix,
+    flow_ready_key,
     limits_key,
     paused_key,
     priority_score,
@@ -79,17 +79,6 @@ class Dispatcher:
             results = await pipe.execute()
         return sum(1 for added in results if added)
 
-    async def dispatch_many(self, executions: Sequence[tuple[object, str]]) -> int:
-        """Enqueues due executions (id, queue) at priority 0 without a flow key (as dispatch)."""
-        return await self.dispatch([Dispatch(execution_id, queue) for execution_id, queue in executions])
-
-    async def dispatch_at(self, executions: Sequence[tuple[object, str, datetime | None]]) -> int:
-        """Enqueues executions (id, queue, run_at or None for now) at priority 0 without a flow
-        key (as dispatch)."""
-        return await self.dispatch(
-            [Dispatch(execution_id, queue, run_at) for execution_id, queue, run_at in executions]
-        )
-
     async def redispatch(self, dispatches: Sequence[Dispatch]) -> list[int]:
         """Makes arq hold each execution again (its run_at: its schedule time), at its priority
         and under its flow key; one pipelined round trip. Returns the script's answer per
@@ -123,7 +112,7 @@ class Dispatcher:
         trip. An execution a worker holds is left to it (its claim defers it to its new due time);
         returns whether it was moved."""
         job_id = arq_job_id(dispatch.execution_id)
-        ready = arq_queue_name(queue) if flow_key is None else flow_prefix(queue) + "ready:" + flow_key
+        ready = arq_queue_name(queue) if flow_key is None else flow_ready_key(queue, flow_key)
         keys, args = _enqueue_arguments(dispatch)
         async with self._redis.pipeline(transaction=True) as pipe:
             await self._unqueue(

@@ -15,6 +15,7 @@ __all__ = [
     "arq_job_id",
     "arq_queue_name",
     "flow_prefix",
+    "flow_ready_key",
     "held_key",
     "paused_key",
     "queue_bell_key",
@@ -76,6 +77,11 @@ def flow_prefix(queue: str) -> str:
     ``turn`` and ``clock`` expire an hour after the last claim that served a key.
     """
     return f"jobs:flow:{queue}:"
+
+
+def flow_ready_key(queue: str, key: str) -> str:
+    """The ready set of a queue's flow key (``flow_prefix``'s ``ready:<key>``)."""
+    return f"{flow_prefix(queue)}ready:{key}"
 
 
 # A flow key's score in ``keys`` while all of its max_concurrent calls are open: beyond any due

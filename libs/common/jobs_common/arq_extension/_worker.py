@@ -141,9 +141,9 @@ class ClaimingWorker(Worker):
         self._claimer: DueJobClaimer | None = None
         self._hand_back_script: Any = None
         self._renew_lease_script: Any = None
-        # The score each running job was claimed at, to put it back where arq would.
-        self._claimed_scores: dict[str, int] = {}
-        self._claimed_flow_keys: dict[str, str] = {}
+        # The score each running job was claimed at, to put it back where arq would, and its
+        # flow key (None: none).
+        self._claimed: dict[str, tuple[int, str | None]] = {}
         self._flow_prefix = flow_prefix(queue)
         # Runs that ended since the last poll checked how. The task, not only the job id: a job
         # retried at once can be claimed again (a new task under the same id) first.
@@ -307,8 +307,7 @@ class ClaimingWorker(Worker):
         exc = task.exception()
         if isinstance(exc, REDIS_ERRORS):
             logger.warning("job %s: arq could not update Redis (%s); it will be redelivered and settled", job_id, exc)
-            self._claimed_scores.pop(job_id, None)
-            self._claimed_flow_keys.pop(job_id, None)
+            self._claimed.pop(job_id, None)
             self._to_hand_back.add(job_id)
         elif exc is not None:
             raise exc
@@ -337,9 +336,7 @@ class ClaimingWorker(Worker):
             self.job_counter += 1
             # Kept in its priority's band, to go back there; arq's run_job reckons with the due
             # time (its "delayed" log, a retry's increment: due + increment stays in the band).
-            self._claimed_scores[job_id] = score
-            if job_id in claimed.flow_keys:
-                self._claimed_flow_keys[job_id] = claimed.flow_keys[job_id]
+            self._claimed[job_id] = (score, claimed.flow_keys.get(job_id))
             due, _ = due_and_priority(score)
             task = self.loop.create_task(self.run_job(job_id, due))
             task.add_done_callback(functools.partial(self._job_done, job_id))
@@ -380,8 +377,7 @@ class ClaimingWorker(Worker):
         keeps its result as arq does; one to run again (a retry, or cancelled by a shutdown)
         goes back to the queue at its claimed score plus arq's increment. Either way it leaves
         this worker's held hash, in the same transaction (:meth:`_write_finishes`)."""
-        score = self._claimed_scores.pop(job_id, int(time.time() * 1000))
-        flow_key = self._claimed_flow_keys.pop(job_id, None)
+        score, flow_key = self._claimed.pop(job_id, (int(time.time() * 1000), None))
         if finish:
             expire = None if keep_result_forever else result_timeout_s
             ending = _Finish(job_id, result_data or None, to_ms(expire), flow_key=flow_key)
@@ -390,8 +386,7 @@ class ClaimingWorker(Worker):
         await self._finishes.submit(ending)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        self._claimed_scores.pop(job_id, None)
-        flow_key = self._claimed_flow_keys.pop(job_id, None)
+        _, flow_key = self._claimed.pop(job_id, (0, None))
         # As arq: result_data would only be None if serializing the result failed.
         keep = result_data is not None and (self.keep_result_forever or self.keep_result_s > 0)
         expire = 0 if self.keep_result_forever else self.keep_result_s

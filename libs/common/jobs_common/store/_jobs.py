@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, AsyncTransaction, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from jobs_common.db import CALL_COLUMNS, UNFINISHED_STATES, AttemptRow, Base, ExecutionRow, JobRow
@@ -245,10 +245,7 @@ class JobStore:
         news = [self._new_job(*request) for request in requests]
         async with self._autocommit.connect() as conn:
             outcomes = await _insert(conn, news)
-        return [
-            outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
-            for new, outcome in zip(news, outcomes, strict=True)
-        ]
+        return [await self._answer(new, outcome) for new, outcome in zip(news, outcomes, strict=True)]
 
     async def create_deduplicated(
         self,
@@ -263,28 +260,19 @@ class JobStore:
         The key is taken in the job's own transaction (concurrent creates with one key wait for
         each other: one makes the job); an expired key is taken over by the next create."""
         new = self._new_job(tenant, spec, request, trace_parent)
-        params = {
-            "tenant": tenant,
-            "key": deduplication.key,
-            "job_id": new.columns["id"],
-            "window_s": deduplication.window.total_seconds(),
-        }
+        params = _deduplication_params(tenant, deduplication, new)
         holder: uuid.UUID | None = None
         outcome: uuid.UUID | AlreadyExistsError | None = None
         async with self._engine.connect() as conn:  # one connection each: none waits for a second
             transaction = await conn.begin()
             taken = await conn.scalar(_TAKE_DEDUPLICATION_KEY, params) is not None
             if taken:
-                [outcome] = await _insert(conn, [new])
-                if outcome is None:
-                    await transaction.commit()
-                else:  # a repeated request_id: it answers, and the key stays as it was
-                    await transaction.rollback()
+                outcome = await _insert_alone(conn, transaction, new)
             else:
                 holder = await conn.scalar(_DEDUPLICATION_HOLDER, params)
                 await transaction.rollback()
         if taken:
-            return outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
+            return await self._answer(new, outcome)
         if holder is None:  # the key's row went meanwhile (purged): take it again
             return await self.create_deduplicated(tenant, spec, request, trace_parent, deduplication)
         async with self._sessions() as session:
@@ -314,13 +302,7 @@ class JobStore:
         due = now + deduplication.window
         spec = replace(spec, run_at=due)
         new = self._new_job(tenant, spec, request, trace_parent)
-        params = {
-            "tenant": tenant,
-            "key": deduplication.key,
-            "job_id": new.columns["id"],
-            "window_s": deduplication.window.total_seconds(),
-            "expire_time": due,
-        }
+        params = {**_deduplication_params(tenant, deduplication, new), "expire_time": due}
         async with self._engine.connect() as conn:
             transaction = await conn.begin()
             taken = await conn.scalar(_TAKE_DEDUPLICATION_KEY, params) is not None
@@ -332,12 +314,7 @@ class JobStore:
             if pending is None:  # a new job: the key was free, or its job's run has started
                 if not taken:
                     await conn.execute(_EXTEND_DEDUPLICATION_KEY, params)
-                [outcome] = await _insert(conn, [new])
-                if outcome is None:
-                    await transaction.commit()
-                else:
-                    await transaction.rollback()
-                return outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
+                return await self._answer(new, await _insert_alone(conn, transaction, new))
             assert holder is not None
             flow_since = now if spec.flow_control is not None else None
             columns = {**job_spec_columns(spec, self._box, holder), "flow_since": flow_since, "update_time": now}
@@ -428,6 +405,12 @@ class JobStore:
             next_run_time=columns["next_run_time"],  # type: ignore[arg-type]
         )
         return _NewJob(statement, columns, job, request, tenant)
+
+    async def _answer(
+        self, new: _NewJob, outcome: uuid.UUID | AlreadyExistsError | None
+    ) -> CreatedJob | AlreadyExistsError:
+        """What a create of ``new`` answers, from its insert's outcome (see ``_insert``)."""
+        return outcome if isinstance(outcome, AlreadyExistsError) else await self._created(new, outcome)
 
     async def _created(self, new: _NewJob, existing: uuid.UUID | None) -> CreatedJob:
         """The job ``new`` made, or the one its request_id made before (``existing``)."""
@@ -760,6 +743,29 @@ def _complete_one_off_job(job_id: uuid.UUID, execution_id: uuid.UUID, now: datet
         )
         .values(state=JobState.COMPLETED.value, update_time=now)
     )
+
+
+def _deduplication_params(tenant: str, deduplication: Deduplication, new: _NewJob) -> dict[str, object]:
+    """The parameters of the statements on a create's de-duplication key, for ``new``'s job."""
+    return {
+        "tenant": tenant,
+        "key": deduplication.key,
+        "job_id": new.columns["id"],
+        "window_s": deduplication.window.total_seconds(),
+    }
+
+
+async def _insert_alone(
+    conn: AsyncConnection, transaction: AsyncTransaction, new: _NewJob
+) -> uuid.UUID | AlreadyExistsError | None:
+    """Inserts ``new`` in ``transaction`` and commits it; a repeated request_id (it answers)
+    rolls back, so the de-duplication key stays as it was."""
+    [outcome] = await _insert(conn, [new])
+    if outcome is None:
+        await transaction.commit()
+    else:
+        await transaction.rollback()
+    return outcome
 
 
 async def _insert(conn: AsyncConnection, news: list[_NewJob]) -> list[uuid.UUID | AlreadyExistsError | None]:
