@@ -127,12 +127,12 @@ async def test_the_flow_control_examples_run_as_written(settings, key):
     first, second = dedup.split()
     assert first == second
     shown, stats = flow.splitlines()
-    assert json.loads(shown) == {"key": "tenant-acme", "max_concurrent": 2, "max_dispatches_per_second": 5}
+    assert json.loads(shown) == {"key": "customer-acme", "max_concurrent": 2, "max_dispatches_per_second": 5}
     assert json.loads(stats) == {
         "flow_keys": "1",
         "waiting_for_key_concurrency": "0",
         "waiting_for_key_rate": "0",
-        "busiest_flow_keys": [{"key": "tenant-acme", "ready": "1", "open": "0"}],
+        "busiest_flow_keys": [{"key": "default/customer-acme", "ready": "1", "open": "0"}],
     }
     answers = [line.split() for line in debounce.splitlines()]
     assert len({job_id for job_id, _ in answers}) == 1  # one job

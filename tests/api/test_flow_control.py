@@ -116,7 +116,10 @@ async def test_queue_stats_show_the_busiest_flow_keys(channel, stub, target, key
             await create(stub, http_job(target.url(f"/ok/{key}"), queue=queue, flow_control=flow))
     stats = await queue_service_pb2_grpc.QueueServiceStub(channel).GetQueueStats(qapi.GetQueueStatsRequest(name=queue))
     assert stats.flow_keys == 2
-    assert [(k.key, k.ready, k.open) for k in stats.busiest_flow_keys] == [(f"big-{key}", 3, 0), (f"small-{key}", 1, 0)]
+    assert [(k.key, k.ready, k.open) for k in stats.busiest_flow_keys] == [
+        (f"default/big-{key}", 3, 0),
+        (f"default/small-{key}", 1, 0),
+    ]  # the tenant's own keys
     assert stats.queued == 4
 
 
@@ -130,8 +133,10 @@ async def test_a_keys_jobs_and_limits_come_back_after_redis_lost_them(stub, targ
     await arq_redis.delete(*(job_key_prefix + arq_job_id(job.last_execution.id) for job in jobs))
 
     async def restored() -> bool:
-        ready = await arq_redis.zrange(prefix + "ready:tenant", 0, -1)
-        return len(ready) == 2 and (await arq_redis.hget(prefix + "limits", "tenant") or b"").startswith(b"4 1.5 ")
+        ready = await arq_redis.zrange(prefix + "ready:default/tenant", 0, -1)
+        return len(ready) == 2 and (await arq_redis.hget(prefix + "limits", "default/tenant") or b"").startswith(
+            b"4 1.5 "
+        )
 
     await eventually(restored, timeout=30)  # the session's api reconciles every second
 

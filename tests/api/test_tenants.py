@@ -245,3 +245,16 @@ def test_every_method_of_the_scoped_services_names_its_role():
     }
     assert {service for service, _ in methods} == set(SCOPED_SERVICES)
     assert methods == set(ROLES)
+
+
+async def test_another_tenants_jobs_with_the_same_flow_key_neither_share_nor_set_its_limits(
+    acme: Client, hostile: Client, target, key, arq_redis
+):
+    queue = f"tenants-flow-{key}"  # no worker serves it: the jobs stay ready
+    mine = pb.FlowControl(key="customer-7", max_concurrent=5)
+    theirs = pb.FlowControl(key="customer-7", max_concurrent=1)  # created later: it would win
+    job = await create(acme.jobs, http_job(target.url(f"/ok/{key}"), queue=queue, flow_control=mine))
+    await create(hostile.jobs, http_job(target.url(f"/ok/{key}"), queue=queue, flow_control=theirs))
+    assert job.flow_control == mine  # shown as given
+    limits = await arq_redis.hgetall(f"jobs:flow:{queue}:limits")
+    assert {k: v.split()[0] for k, v in limits.items()} == {b"acme/customer-7": b"5", b"globex/customer-7": b"1"}

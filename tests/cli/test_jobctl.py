@@ -230,7 +230,7 @@ async def test_queue_stats_show_the_busiest_flow_keys(address: str, key: str):
         assert made.code == 0, made.err
     shown = (await jobctl(address, "queues", "stats", queue)).out
     assert "1 with jobs ready; 0 waiting for their key's slot, 0 for its token" in shown
-    assert "tenant-x (2 ready, 0 open)" in shown
+    assert "default/tenant-x (2 ready, 0 open)" in shown
     assert "rate limits" in shown
 
 

@@ -56,6 +56,7 @@ from jobs_common.store._rows import (
     job_from_row,
     job_spec_columns,
     schedule_from_row,
+    scoped_flow,
     without_request,
 )
 
@@ -317,7 +318,11 @@ class JobStore:
                 return await self._answer(new, await _insert_alone(conn, transaction, new))
             assert holder is not None
             flow_since = now if spec.flow_control is not None else None
-            columns = {**job_spec_columns(spec, self._box, holder), "flow_since": flow_since, "update_time": now}
+            columns = {
+                **job_spec_columns(spec, self._box, holder, tenant),
+                "flow_since": flow_since,
+                "update_time": now,
+            }
             await conn.execute(update(_JOBS).where(_JOBS.c.id == holder).values(columns))
             await conn.execute(
                 update(_EXECUTIONS)
@@ -356,7 +361,7 @@ class JobStore:
             "buffered_tick": None,
             "run_count": 0,
             "schedule_error": None,
-            **job_spec_columns(spec, self._box, job_id),
+            **job_spec_columns(spec, self._box, job_id, tenant),
             "flow_since": now if spec.flow_control is not None else None,
         }
         execution: Execution | None = None
@@ -392,7 +397,7 @@ class JobStore:
                 replay_of=None,
                 create_time=now,
                 priority=spec.priority,
-                flow=spec.flow_control,
+                flow=scoped_flow(spec.flow_control, tenant),
                 flow_since=columns["flow_since"],  # type: ignore[arg-type]
             )
         job = Job(
@@ -500,7 +505,7 @@ class JobStore:
                     reason="SECRETS_UNREADABLE",
                 ) from None
             spec = revise(current.spec)
-            for name, value in job_spec_columns(spec, self._box, job_id).items():
+            for name, value in job_spec_columns(spec, self._box, job_id, tenant).items():
                 setattr(row, name, value)
             rescheduled = spec.schedule is not None and spec.schedule != current.spec.schedule
             if spec.schedule is not None and rescheduled and row.state != JobState.PAUSED.value:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -43,17 +44,18 @@ __all__ = [
     "job_spec_columns",
     "retry_policy_from",
     "schedule_columns",
+    "scoped_flow",
     "without_request",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def job_spec_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, object]:
+def job_spec_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID, tenant: str) -> dict[str, object]:
     """The jobs-table columns that hold a job's definition (its secrets sealed by ``box``, for
-    this job only)."""
+    this job only; its flow key, the tenant's)."""
     return {
-        **call_columns(spec, box, job_id),
+        **call_columns(spec, box, job_id, tenant),
         **schedule_columns(spec.schedule),
         "run_at": spec.run_at,
         "queue": spec.queue,
@@ -61,7 +63,7 @@ def job_spec_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[s
     }
 
 
-def call_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, object]:
+def call_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID, tenant: str) -> dict[str, object]:
     """What to call and how to retry: the columns jobs and executions share. Secret header
     values and signing secrets go sealed into ``sealed_secrets``, never into ``headers``, bound
     to the job (its executions' copies open with its id too)."""
@@ -81,8 +83,17 @@ def call_columns(spec: JobSpec, box: SecretBox, job_id: uuid.UUID) -> dict[str, 
         "retry_status_codes": list(policy.retry_status_codes),
         "follow_redirects": request.follow_redirects,
         "priority": spec.priority,
-        **flow_columns(spec.flow_control),
+        **flow_columns(scoped_flow(spec.flow_control, tenant)),
     }
+
+
+def scoped_flow(flow: FlowControl | None, tenant: str) -> FlowControl | None:
+    """``flow`` with its key the tenant's own (``<tenant>/<key>``; a tenant has no '/'): jobs
+    of one queue share a key's limits only within their tenant, and a tenant's jobs cannot set
+    another's limits. Stored so, and so in Redis; a job shows the key as it was given."""
+    if flow is None:
+        return None
+    return FlowControl(f"{tenant}/{flow.key}", flow.max_concurrent, flow.max_dispatches_per_second)
 
 
 def flow_columns(flow: FlowControl | None) -> dict[str, object]:
@@ -104,9 +115,16 @@ class FlowColumns(Protocol):
 
 
 def flow_from(row: FlowColumns) -> FlowControl | None:
+    """The row's flow control, its key scoped to its tenant (``scoped_flow``)."""
     if row.flow_key is None:
         return None
     return FlowControl(row.flow_key, row.flow_max_concurrent, row.flow_rate)
+
+
+def shown_flow(row: FlowColumns) -> FlowControl | None:
+    """The row's flow control as its job was given it (the key without its tenant)."""
+    flow = flow_from(row)
+    return None if flow is None else replace(flow, key=flow.key.partition("/")[2])
 
 
 def schedule_columns(schedule: RecurringSchedule | None) -> dict[str, object]:
@@ -243,7 +261,7 @@ def job_from_row(
         labels={str(k): str(v) for k, v in row.labels.items()},
         schedule=schedule_from_row(row),
         priority=row.priority,
-        flow_control=flow_from(row),
+        flow_control=shown_flow(row),
     )
     return Job(
         id=str(row.id),

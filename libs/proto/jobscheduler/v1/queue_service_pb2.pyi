@@ -351,6 +351,7 @@ class FlowKeyStats(_message.Message):
     READY_FIELD_NUMBER: _builtins.int
     OPEN_FIELD_NUMBER: _builtins.int
     key: _builtins.str
+    """`<tenant>/<key>`: each tenant's keys are its own."""
     ready: _builtins.int
     """Due executions ready to start."""
     open: _builtins.int

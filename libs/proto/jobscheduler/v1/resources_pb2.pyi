@@ -666,9 +666,9 @@ class Job(_message.Message):
 
     @_builtins.property
     def flow_control(self) -> Global___FlowControl:
-        """Optional. Limits this job shares with every job of its queue with the same key (a tenant, a
-        customer, a target host), across the fleet: calls of the key open at once and started per
-        second. The latest job created with a key sets the key's limits. Keys take turns: a key
+        """Optional. Limits this job shares with every job of its queue with the same key (a customer,
+        a target host) and the same tenant (another tenant's key of the same name is another key),
+        across the fleet: calls of the key open at once and started per second. The latest job created with a key sets the key's limits. Keys take turns: a key
         with many jobs waiting does not delay another key's jobs by more than one claim.
         """
 
