@@ -10,7 +10,8 @@ from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job_raw
 
 from jobs_common.arq_extension import RUN_EXECUTION, Dispatch, Dispatcher, arq_job_id, arq_queue_name, paused_key
-from jobs_common.arq_extension._keys import BELL_LENGTH, MAX_IDLE_WAIT_MS, queue_bell_key
+from jobs_common.arq_extension._dispatch import Flow
+from jobs_common.arq_extension._keys import BELL_LENGTH, MAX_IDLE_WAIT_MS, flow_prefix, flow_ready_key, queue_bell_key
 
 
 async def test_dispatch_enqueues_once_in_arqs_own_format(arq_redis):
@@ -65,6 +66,40 @@ async def test_what_is_due_soon_rings_the_queues_bell_and_what_is_later_does_not
     # Rings nobody took stay bounded.
     await dispatcher.dispatch([Dispatch(uuid.uuid4(), queue) for _ in range(BELL_LENGTH + 10)])
     assert await arq_redis.llen(bell) == BELL_LENGTH
+
+
+async def test_one_dispatch_of_many_treats_each_as_alone(arq_redis):
+    """One call, one script: jobs of two queues, with and without a flow key, now and later, and
+    one arq holds already; each lands where its own dispatch would put it, each due one rings its
+    queue's bell once."""
+    first, second = (f"q-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    dispatcher = Dispatcher(arq_redis)
+    held = uuid.uuid4()
+    assert await dispatcher.dispatch([Dispatch(held, first)]) == 1
+    later = datetime.now(UTC) + timedelta(hours=1)
+    plain, keyed, deferred, other = (uuid.uuid4() for _ in range(4))
+    batch = [
+        Dispatch(plain, first),
+        Dispatch(held, first),
+        Dispatch(keyed, first, flow=Flow("tenant/a", max_concurrent=2, since_ms=1)),
+        Dispatch(deferred, first, later),
+        Dispatch(other, second, priority=3),
+    ]
+
+    assert await dispatcher.dispatch(batch) == 4
+
+    ready = arq_queue_name(first)
+    assert set(await arq_redis.zrange(ready, 0, -1)) == {arq_job_id(i).encode() for i in (held, plain, deferred)}
+    assert await arq_redis.zscore(ready, arq_job_id(deferred)) == int(later.timestamp() * 1000)
+    assert await arq_redis.zrange(flow_ready_key(first, "tenant/a"), 0, -1) == [arq_job_id(keyed).encode()]
+    assert await arq_redis.hget(flow_prefix(first) + "limits", "tenant/a") == b"2 0.0 1"
+    assert await arq_redis.zrange(arq_queue_name(second), 0, -1) == [arq_job_id(other).encode()]
+    assert await arq_redis.zscore(arq_queue_name(second), arq_job_id(other)) < 0  # its priority's band
+    for execution_id in (plain, keyed, deferred, other):
+        assert await arq_redis.exists(job_key_prefix + arq_job_id(execution_id)) == 1
+    # The first queue: its first job's ring, then plain's and keyed's (the deferred one is later).
+    assert await arq_redis.llen(queue_bell_key(first)) == 3
+    assert await arq_redis.llen(queue_bell_key(second)) == 1
 
 
 async def test_a_redispatch_that_puts_a_job_back_rings_and_one_that_leaves_it_does_not(arq_redis):

@@ -37,6 +37,7 @@ from jobs_common.arq_extension._keys import (
 )
 from jobs_common.arq_extension._scripts import (
     ABORT_SCRIPT,
+    ENQUEUE_ARGS,
     ENQUEUE_SCRIPT,
     REDISPATCH_SCRIPT,
     RESUME_SCRIPT,
@@ -63,21 +64,12 @@ class Dispatcher:
         self._unqueue = redis.register_script(UNQUEUE_SCRIPT)
 
     async def dispatch(self, dispatches: Sequence[Dispatch]) -> int:
-        """Enqueues executions in one pipelined round trip, each due at its run_at, at its
-        priority and under its flow key; returns how many were new to arq."""
+        """Enqueues executions in one round trip (one EVALSHA, however many), each due at its
+        run_at, at its priority and under its flow key; returns how many were new to arq."""
         if not dispatches:
             return 0
-        if len(dispatches) == 1:
-            # One EVALSHA. A pipeline that runs scripts first asks SCRIPT EXISTS (redis-py's
-            # load_scripts): a second round trip, for every CreateJob.
-            keys, args = _enqueue_arguments(dispatches[0])
-            return 1 if await self._enqueue(keys=keys, args=args) else 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for dispatch in dispatches:
-                keys, args = _enqueue_arguments(dispatch)
-                await self._enqueue(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
-        return sum(1 for added in results if added)
+        keys, args = _enqueue_many_arguments(dispatches)
+        return sum(await self._enqueue(keys=keys, args=args))
 
     async def redispatch(self, dispatches: Sequence[Dispatch]) -> list[int]:
         """Makes arq hold each execution again (its run_at: its schedule time), at its priority
@@ -90,7 +82,7 @@ class Dispatcher:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for dispatch in dispatches:
-                keys, args = _enqueue_arguments(dispatch)
+                keys, fixed, flow = _enqueue_arguments(dispatch)
                 job_id = arq_job_id(dispatch.execution_id)
                 await self._redispatch(
                     keys=[
@@ -101,7 +93,7 @@ class Dispatcher:
                         keys[2],
                         keys[3],
                     ],
-                    args=args,
+                    args=[*fixed, BELL_LENGTH, *flow],
                     client=pipe,
                 )
             return [int(answer) for answer in await pipe.execute()]
@@ -113,7 +105,7 @@ class Dispatcher:
         returns whether it was moved."""
         job_id = arq_job_id(dispatch.execution_id)
         ready = arq_queue_name(queue) if flow_key is None else flow_ready_key(queue, flow_key)
-        keys, args = _enqueue_arguments(dispatch)
+        keys, args = _enqueue_many_arguments([dispatch])
         async with self._redis.pipeline(transaction=True) as pipe:
             await self._unqueue(
                 keys=[job_key_prefix + job_id, in_progress_key_prefix + job_id, ready], args=[job_id], client=pipe
@@ -190,10 +182,11 @@ class Dispatcher:
 ScriptArg: TypeAlias = bytes | str | int | float
 
 
-def _enqueue_arguments(dispatch: Dispatch) -> tuple[list[str], list[ScriptArg]]:
-    """KEYS and ARGV of ``ENQUEUE_SCRIPT``: job key, result key, queue, queue bell; TTL, payload,
-    score (in the priority's band: ``_keys.PRIORITY_BAND_MS``), id, ring-by score, bell length,
-    and a flow key's prefix, key, limits and since. A ``run_at`` in the past means now."""
+def _enqueue_arguments(dispatch: Dispatch) -> tuple[list[str], list[ScriptArg], list[ScriptArg]]:
+    """What ``ENQUEUE_SCRIPT`` and ``REDISPATCH_SCRIPT`` take of one execution: its KEYS (job
+    key, result key, queue, queue bell), its ARGV (TTL, payload, score in the priority's band:
+    ``_keys.PRIORITY_BAND_MS``, id, ring-by score) and its flow key's (prefix, key, limits and
+    since; none without one). A ``run_at`` in the past means now."""
     execution_id, queue, run_at, priority, flow = dispatch
     job_id = arq_job_id(execution_id)
     now_ms = int(time.time() * 1000)
@@ -202,7 +195,26 @@ def _enqueue_arguments(dispatch: Dispatch) -> tuple[list[str], list[ScriptArg]]:
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, arq_queue_name(queue), queue_bell_key(queue)]
     ring_by = now_ms + MAX_IDLE_WAIT_MS  # a later job is seen by a waiting worker's next look
     score, ring_by_score = priority_score(due, priority), priority_score(ring_by, priority)
-    args: list[ScriptArg] = [due - now_ms + expires_extra_ms, payload, score, job_id, ring_by_score, BELL_LENGTH]
-    if flow is not None:
-        args += [flow_prefix(queue), flow.key, flow.max_concurrent, repr(flow.max_dispatches_per_second), flow.since_ms]
+    args: list[ScriptArg] = [due - now_ms + expires_extra_ms, payload, score, job_id, ring_by_score]
+    if flow is None:
+        return keys, args, []
+    return (
+        keys,
+        args,
+        [flow_prefix(queue), flow.key, flow.max_concurrent, repr(flow.max_dispatches_per_second), flow.since_ms],
+    )
+
+
+_NO_FLOW: list[ScriptArg] = [""] * (ENQUEUE_ARGS - 5)
+
+
+def _enqueue_many_arguments(dispatches: Sequence[Dispatch]) -> tuple[list[str], list[ScriptArg]]:
+    """KEYS and ARGV of ``ENQUEUE_SCRIPT`` for ``dispatches``."""
+    keys: list[str] = []
+    args: list[ScriptArg] = [BELL_LENGTH]
+    for dispatch in dispatches:
+        own_keys, fixed, flow = _enqueue_arguments(dispatch)
+        keys += own_keys
+        args += fixed
+        args += flow or _NO_FLOW
     return keys, args

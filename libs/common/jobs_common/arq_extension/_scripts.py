@@ -33,6 +33,8 @@ from jobs_common.arq_extension._keys import FLOW_BLOCKED, PRIORITY_BAND_MS
 __all__ = [
     "ABORT_SCRIPT",
     "CLAIM_SCRIPT",
+    "ENQUEUE_ARGS",
+    "ENQUEUE_KEYS",
     "ENQUEUE_SCRIPT",
     "FLOW_FINISH_SCRIPT",
     "HAND_BACK_SCRIPT",
@@ -149,41 +151,58 @@ local function flow_keep_tokens(flow, key, tokens, rate, burst, server_ms)
 end
 """
 
-# arq's enqueue_job in one round trip instead of three (WATCH, EXISTS, MULTI/EXEC): the same
-# check (no job and no result under this id) and the same writes (job key with expiry, queue
-# entry), and a ring of the queue's bell when the job is due by ARGV[5] (now plus the longest
-# an idle worker waits). KEYS: job, result, queue, queue bell. ARGV: job key TTL (ms), payload,
-# score, job id, ring-by score, bell length, and for a job with a flow key: the queue's flow
-# prefix, the key, its max concurrent calls, its dispatches a second and since when (ms) they
-# are set (the job then waits in its key's ready set). Returns 1 when it enqueued, 0 when arq
-# already holds the id.
+# arq's enqueue_job for many executions in one round trip (arq spends three on each: WATCH,
+# EXISTS, MULTI/EXEC): per execution the same check (no job and no result under its id) and the
+# same writes (job key with expiry, queue entry), and a ring of its queue's bell when it is due
+# by its ring-by score (now plus the longest an idle worker waits; each ring wakes one worker). ARGV[1]: the
+# bells' length; then per execution, KEYS: job, result, queue, queue bell (ENQUEUE_KEYS), and
+# ARGV: job key TTL (ms), payload, score, job id, ring-by score, then for a job with a flow key
+# the queue's flow prefix, the key, its max concurrent calls, its dispatches a second and since
+# when (ms) they are set (the job then waits in its key's ready set), or five empty strings
+# (ENQUEUE_ARGS). Returns one 1 (enqueued) or 0 (arq already holds the id) per execution.
+ENQUEUE_KEYS = 4
+ENQUEUE_ARGS = 10
 ENQUEUE_SCRIPT = (
     SHARED_FUNCTIONS
-    + """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[7] then
-    local changed = flow_set_limits(ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
-    flow_ready(ARGV[7], ARGV[8], ARGV[4], ARGV[3])
-    local look = redis.call('ZSCORE', ARGV[7] .. 'keys', ARGV[8])
-    if changed and look and tonumber(look) >= FLOW_BLOCKED then flow_rescore(ARGV[7], ARGV[8], 0) end
-else
-    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+    + f"""
+local added, rings, length = {{}}, {{}}, tonumber(ARGV[1])
+for i = 0, #KEYS / {ENQUEUE_KEYS} - 1 do
+    local k, a = i * {ENQUEUE_KEYS}, 1 + i * {ENQUEUE_ARGS}
+    if redis.call('EXISTS', KEYS[k + 1], KEYS[k + 2]) > 0 then
+        added[i + 1] = 0
+    else
+        added[i + 1] = 1
+        redis.call('PSETEX', KEYS[k + 1], ARGV[a + 1], ARGV[a + 2])
+        local flow, key = ARGV[a + 6], ARGV[a + 7]
+        if flow ~= '' then
+            local changed = flow_set_limits(flow, key, ARGV[a + 8], ARGV[a + 9], ARGV[a + 10])
+            flow_ready(flow, key, ARGV[a + 4], ARGV[a + 3])
+            local look = redis.call('ZSCORE', flow .. 'keys', key)
+            if changed and look and tonumber(look) >= FLOW_BLOCKED then flow_rescore(flow, key, 0) end
+        else
+            redis.call('ZADD', KEYS[k + 3], ARGV[a + 3], ARGV[a + 4])
+        end
+        if tonumber(ARGV[a + 3]) <= tonumber(ARGV[a + 5]) then
+            local bell = KEYS[k + 4]
+            if not rings[bell] then rings[bell] = {{}} end
+            if #rings[bell] < length then table.insert(rings[bell], '1') end
+        end
+    end
 end
-if tonumber(ARGV[3]) <= tonumber(ARGV[5]) then
-    redis.call('LPUSH', KEYS[4], '1')
-    redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
+for bell, ring in pairs(rings) do
+    redis.call('LPUSH', bell, unpack(ring))
+    redis.call('LTRIM', bell, 0, length - 1)
 end
-return 1
+return added
 """
 )
 
 # The reconciler's re-dispatch of an execution PostgreSQL says is unfinished. KEYS: job, result,
 # retry, in-progress keys, queue, queue bell. ARGV: job key TTL, payload, score, job id, ring-by
-# score, bell length, and a flow key's five (as ENQUEUE_SCRIPT). Returns 1 when it enqueued the job again, 2 when it put
-# a held job back in the queue, 0 when arq holds the job as it should. A job whose in-progress
-# key exists is left alone: a worker holds it, and if that worker's lease lapses the next claim
-# on the queue puts it back (CLAIM_SCRIPT).
+# score, bell length, and a flow key's five (as ENQUEUE_SCRIPT's; none without a key). Returns 1
+# when it enqueued the job again, 2 when it put a held job back in the queue, 0 when arq holds the
+# job as it should. A job whose in-progress key exists is left alone: a worker holds it, and if
+# that worker's lease lapses the next claim on the queue puts it back (CLAIM_SCRIPT).
 REDISPATCH_SCRIPT = (
     SHARED_FUNCTIONS
     + """
