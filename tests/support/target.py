@@ -3,6 +3,7 @@
 Routes (``{key}`` keeps tests apart; every request is recorded under its path):
 
 * ``/ok/{key}``                        200 ``ok``
+* ``/cookie/{key}``                    200 with ``Set-Cookie: session={key}; Path=/``
 * ``/status/{code}/{key}``             that status; ``?retry_after=N`` adds ``Retry-After: N``
 * ``/flaky/{key}?fail=N&code=C``       the first N requests get C (default 500), then 200;
                                        ``&retry_after=N`` adds ``Retry-After: N`` to the failures
@@ -91,6 +92,7 @@ class TargetServer:
     async def _start_app(self) -> None:
         app = web.Application(middlewares=[self._record])
         app.router.add_route("*", "/ok/{key}", self._ok)
+        app.router.add_route("*", "/cookie/{key}", self._cookie)
         app.router.add_route("*", "/status/{code}/{key}", self._status)
         app.router.add_route("*", "/flaky/{key}", self._flaky)
         app.router.add_route("*", "/sleep/{seconds}/{key}", self._sleep)
@@ -113,6 +115,9 @@ class TargetServer:
 
     async def _ok(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _cookie(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", headers={"Set-Cookie": f"session={request.match_info['key']}; Path=/"})
 
     async def _status(self, request: web.Request) -> web.Response:
         headers = {}

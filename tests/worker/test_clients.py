@@ -113,3 +113,20 @@ def test_all_pools_share_one_tls_context(monkeypatch):
     pools = [client._transport._pool for client in clients._clients]  # type: ignore[attr-defined]
     assert len(made) == 1
     assert {id(pool._ssl_context) for pool in pools} == {id(made[0])}
+
+
+async def test_a_cookie_one_call_was_set_goes_out_with_no_later_call(target, key):
+    """A pool's client serves every job whose execution picks it: a cookie it kept from one
+    target's answer would go out with other jobs' (other tenants') calls to that domain."""
+    clients = HttpClients(EgressPolicy.from_settings("127.0.0.0/8", ""), 1, httpx.Timeout(5))
+    try:
+        client = clients.for_call(str(uuid.uuid4()))
+        setting = await client.post(target.url(f"/cookie/{key}"))
+        assert setting.headers["set-cookie"] == f"session={key}; Path=/"  # the attempt still shows it
+        await client.post(target.url(f"/ok/{key}"))
+        await client.post(target.url(f"/ok/{key}"), headers={"Cookie": "own=1"})
+    finally:
+        await clients.aclose()
+    plain, own = target.received(f"/ok/{key}")
+    assert "Cookie" not in plain.headers
+    assert own.headers["Cookie"] == "own=1"  # a job's own header goes as it asked

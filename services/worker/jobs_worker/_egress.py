@@ -53,7 +53,27 @@ def guarded_client(
         keepalive_expiry=KEEPALIVE_EXPIRY,
         network_backend=_GuardedBackend(policy),
     )
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+    return _CallClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie store that keeps none of what responses set."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CallClient(httpx.AsyncClient):
+    """httpx's client, for jobs' calls: each request is its job's own, with no cookie that an
+    earlier call's response set. httpx's client keeps a cookie jar for all its requests, and a
+    pool's client serves every job (of every tenant) whose execution id picks it: one target's
+    ``Set-Cookie`` went out with the later calls of other jobs to its domain. Not keeping them
+    also spares httpx's cookie handling of each response (5 % of the worker's CPU under
+    ``make bench``, py-spy)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _NoCookies()
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
