@@ -54,6 +54,9 @@ def test_the_worker_methods_we_override_or_call_keep_their_shape():
         method = getattr(Worker, name)
         assert list(inspect.signature(method).parameters) == parameters, name
         assert inspect.iscoroutinefunction(method) is coroutine, name
+    # run_job reads the pool through this property (its first use: the transaction our claim
+    # answers for it, ClaimingWorker.pool).
+    assert isinstance(inspect.getattr_static(Worker, "pool"), property)
 
 
 async def _noop(ctx: dict[str, object]) -> None:

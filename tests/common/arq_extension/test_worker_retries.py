@@ -55,3 +55,42 @@ async def test_a_job_retried_at_once_is_claimed_again_by_the_same_worker(arq_red
     assert result is not None
     assert result.result == TRIES
     assert worker.tasks == {}
+
+
+async def test_each_run_counts_one_try_and_reads_its_job_from_the_claim(arq_redis: ArqRedis, settings: Settings):
+    """The claim takes the start arq's run_job would make of each job (its payload, INCR of its
+    retry key, its abort): each run sees the try after the last one's, not two more."""
+    queue = f"tries-{uuid.uuid4().hex[:8]}"
+    seen: list[tuple[int, str]] = []
+
+    async def count_tries(ctx: dict[str, int], label: str) -> None:
+        seen.append((ctx["job_try"], label))
+        if ctx["job_try"] < TRIES:
+            raise Retry(defer=0)
+
+    worker = ClaimingWorker(
+        functions=[func(count_tries, name="count_tries")],
+        queue=queue,
+        lease_ttl_ms=4000,
+        handle_signals=False,
+        redis_settings=redis_settings(settings),
+        poll_delay=0.01,
+        max_tries=TRIES + 1,
+    )
+    await arq_redis.enqueue_job("count_tries", "its argument", _job_id="counted", _queue_name=arq_queue_name(queue))
+    job = Job("counted", arq_redis, _queue_name=arq_queue_name(queue))
+    running = asyncio.create_task(worker.main())
+
+    async def finished() -> bool:
+        if running.done():
+            running.result()
+        return await job.status() == JobStatus.complete
+
+    try:
+        await eventually(finished, timeout=10)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+    assert seen == [(job_try, "its argument") for job_try in range(1, TRIES + 1)]
+    assert worker._starts == {}  # every start the claim made was used

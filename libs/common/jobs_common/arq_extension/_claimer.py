@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 from jobs_common.arq_extension._keys import (
     ABORTS_KEY_PREFIX,
@@ -25,7 +26,17 @@ from jobs_common.arq_extension._keys import (
 )
 from jobs_common.arq_extension._scripts import CLAIM_SCRIPT
 
-__all__ = ["Claimed", "DueJobClaimer"]
+__all__ = ["Claimed", "DueJobClaimer", "JobStart"]
+
+
+class JobStart(NamedTuple):
+    """What arq's run_job reads and writes first of a job, done by its claim: the job's payload
+    (None: its job key is gone), its try (its retry counter, incremented) and whether it was
+    asked to abort before it started (and no longer is)."""
+
+    payload: bytes | None
+    job_try: int
+    aborted: bool
 
 
 @dataclass(frozen=True)
@@ -35,13 +46,14 @@ class Claimed:
     jobs this worker holds that were asked to abort since its last claim, and how long (ms) the
     worker may wait for its bells before anything unrung becomes claimable (None: no limit known:
     no later job, no other worker); whether the queue (or a flow key of a job it took) limits its
-    concurrent calls; and the flow key of each job taken that has one."""
+    concurrent calls; the flow key of each job taken that has one, and the start of each."""
 
     jobs: list[tuple[str, int]]
     aborts: list[str]
     wait_ms: int | None = None
     concurrency_limited: bool = False
     flow_keys: dict[str, str] = field(default_factory=dict)
+    starts: dict[str, JobStart] = field(default_factory=dict)
 
 
 class DueJobClaimer:
@@ -59,6 +71,7 @@ class DueJobClaimer:
             queue_bell_key(queue),
             limits_key(queue),
             tokens_key(queue),
+            abort_jobs_ss,
         ]
         self._holder = holder
         self._flow_prefix = flow_prefix(queue)
@@ -67,8 +80,8 @@ class DueJobClaimer:
         """Puts a lapsed worker's calls back, renews this worker's lease for ``lease_ms`` (on
         Redis's clock), takes its pending aborts, then takes up to ``wanted`` of the first
         ``read_limit`` jobs due by ``now_ms`` out of the queue (none while the queue is paused;
-        fewer under its rate limits)."""
-        flat, aborts, wait_ms, limited = await self._script(
+        fewer under its rate limits), each started as arq's run_job starts it."""
+        flat, aborts, wait_ms, limited, started = await self._script(
             keys=self._keys,
             args=[
                 now_ms,
@@ -83,14 +96,19 @@ class DueJobClaimer:
                 BELL_LENGTH,
                 PRIORITY_BAND_MS,
                 self._flow_prefix,
+                job_key_prefix,
+                retry_key_prefix,
             ],
         )
         jobs: list[tuple[str, int]] = []
         flow_keys: dict[str, str] = {}
+        starts: dict[str, JobStart] = {}
         for i in range(0, len(flat), 2):
             job_id, (score, bar, key) = flat[i].decode(), flat[i + 1].decode().partition("|")
             jobs.append((job_id, int(float(score))))
             if bar:
                 flow_keys[job_id] = key
+            payload, job_try, aborted = started[i // 2 * 3 : i // 2 * 3 + 3]
+            starts[job_id] = JobStart(payload or None, int(job_try), bool(aborted))
         aborting = [job_id.decode() for job_id in aborts]
-        return Claimed(jobs, aborting, None if wait_ms < 0 else int(wait_ms), bool(limited), flow_keys)
+        return Claimed(jobs, aborting, None if wait_ms < 0 else int(wait_ms), bool(limited), flow_keys, starts)

@@ -269,14 +269,18 @@ return answer
 # calls all open: ``FLOW_BLOCKED``); a keyed job held by a worker carries its key in the held
 # hash (``<score>|<key>``), so a lapse or a hand-back puts it back in its key's ready set and
 # frees its slot. A queue without flow keys pays one EXISTS.
+# Each job taken also gets what arq's run_job would begin with, a transaction of its own per
+# job: its payload (GET), its try (INCR of its retry key, which then expires in 88,400 s) and
+# whether it was asked to abort before it started (ZREM from arq's abort set).
 # KEYS: queue, paused flag, the queue's worker leases, this worker's held hash, its abort set,
-# the queue's bell, its limits, its token bucket.
+# the queue's bell, its limits, its token bucket, arq's abort set.
 # ARGV: now (ms), read window, wanted, in-progress TTL (ms), in-progress key prefix, this
 # worker's name, its lease TTL (ms), held-hash key prefix, abort-set key prefix, bell length,
-# the priority band (ms), the queue's flow prefix.
+# the priority band (ms), the queue's flow prefix, arq's job key prefix, its retry key prefix.
 # Returns {{id, held, id, held...} (held: the score in its band, and '|<flow key>' for a keyed
 # job), {ids to abort...}, ms to wait at most (or -1), 1 when the queue or one of its keys limits
-# concurrent calls (the worker then rings the bell as its calls end)}.
+# concurrent calls (the worker then rings the bell as its calls end), {payload ('' when the job
+# key is gone), try, 1 when it was to abort, ... per job taken, in order}}.
 CLAIM_SCRIPT = (
     SHARED_FUNCTIONS
     + """
@@ -321,7 +325,7 @@ for i = 1, #first, 2 do
     end
 end
 local wanted = tonumber(ARGV[3])
-if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts, wait, 0} end
+if wanted <= 0 or redis.call('EXISTS', KEYS[2]) == 1 then return {{}, aborts, wait, 0, {}} end
 local limits = redis.call('HMGET', KEYS[7], 'rate', 'burst', 'concurrent')
 local rate = tonumber(limits[1]) or 0
 local concurrent = tonumber(limits[3]) or 0
@@ -351,7 +355,7 @@ local function take_tokens(taken)
 end
 if wanted <= 0 then
     take_tokens(0)
-    return {{}, aborts, wait, limited}
+    return {{}, aborts, wait, limited, {}}
 end
 local band = tonumber(ARGV[11])
 -- Up to ``limit`` due jobs {id, score} of a ready set: the highest priority first, by due time
@@ -367,7 +371,7 @@ local function due_jobs(ready, limit)
     end
     return jobs
 end
-local claimed = {}
+local claimed, started = {}, {}
 -- Starts a job unless a worker of an earlier version still runs it; ``held`` is what the held
 -- hash keeps of it (its score, and its flow key).
 local function take(ready, id, held)
@@ -378,6 +382,10 @@ local function take(ready, id, held)
     redis.call('HSET', KEYS[4], id, held)
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = held
+    started[#started + 1] = redis.call('GET', ARGV[13] .. id) or ''
+    started[#started + 1] = redis.call('INCR', ARGV[14] .. id)
+    redis.call('EXPIRE', ARGV[14] .. id, 88400)
+    started[#started + 1] = redis.call('ZREM', KEYS[9], id)
     return true
 end
 local unkeyed = due_jobs(KEYS[1], tonumber(ARGV[2]))
@@ -487,7 +495,7 @@ for priority = highest_band(KEYS[1]), 0, -1 do
         if wait < 0 or due_in < wait then wait = due_in end
     end
 end
-return {claimed, aborts, wait, limited}
+return {claimed, aborts, wait, limited, started}
 """
 )
 

@@ -4,7 +4,8 @@ worker, and the poll loop's cost does not grow with the calls in flight.
 Everything here overrides or reads arq 0.28 internals (pinned by
 ``tests/common/arq_extension/test_pinned_arq.py``): ``_poll_iteration``, ``finish_job``,
 ``finish_failed_job``, ``sem``, ``job_counter``, ``tasks``, ``job_tasks``, ``aborting_tasks``,
-``run_job``, ``heart_beat``, ``_release_sem_dec_counter_on_complete``,
+``run_job`` (and the transaction it begins with), ``pool``, ``heart_beat``,
+``_release_sem_dec_counter_on_complete``,
 ``handle_sig_wait_for_completion``, ``job_timeout_s``, ``_pool`` and ``_handle_signals``.
 """
 
@@ -18,6 +19,7 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -26,7 +28,7 @@ from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.utils import to_ms
 
-from jobs_common.arq_extension._claimer import DueJobClaimer
+from jobs_common.arq_extension._claimer import DueJobClaimer, JobStart
 from jobs_common.arq_extension._connection import connect
 from jobs_common.arq_extension._keys import (
     BELL_LENGTH,
@@ -78,6 +80,58 @@ def _retrieve_exception(task: asyncio.Task[bool]) -> None:
 
 # Job ends written in one transaction at most (a few hundred commands).
 FINISHES_PER_TRANSACTION = 100
+
+# The start the claim made of the job whose run_job runs in this context (each run_job is a
+# task of its own, in its own copy of the context); taken by run_job's first use of the pool.
+_CLAIMED_START: ContextVar[tuple[str, JobStart] | None] = ContextVar("claimed_start", default=None)
+
+
+class _ClaimedStartAnswers:
+    """Stands in for the pool in the transaction arq's run_job begins each job with (GET of the
+    job, INCR and EXPIRE of its retry key, ZREM from the abort set): the claim did those in its
+    own round trip (CLAIM_SCRIPT), one transaction less per job. It answers them with what the
+    claim returned, after checking that they are those commands for that job; anything else
+    is an arq this was not written for, and fails the job's run loudly."""
+
+    def __init__(self, job_id: str, start: JobStart, allow_abort_jobs: bool) -> None:
+        self._job_id = job_id
+        self._start = start
+        self._expected = [
+            ("get", job_key_prefix + job_id),
+            ("incr", retry_key_prefix + job_id),
+            ("expire", retry_key_prefix + job_id, 88400),
+        ]
+        if allow_abort_jobs:
+            self._expected.append(("zrem", abort_jobs_ss, job_id))
+        self._asked: list[tuple[object, ...]] = []
+
+    def pipeline(self, transaction: bool = True) -> _ClaimedStartAnswers:
+        return self
+
+    async def __aenter__(self) -> _ClaimedStartAnswers:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    def get(self, key: str) -> None:
+        self._asked.append(("get", key))
+
+    def incr(self, key: str) -> None:
+        self._asked.append(("incr", key))
+
+    def expire(self, key: str, seconds: int) -> None:
+        self._asked.append(("expire", key, seconds))
+
+    def zrem(self, key: str, *members: str) -> None:
+        self._asked.append(("zrem", key, *members))
+
+    async def execute(self) -> list[object]:
+        if self._asked != self._expected:
+            raise RuntimeError(f"arq's run_job began job {self._job_id} with {self._asked}, not {self._expected}")
+        payload, job_try, aborted = self._start
+        answers: list[object] = [payload, job_try, True, aborted]
+        return answers[: len(self._expected)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +198,8 @@ class ClaimingWorker(Worker):
         # The score each running job was claimed at, to put it back where arq would, and its
         # flow key (None: none).
         self._claimed: dict[str, tuple[int, str | None]] = {}
+        # What the claim started of each job whose run_job has not yet begun.
+        self._starts: dict[str, JobStart] = {}
         self._flow_prefix = flow_prefix(queue)
         # Runs that ended since the last poll checked how. The task, not only the job id: a job
         # retried at once can be claimed again (a new task under the same id) first.
@@ -172,6 +228,22 @@ class ClaimingWorker(Worker):
     def connected(self) -> bool:
         """Whether main() has connected to Redis (arq makes its pool there, and we ours)."""
         return self._pool is not None and self._control is not None
+
+    @property
+    def pool(self) -> ArqRedis:
+        """arq's pool; in a run_job whose job the claim started, its first use (the transaction
+        it begins with) is answered by :class:`_ClaimedStartAnswers`."""
+        claimed = _CLAIMED_START.get()
+        if claimed is None:
+            return cast(ArqRedis, self._pool)
+        _CLAIMED_START.set(None)
+        return cast(ArqRedis, _ClaimedStartAnswers(*claimed, self.allow_abort_jobs))
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        start = self._starts.pop(job_id, None)
+        if start is not None:  # this task's own context: no other run sees it
+            _CLAIMED_START.set((job_id, start))
+        await super().run_job(job_id, score)
 
     @property
     def control(self) -> ArqRedis:
@@ -337,6 +409,7 @@ class ClaimingWorker(Worker):
             # Kept in its priority's band, to go back there; arq's run_job reckons with the due
             # time (its "delayed" log, a retry's increment: due + increment stays in the band).
             self._claimed[job_id] = (score, claimed.flow_keys.get(job_id))
+            self._starts[job_id] = claimed.starts[job_id]
             due, _ = due_and_priority(score)
             task = self.loop.create_task(self.run_job(job_id, due))
             task.add_done_callback(functools.partial(self._job_done, job_id))
@@ -397,7 +470,7 @@ class ClaimingWorker(Worker):
         trip for the batch, not one per job; py-spy put 10 % of the worker's CPU in the
         pipelines of one transaction per job under ``make bench``)."""
         ring = False
-        async with self.pool.pipeline(transaction=True) as tr:
+        async with cast(ArqRedis, self._pool).pipeline(transaction=True) as tr:
             for ending in endings:
                 job_id = ending.job_id
                 delete_keys = [in_progress_key_prefix + job_id]
