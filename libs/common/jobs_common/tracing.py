@@ -46,6 +46,7 @@ __all__ = [
     "current_traceparent",
     "extract",
     "tracer",
+    "tracing_enabled",
 ]
 
 TRACEPARENT = "traceparent"
@@ -83,6 +84,11 @@ def configure_tracing(enabled: bool, service_name: str, version: str = "") -> Ca
     trace.set_tracer_provider(provider)
     _enabled = True
     return provider.shutdown
+
+
+def tracing_enabled() -> bool:
+    """Whether configure_tracing installed a tracer provider (else spans are not recorded)."""
+    return _enabled
 
 
 def tracer() -> trace.Tracer:
