@@ -91,18 +91,15 @@ class _ClaimedStartAnswers:
     job, INCR and EXPIRE of its retry key, ZREM from the abort set): the claim did those in its
     own round trip (CLAIM_SCRIPT), one transaction less per job. It answers them with what the
     claim returned, after checking that they are those commands for that job; anything else
-    is an arq this was not written for, and fails the job's run loudly."""
+    is an arq this was not written for, and fails the job's run loudly. run_job keeps it (its
+    ``pipe``) for as long as the call runs, so once answered it holds nothing."""
 
-    def __init__(self, job_id: str, start: JobStart, allow_abort_jobs: bool) -> None:
+    __slots__ = ("_asked", "_job_id", "_start", "_with_abort")
+
+    def __init__(self, job_id: str, start: JobStart, with_abort: bool) -> None:
         self._job_id = job_id
-        self._start = start
-        self._expected = [
-            ("get", job_key_prefix + job_id),
-            ("incr", retry_key_prefix + job_id),
-            ("expire", retry_key_prefix + job_id, 88400),
-        ]
-        if allow_abort_jobs:
-            self._expected.append(("zrem", abort_jobs_ss, job_id))
+        self._start: JobStart | None = start
+        self._with_abort = with_abort
         self._asked: list[tuple[object, ...]] = []
 
     def pipeline(self, transaction: bool = True) -> _ClaimedStartAnswers:
@@ -127,11 +124,19 @@ class _ClaimedStartAnswers:
         self._asked.append(("zrem", key, *members))
 
     async def execute(self) -> list[object]:
-        if self._asked != self._expected:
-            raise RuntimeError(f"arq's run_job began job {self._job_id} with {self._asked}, not {self._expected}")
-        payload, job_try, aborted = self._start
-        answers: list[object] = [payload, job_try, True, aborted]
-        return answers[: len(self._expected)]
+        job_id, start, asked = self._job_id, self._start, self._asked
+        self._start, self._asked = None, []
+        expected: list[tuple[object, ...]] = [
+            ("get", job_key_prefix + job_id),
+            ("incr", retry_key_prefix + job_id),
+            ("expire", retry_key_prefix + job_id, 88400),
+        ]
+        if self._with_abort:
+            expected.append(("zrem", abort_jobs_ss, job_id))
+        if start is None or asked != expected:
+            raise RuntimeError(f"arq's run_job began job {job_id} with {asked}, not once with {expected}")
+        answers: list[object] = [start.payload, start.job_try, True, start.aborted]
+        return answers[: len(expected)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +245,15 @@ class ClaimingWorker(Worker):
         return cast(ArqRedis, _ClaimedStartAnswers(*claimed, self.allow_abort_jobs))
 
     async def run_job(self, job_id: str, score: int) -> None:
-        start = self._starts.pop(job_id, None)
-        if start is not None:  # this task's own context: no other run sees it
-            _CLAIMED_START.set((job_id, start))
+        self._answer_start_from_claim(job_id)
         await super().run_job(job_id, score)
+
+    def _answer_start_from_claim(self, job_id: str) -> None:
+        """Makes run_job's first transaction be answered by the claim's start of the job (in
+        this run_job's task's own context: no other run sees it)."""
+        start = self._starts.pop(job_id, None)
+        if start is not None:
+            _CLAIMED_START.set((job_id, start))
 
     @property
     def control(self) -> ArqRedis:
