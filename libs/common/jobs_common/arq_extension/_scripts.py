@@ -154,12 +154,13 @@ end
 # arq's enqueue_job for many executions in one round trip (arq spends three on each: WATCH,
 # EXISTS, MULTI/EXEC): per execution the same check (no job and no result under its id) and the
 # same writes (job key with expiry, queue entry), and a ring of its queue's bell when it is due
-# by its ring-by score (now plus the longest an idle worker waits; each ring wakes one worker). ARGV[1]: the
-# bells' length; then per execution, KEYS: job, result, queue, queue bell (ENQUEUE_KEYS), and
-# ARGV: job key TTL (ms), payload, score, job id, ring-by score, then for a job with a flow key
-# the queue's flow prefix, the key, its max concurrent calls, its dispatches a second and since
-# when (ms) they are set (the job then waits in its key's ready set), or five empty strings
-# (ENQUEUE_ARGS). Returns one 1 (enqueued) or 0 (arq already holds the id) per execution.
+# by its ring-by score (now plus the longest an idle worker waits; each ring wakes one worker).
+# ARGV[1]: the bells' length; then per execution, KEYS: job, result, queue, queue bell
+# (ENQUEUE_KEYS), and ARGV: job key TTL (ms), payload, score, job id, ring-by score, then for a
+# job with a flow key the queue's flow prefix, the key, its max concurrent calls, its dispatches
+# a second and since when (ms) they are set (the job then waits in its key's ready set), or five
+# empty strings (ENQUEUE_ARGS). Returns one 1 (enqueued) or 0 (arq already holds the id) per
+# execution.
 ENQUEUE_KEYS = 4
 ENQUEUE_ARGS = 10
 ENQUEUE_SCRIPT = (
