@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import functools
 import logging
 import signal
 import time
 import uuid
 from collections.abc import Awaitable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -82,8 +82,11 @@ def _retrieve_exception(task: asyncio.Task[bool]) -> None:
 FINISHES_PER_TRANSACTION = 100
 
 # The start the claim made of the job whose run_job runs in this context (each run_job is a
-# task of its own, in its own copy of the context); taken by run_job's first use of the pool.
-_CLAIMED_START: ContextVar[tuple[str, JobStart] | None] = ContextVar("claimed_start", default=None)
+# task of its own, started in a context that holds its start); taken by run_job's first use of
+# the pool.
+_CLAIMED_START: contextvars.ContextVar[tuple[str, JobStart] | None] = contextvars.ContextVar(
+    "claimed_start", default=None
+)
 
 
 class _ClaimedStartAnswers:
@@ -203,8 +206,6 @@ class ClaimingWorker(Worker):
         # The score each running job was claimed at, to put it back where arq would, and its
         # flow key (None: none).
         self._claimed: dict[str, tuple[int, str | None]] = {}
-        # What the claim started of each job whose run_job has not yet begun.
-        self._starts: dict[str, JobStart] = {}
         self._flow_prefix = flow_prefix(queue)
         # Runs that ended since the last poll checked how. The task, not only the job id: a job
         # retried at once can be claimed again (a new task under the same id) first.
@@ -243,17 +244,6 @@ class ClaimingWorker(Worker):
             return cast(ArqRedis, self._pool)
         _CLAIMED_START.set(None)
         return cast(ArqRedis, _ClaimedStartAnswers(*claimed, self.allow_abort_jobs))
-
-    async def run_job(self, job_id: str, score: int) -> None:
-        self._answer_start_from_claim(job_id)
-        await super().run_job(job_id, score)
-
-    def _answer_start_from_claim(self, job_id: str) -> None:
-        """Makes run_job's first transaction be answered by the claim's start of the job (in
-        this run_job's task's own context: no other run sees it)."""
-        start = self._starts.pop(job_id, None)
-        if start is not None:
-            _CLAIMED_START.set((job_id, start))
 
     @property
     def control(self) -> ArqRedis:
@@ -419,9 +409,11 @@ class ClaimingWorker(Worker):
             # Kept in its priority's band, to go back there; arq's run_job reckons with the due
             # time (its "delayed" log, a retry's increment: due + increment stays in the band).
             self._claimed[job_id] = (score, claimed.flow_keys.get(job_id))
-            self._starts[job_id] = claimed.starts[job_id]
             due, _ = due_and_priority(score)
-            task = self.loop.create_task(self.run_job(job_id, due))
+            # Its run_job's own context holds its start (no other run sees it).
+            context = contextvars.copy_context()
+            context.run(_CLAIMED_START.set, (job_id, claimed.starts[job_id]))
+            task = self.loop.create_task(self.run_job(job_id, due), context=context)
             task.add_done_callback(functools.partial(self._job_done, job_id))
             self.tasks[job_id] = task
 
