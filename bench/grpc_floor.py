@@ -17,13 +17,14 @@ from typing import Any
 
 import grpc
 
-from bench.__main__ import Cpu
+from bench.__main__ import Cpu, _create_many
 from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
 from jobscheduler.v1 import resources_pb2 as pb
 from tests.support import services
 
 JOB_SERVICE = api.DESCRIPTOR.services_by_name["JobService"].full_name
+_URL = "http://127.0.0.1:9/hit"  # never called: the server only answers
 
 
 async def _create_job(request: api.CreateJobRequest, context: Any) -> api.CreateJobResponse:
@@ -46,20 +47,13 @@ async def _serve(port: int) -> None:
     await server.wait_for_termination()
 
 
-async def _create_many(port: int, count: int, concurrency: int) -> float:
-    """Seconds for ``count`` CreateJobs, ``concurrency`` in flight on one channel."""
+async def _create_many_seconds(port: int, count: int, concurrency: int) -> float:
+    """Seconds for ``count`` CreateJobs, ``concurrency`` in flight on one channel (make bench's
+    client)."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = job_service_pb2_grpc.JobServiceStub(channel)
         await channel.channel_ready()
-        pending = iter(range(count))
-
-        async def client() -> None:
-            for _ in pending:
-                job = pb.Job(http_request=pb.HttpRequest(url="http://127.0.0.1:9/hit"), labels={"bench": "floor"})
-                await stub.CreateJob(api.CreateJobRequest(job=job))
-
         started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
+        await _create_many([job_service_pb2_grpc.JobServiceStub(channel)], count, concurrency, _URL, "floor")
         return time.perf_counter() - started
 
 
@@ -75,10 +69,10 @@ def main() -> None:
     port = services.free_port()
     server = subprocess.Popen([sys.executable, "-m", "bench.grpc_floor", "--serve", str(port)])
     try:
-        asyncio.run(_create_many(port, 2_000, args.concurrency))  # warm-up, not measured
+        asyncio.run(_create_many_seconds(port, 2_000, args.concurrency))  # warm-up, not measured
         cpu = Cpu(server.pid, ())
         before = cpu.seconds()
-        seconds = asyncio.run(_create_many(port, args.calls, args.concurrency))
+        seconds = asyncio.run(_create_many_seconds(port, args.calls, args.concurrency))
         used = cpu.seconds() - before
     finally:
         server.terminate()
