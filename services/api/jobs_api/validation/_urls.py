@@ -6,6 +6,7 @@ URL that could never pass is refused before it is stored.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -17,6 +18,8 @@ __all__ = ["check_url"]
 
 # The ``bad(path, description)`` callback that collects violations.
 Bad = Callable[[str, str], None]
+# Whitespace (str.isspace's, as re's \s for str patterns) and C0 control characters and DEL.
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def check_url(url: str, max_length: int, policy: EgressPolicy, bad: Bad) -> None:
@@ -27,7 +30,7 @@ def check_url(url: str, max_length: int, policy: EgressPolicy, bad: Bad) -> None
     if len(url) > max_length:
         bad(path, f"is {len(url)} characters; the limit is {max_length}")
         return
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if _SPACE_OR_CONTROL.search(url):
         bad(path, "must not contain whitespace or control characters")
         return
     try:
@@ -44,12 +47,21 @@ def check_url(url: str, max_length: int, policy: EgressPolicy, bad: Bad) -> None
         bad(path, "port must be between 1 and 65535")
     elif parts.username is not None or parts.password is not None:
         bad(path, "must not carry credentials (user:password@host); send them in a header such as Authorization")
-    elif _odd_ipv4_spelling(parts.hostname):
-        bad(path, "an IPv4 address must be written as four decimal numbers without leading zeros (a.b.c.d)")
-    elif not _valid_idna_host(parts.hostname):
-        bad(path, "host name is not valid (IDNA)")
-    elif (refusal := _never_allowed(parts.hostname, policy)) is not None:
-        bad(path, f"egress policy refuses {refusal}; EGRESS_ALLOW_NETWORKS lists the non-public networks allowed")
+    elif (problem := _host_problem(parts.hostname, policy)) is not None:
+        bad(path, problem)
+
+
+# Jobs call few hosts, many times: the checks of a host (address parsing, IDNA) are done once.
+@functools.lru_cache(maxsize=4096)
+def _host_problem(host: str, policy: EgressPolicy) -> str | None:
+    """What is wrong with a URL's host, or None."""
+    if _odd_ipv4_spelling(host):
+        return "an IPv4 address must be written as four decimal numbers without leading zeros (a.b.c.d)"
+    if not _valid_idna_host(host):
+        return "host name is not valid (IDNA)"
+    if (refusal := _never_allowed(host, policy)) is not None:
+        return f"egress policy refuses {refusal}; EGRESS_ALLOW_NETWORKS lists the non-public networks allowed"
+    return None
 
 
 _LOOPBACK_NAMES = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
