@@ -113,6 +113,14 @@ CASES = {
     "header name with a trailing newline": (_job(http_request__headers={"X-Team\n": "v"}), "job.http_request.headers"),
     "bad label key": (_job(labels={"Bad": "x"}), "job.labels"),
     "bad label value": (_job(labels={"team": "Has Spaces"}), "job.labels"),
+    # No string field takes NUL (PostgreSQL cannot store it); the refusal names the field.
+    "NUL in the url": (_job(http_request__url="http://example.com/a\0b"), "job.http_request.url"),
+    "NUL in a header value": (_job(http_request__headers={"X-A": "a\0"}), "job.http_request.headers"),
+    "NUL in a label key": (_job(labels={"te\0am": "x"}), "job.labels"),
+    "NUL in the queue, beside 0 bytes of a body and a double": (
+        _job(queue="q\0", http_request__body=b"\0\0", retry_policy__multiplier=2.0),
+        "job.queue",
+    ),
 }
 
 
@@ -140,6 +148,16 @@ async def test_create_job_rejects_bad_field(stub, jobs_in_database, job, field):
     assert await jobs_in_database() == before
 
 
+async def test_zero_bytes_outside_strings_are_accepted(stub):
+    """A 0 byte on the wire is not a NUL character unless it is in a string: a body, a double
+    and an empty sub-message hold them."""
+    job = _job(http_request__body=b"\0a\0", retry_policy__multiplier=2.0, retry_policy__min_backoff=seconds(0))
+    assert b"\0" in job.SerializeToString()
+    created = (await stub.CreateJob(api.CreateJobRequest(job=job))).job
+    assert created.http_request.body == b"\0a\0"
+    assert created.retry_policy.multiplier == 2.0
+
+
 async def test_every_bad_field_is_reported_at_once(stub):
     job = _job(http_request__url="ftp://x", timeout=seconds(0), queue="BAD")
     with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -160,6 +178,9 @@ async def test_every_bad_field_is_reported_at_once(stub):
         ("bad execution id", "id"),
         ("empty list job_id", "job_id"),
         ("negative executions page_size", "page_size"),
+        # Filters no later check reads: only the refusal of NUL keeps them from PostgreSQL.
+        ("NUL in the queue filter", "queue"),
+        ("NUL in a label filter", "labels"),
     ],
 )
 async def test_other_requests_reject_bad_fields(stub, call, field):
@@ -176,6 +197,8 @@ async def test_other_requests_reject_bad_fields(stub, call, field):
         "negative executions page_size": lambda: stub.ListExecutions(
             api.ListExecutionsRequest(job_id="00000000-0000-0000-0000-000000000000", page_size=-5)
         ),
+        "NUL in the queue filter": lambda: stub.ListJobs(api.ListJobsRequest(queue="de\0fault")),
+        "NUL in a label filter": lambda: stub.ListJobs(api.ListJobsRequest(labels={"team": "\0"}, page_size=5)),
     }
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await calls[call]()

@@ -2,9 +2,9 @@
 INVALID_ARGUMENT naming the field, instead of grpcio's UNKNOWN "Exception deserializing request";
 so do strings holding NUL, which no field accepts and PostgreSQL cannot store or compare.
 
-The deserializer of each unary-request handler is replaced by one that returns an
-``Undecodable`` marker instead of raising; the handler, run inside the error interceptor, turns
-the marker into an InvalidArgumentError."""
+The deserializer of each unary-request handler is replaced by one that returns a ``Refused``
+marker instead of raising (or instead of a request holding NUL); the handler, run inside the
+error interceptor, turns the marker into an InvalidArgumentError."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ __all__ = ["bad_field_path", "decode_leniently", "nul_field_path"]
 
 
 @dataclass(frozen=True, slots=True)
-class Undecodable:
+class Refused:
+    """A request refused before its handler: the field at fault and what is wrong with it."""
+
     field: str
-    problem: str
+    description: str
 
 
 def decode_leniently(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.RpcMethodHandler[Any, Any] | None:
@@ -36,10 +38,16 @@ def decode_leniently(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.Rp
 
     def lenient(data: bytes) -> Any:
         try:
-            return deserializer(data)
+            request = deserializer(data)
         except DecodeError as exc:
             found = bad_field_path(data, descriptor) if descriptor is not None else None
-            return Undecodable(found or "(request)", str(exc).rpartition(": ")[2] or "cannot be decoded")
+            problem = str(exc).rpartition(": ")[2] or "cannot be decoded"
+            return Refused(found or "(request)", f"cannot be decoded: {problem}")
+        # NUL is the byte 0 in UTF-8, and a string's bytes are on the wire as they are: a request
+        # without a 0 byte (most) holds no NUL, and is not walked field by field.
+        if b"\x00" in data and isinstance(request, Message) and (path := nul_field_path(request)) is not None:
+            return Refused(path, "must not contain NUL characters")
+        return request
 
     if handler.unary_unary is not None:
         unary = cast(Callable[[Any, Context], Awaitable[Any]], handler.unary_unary)
@@ -65,10 +73,8 @@ def decode_leniently(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.Rp
 
 
 def _refuse_undecodable(request: Any) -> None:
-    if isinstance(request, Undecodable):
-        raise InvalidArgumentError([FieldViolation(request.field, f"cannot be decoded: {request.problem}")])
-    if isinstance(request, Message) and (path := nul_field_path(request)) is not None:
-        raise InvalidArgumentError([FieldViolation(path, "must not contain NUL characters")])
+    if isinstance(request, Refused):
+        raise InvalidArgumentError([FieldViolation(request.field, request.description)])
 
 
 def nul_field_path(message: Message, prefix: str = "") -> str | None:
