@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from jobs_api.auth import AuthInterceptor
 from jobs_api.errors import ErrorInterceptor
 from jobs_api.health import DependencyProbe
+from jobs_api.heap import start_frozen
 from jobs_api.idle_clock import IdleClock
 from jobs_api.job_service import JobServicer
 from jobs_api.keda_scaler import ExternalScalerServicer
@@ -248,7 +249,8 @@ async def running_api(settings: Settings, *, run_migrations: bool = True) -> Asy
             ", ".join(loop.name for loop in loops.running) or "none",
         )
         try:
-            yield RunningApi(built.server, built.port, health_port, built.health, loops.scheduler, loops.reconciler)
+            with start_frozen():
+                yield RunningApi(built.server, built.port, health_port, built.health, loops.scheduler, loops.reconciler)
         finally:
             await asyncio.to_thread(stop_metrics)
             probe.stop()
