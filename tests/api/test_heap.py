@@ -7,11 +7,14 @@ import gc
 import weakref
 
 from jobs_api.heap import start_frozen
-from jobs_api.server import RunningApi
+from tests.support.apis import private_api
 
 
-async def test_a_serving_api_has_its_start_frozen(api: RunningApi):
-    assert gc.get_freeze_count() > 0
+async def test_a_serving_api_has_its_start_frozen_and_unfreezes_it_when_it_stops(settings):
+    gc.unfreeze()  # whatever an earlier test left frozen
+    async with private_api(settings):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_what_was_frozen_is_unfrozen_after_and_garbage_is_not_frozen():
