@@ -142,17 +142,11 @@ async def measure_throughput(
     }
 
 
-async def measure_batch_create(
-    stub: job_service_pb2_grpc.JobServiceAsyncStub,
-    engine: AsyncEngine,
-    url: str,
-    batches: int,
-    size: int,
-    concurrency: int,
-) -> dict[str, Any]:
-    """``batches`` BatchCreateJobs of ``size`` jobs, ``concurrency`` calls in flight: jobs
-    committed per second (the worker runs them meanwhile); then waits for them all to succeed."""
-    label = f"batch-{uuid.uuid4().hex[:8]}"
+async def _batch_create_many(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub, batches: int, size: int, concurrency: int, url: str, label: str
+) -> list[float]:
+    """``batches`` BatchCreateJobs of ``size`` labelled jobs, ``concurrency`` calls in flight;
+    returns each call's seconds."""
     job = pb.Job(http_request=pb.HttpRequest(url=url), labels={"bench": label})
     message = api.BatchCreateJobsRequest(requests=[api.CreateJobRequest(job=job)] * size)
     durations: list[float] = []
@@ -164,8 +158,23 @@ async def measure_batch_create(
             await stub.BatchCreateJobs(message)
             durations.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
+    return durations
+
+
+async def measure_batch_create(
+    stub: job_service_pb2_grpc.JobServiceAsyncStub,
+    engine: AsyncEngine,
+    url: str,
+    batches: int,
+    size: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    """``batches`` BatchCreateJobs of ``size`` jobs, ``concurrency`` calls in flight: jobs
+    committed per second (the worker runs them meanwhile); then waits for them all to succeed."""
+    label = f"batch-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    durations = await _batch_create_many(stub, batches, size, concurrency, url, label)
     elapsed = time.perf_counter() - started
     await _wait_succeeded(engine, label, batches * size, timeout=600)
     return {

@@ -21,33 +21,13 @@ from typing import Any
 import grpc
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.__main__ import Cpu, _create_many, _percentiles, bench_settings, stop_and_drop
+from bench.__main__ import Cpu, _batch_create_many, _create_many, _percentiles, bench_settings, stop_and_drop
 from jobs_common.migrate import migrate
-from jobscheduler.v1 import job_service_pb2 as api
 from jobscheduler.v1 import job_service_pb2_grpc
-from jobscheduler.v1 import resources_pb2 as pb
 from tests.support import services
 from tests.support.processes import ChildProcess, settings_env
 
 _URL = "http://127.0.0.1:9/hit"  # never called: no worker runs
-
-
-async def _batches(
-    stub: job_service_pb2_grpc.JobServiceAsyncStub, batches: int, size: int, concurrency: int
-) -> list[float]:
-    job = pb.Job(http_request=pb.HttpRequest(url=_URL), labels={"bench": "api-alone"})
-    message = api.BatchCreateJobsRequest(requests=[api.CreateJobRequest(job=job)] * size)
-    durations: list[float] = []
-    pending = iter(range(batches))
-
-    async def client() -> None:
-        for _ in pending:
-            started = time.perf_counter()
-            await stub.BatchCreateJobs(message)
-            durations.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return durations
 
 
 async def _phase(
@@ -86,7 +66,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             await _create_many([stub], 500, args.concurrency, _URL, "warm-up")
-            await _batches(stub, 2, args.batch_size, 1)
+            await _batch_create_many(stub, 2, args.batch_size, 1, _URL, "warm-up")
             cpu = Cpu(apiproc.pid)
             results = {
                 "create_job": await _phase(
@@ -101,7 +81,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "batch",
                     args.batches * args.batch_size,
                     cpu,
-                    lambda: _batches(stub, args.batches, args.batch_size, args.batch_concurrency),
+                    lambda: _batch_create_many(
+                        stub, args.batches, args.batch_size, args.batch_concurrency, _URL, "api-alone"
+                    ),
                     spy,
                     logs,
                 ),
