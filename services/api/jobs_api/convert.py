@@ -41,6 +41,8 @@ __all__ = [
     "job_state_from_proto",
     "job_to_proto",
     "job_view_from_proto",
+    "set_duration",
+    "set_timestamp",
     "timestamp_field",
     "timestamp_proto",
 ]
@@ -362,10 +364,11 @@ def set_timestamp(message: Timestamp, value: datetime) -> None:
 
 def duration_proto(value: timedelta) -> Duration:
     message = Duration()
-    message.FromTimedelta(value)
+    set_duration(message, value)
     return message
 
 
 def set_duration(message: Duration, value: timedelta) -> None:
+    """``message`` := ``value``, marked set in its parent even when zero."""
     message.SetInParent()
     message.FromTimedelta(value)

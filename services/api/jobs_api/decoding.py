@@ -53,7 +53,7 @@ def decode_leniently(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.Rp
         unary = cast(Callable[[Any, Context], Awaitable[Any]], handler.unary_unary)
 
         async def checked(request: Any, context: Context) -> Any:
-            _refuse_undecodable(request)
+            _raise_if_refused(request)
             return await unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -63,7 +63,7 @@ def decode_leniently(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.Rp
     stream = cast(Callable[[Any, Context], AsyncIterator[Any]], handler.unary_stream)
 
     async def checked_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-        _refuse_undecodable(request)
+        _raise_if_refused(request)
         async for response in stream(request, context):
             yield response
 
@@ -72,7 +72,7 @@ def decode_leniently(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.Rp
     )
 
 
-def _refuse_undecodable(request: Any) -> None:
+def _raise_if_refused(request: Any) -> None:
     if isinstance(request, Refused):
         raise InvalidArgumentError([FieldViolation(request.field, request.description)])
 

@@ -21,6 +21,8 @@ from jobs_api.convert import (
     duration_proto,
     error_kind_from_proto,
     execution_to_proto,
+    set_duration,
+    set_timestamp,
     timestamp_field,
     timestamp_proto,
 )
@@ -80,7 +82,7 @@ def _queue(info: QueueInfo, default: Retention) -> api.Queue:
         ),
     )
     if info.pause_time is not None:
-        message.pause_time.CopyFrom(timestamp_proto(info.pause_time))
+        set_timestamp(message.pause_time, info.pause_time)
     return message
 
 
@@ -160,8 +162,8 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             oldest_ready_age=duration_proto(oldest_ready_age(depth)),
         )
         if rates.duration_p50 is not None and rates.duration_p95 is not None:
-            response.attempt_duration_p50.CopyFrom(duration_proto(timedelta(seconds=rates.duration_p50)))
-            response.attempt_duration_p95.CopyFrom(duration_proto(timedelta(seconds=rates.duration_p95)))
+            set_duration(response.attempt_duration_p50, timedelta(seconds=rates.duration_p50))
+            set_duration(response.attempt_duration_p95, timedelta(seconds=rates.duration_p95))
         return response
 
     async def PauseQueue(self, request: api.PauseQueueRequest, context: Context) -> api.PauseQueueResponse:
